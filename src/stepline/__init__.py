@@ -1,0 +1,103 @@
+"""stepline: run multi-step, LLM-backed pipelines in resumable work folders.
+
+Use it from Python the way the CLI does::
+
+    import stepline
+
+    result = stepline.run("pipeline-config.yaml", "notes.txt")
+    print(result.status, result.outputs["extract"])
+    result = stepline.resume(result.run_id, from_step="count")
+
+The engine is imported on first use, so ``import stepline`` stays cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from os import PathLike
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stepline.engine.runner import Hooks, RunResult
+    from stepline.settings import Settings
+
+__version__ = "0.1.0"
+
+StrPath = str | PathLike[str]
+
+
+def run(
+    config: StrPath,
+    input: StrPath,
+    *,
+    run_id: str | None = None,
+    variables: Mapping[str, str] | None = None,
+    from_step: str | None = None,
+    to_step: str | None = None,
+    workdir: StrPath | None = None,
+    hooks: Hooks | None = None,
+) -> RunResult:
+    """Start a run of the pipeline at ``config`` on ``input``; return how it ended.
+
+    Pause points are passed unless ``hooks`` says otherwise. Errors in the config or the
+    input raise ``stepline.errors.StepLineError`` subclasses before anything is written.
+    """
+    from stepline.engine import api
+    from stepline.engine.prepare import RunOptions
+
+    settings = _settings(workdir)
+    options = RunOptions(
+        from_step=from_step, to_step=to_step, variables=dict(variables or {}), run_id=run_id
+    )
+    return api.run_blocking(
+        lambda h: api.start_run(
+            Path(config), Path(input), settings=settings, options=options, hooks=h
+        ),
+        hooks or _default_hooks(),
+        handle_signals=False,
+    )
+
+
+def resume(
+    run_id: str,
+    *,
+    config: StrPath | None = None,
+    variables: Mapping[str, str] | None = None,
+    from_step: str | None = None,
+    to_step: str | None = None,
+    workdir: StrPath | None = None,
+    hooks: Hooks | None = None,
+) -> RunResult:
+    """Continue a run: completed, unchanged steps are reused and the rest run."""
+    from stepline.engine import api
+    from stepline.engine.prepare import RunOptions
+
+    settings = _settings(workdir)
+    options = RunOptions(from_step=from_step, to_step=to_step, variables=dict(variables or {}))
+    return api.run_blocking(
+        lambda h: api.resume_run(
+            run_id,
+            settings=settings,
+            options=options,
+            hooks=h,
+            config_path=Path(config) if config is not None else None,
+        ),
+        hooks or _default_hooks(),
+        handle_signals=False,
+    )
+
+
+def _settings(workdir: StrPath | None) -> Settings:
+    from stepline.settings import Settings
+
+    return Settings(workdir=Path(workdir)) if workdir is not None else Settings()
+
+
+def _default_hooks() -> Hooks:
+    from stepline.engine.runner import Hooks, PauseMode
+
+    return Hooks(pause_mode=PauseMode.NEVER)
+
+
+__all__ = ["__version__", "resume", "run"]

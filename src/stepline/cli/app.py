@@ -1,0 +1,373 @@
+"""The ``pipeline`` command: parse arguments, call the engine, render the result.
+
+Commands stay thin: each builds options, calls one engine function and renders what comes
+back. ``main`` is the single error boundary: a ``StepLineError`` becomes one message, a hint
+and its exit code; a traceback appears only with ``--debug``. The engine is imported inside
+the commands that need it, so ``--help`` and ``list`` never load jinja2 or the LLM SDKs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+from stepline import __version__
+from stepline.cli import render
+from stepline.errors import InputError, StepLineError
+from stepline.settings import Settings
+from stepline.store.runs import RunStore, RunSummary, effective_status
+from stepline.store.state import RunStatus, load_state
+
+if TYPE_CHECKING:
+    from stepline.engine.prepare import Preview, RunOptions
+    from stepline.engine.runner import Hooks, RunResult
+
+app = typer.Typer(
+    name="pipeline",
+    help="Run multi-step, LLM-backed pipelines in resumable work folders.",
+    no_args_is_help=False,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Pipeline config (default: PIPELINE_CONFIG, then pipeline-config.yaml).",
+        show_default=False,
+    ),
+]
+WorkdirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--workdir",
+        help="Folder holding runs (default: PIPELINE_WORKDIR or .pipeline).",
+        show_default=False,
+    ),
+]
+FromStepOption = Annotated[
+    str | None, typer.Option("--from-step", help="Re-run from this step (number or id).")
+]
+ToStepOption = Annotated[str | None, typer.Option("--to-step", help="Stop after this step.")]
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="Validate and show the plan; write nothing.")
+]
+PauseOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--pause/--no-pause",
+        help="--pause stops at every pause point (exit 3); --no-pause passes them.",
+        show_default=False,
+    ),
+]
+SetOption = Annotated[
+    list[str] | None, typer.Option("--set", help="A template variable, k=v (repeatable).")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
+
+
+@app.callback(invoke_without_command=True)
+def root(
+    ctx: typer.Context,
+    resume: Annotated[
+        str | None, typer.Option("--resume", help="Resume a run (same as: resume RUN_ID).")
+    ] = None,
+    config: ConfigOption = None,
+    from_step: FromStepOption = None,
+    to_step: ToStepOption = None,
+    dry_run: DryRunOption = False,
+    pause: PauseOption = None,
+    as_json: JsonOption = False,
+    workdir: WorkdirOption = None,
+    debug: DebugOption = False,
+    version: Annotated[bool, typer.Option("--version", help="Show the version.")] = False,
+) -> None:
+    """Run multi-step, LLM-backed pipelines in resumable work folders."""
+    if version:
+        typer.echo(f"stepline {__version__}")
+        raise typer.Exit(0)
+    if ctx.invoked_subcommand is not None:
+        return
+    if resume is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
+    resume_command(
+        resume,
+        config=config,
+        from_step=from_step,
+        to_step=to_step,
+        dry_run=dry_run,
+        pause=pause,
+        workdir=workdir,
+        as_json=as_json,
+    )
+
+
+@app.command("run")
+def run_command(
+    input: Annotated[Path, typer.Argument(help="The input file.", show_default=False)],
+    config: ConfigOption = None,
+    run_id: Annotated[
+        str | None, typer.Option("--run-id", help="Name the run (default: generated).")
+    ] = None,
+    from_step: FromStepOption = None,
+    to_step: ToStepOption = None,
+    dry_run: DryRunOption = False,
+    pause: PauseOption = None,
+    set_: SetOption = None,
+    workdir: WorkdirOption = None,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Start a new run of the pipeline on INPUT."""
+    from stepline.engine import api
+
+    settings = _settings(workdir)
+    config_path = settings.config_path(config)
+    options = _options(from_step=from_step, to_step=to_step, set_=set_, run_id=run_id)
+    if dry_run:
+        _show_preview(
+            api.preview_new_run(config_path, input, settings=settings, options=options), as_json
+        )
+    hooks = _hooks(settings, pause, as_json)
+    result = api.run_blocking(
+        lambda h: api.start_run(config_path, input, settings=settings, options=options, hooks=h),
+        hooks,
+        handle_signals=True,
+    )
+    _finish(result, settings, as_json)
+
+
+@app.command("resume")
+def resume_command(
+    run_id: Annotated[str, typer.Argument(help="The run to continue.", show_default=False)],
+    config: ConfigOption = None,
+    from_step: FromStepOption = None,
+    to_step: ToStepOption = None,
+    dry_run: DryRunOption = False,
+    pause: PauseOption = None,
+    set_: SetOption = None,
+    workdir: WorkdirOption = None,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Continue RUN_ID: reuse completed, unchanged steps; run the rest."""
+    from stepline.engine import api
+
+    settings = _settings(workdir)
+    options = _options(from_step=from_step, to_step=to_step, set_=set_)
+    config_path = config or settings.config
+    if dry_run:
+        _show_preview(
+            api.preview_resume(run_id, settings=settings, options=options, config_path=config_path),
+            as_json,
+        )
+    hooks = _hooks(settings, pause, as_json)
+    result = api.run_blocking(
+        lambda h: api.resume_run(
+            run_id, settings=settings, options=options, hooks=h, config_path=config_path
+        ),
+        hooks,
+        handle_signals=True,
+    )
+    _finish(result, settings, as_json)
+
+
+@app.command("list")
+def list_command(
+    status: Annotated[
+        str | None, typer.Option("--status", help="Only runs with this status.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many runs.")] = 20,
+    workdir: WorkdirOption = None,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """List runs, newest first."""
+    settings = _settings(workdir)
+    if status is not None and status not in {s.value for s in RunStatus}:
+        raise InputError(
+            f'unknown status "{status}"', hint="statuses: " + ", ".join(s.value for s in RunStatus)
+        )
+    rows = [r for r in RunStore(settings.workdir).summaries() if status in (None, r.status)]
+    rows = rows[:limit]
+    if as_json:
+        _print_json([_summary_json(row) for row in rows])
+    elif not rows:
+        typer.echo(f"No runs in {settings.workdir}.")
+    else:
+        render.make_consoles()[0].print(render.runs_table(rows))
+
+
+@app.command("show")
+def show_command(
+    run_id: Annotated[str, typer.Argument(help="The run to show.", show_default=False)],
+    step: Annotated[
+        str | None, typer.Option("--step", help="Print this step's output (number or id).")
+    ] = None,
+    workdir: WorkdirOption = None,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Show a run's steps, or one step's output with --step."""
+    from stepline.spec import select_step
+
+    settings = _settings(workdir)
+    run_dir = RunStore(settings.workdir).open(run_id)
+    state = load_state(run_dir.state_path)
+    status = effective_status(state, run_dir)
+    out = render.make_consoles()[0]
+    if step is not None:
+        record = state.steps[select_step(step, [s.id for s in state.steps])]
+        if record.output is None:
+            raise InputError(f'step "{record.id}" has no output (status {record.status.value})')
+        value = run_dir.read_output(record.output)
+        _print_json(value) if as_json else render.print_output(out, value)
+    elif as_json:
+        _print_json({**state.model_dump(mode="json"), "status": status.value})
+    else:
+        render.print_run(out, state, status, settings.workdir)
+
+
+@app.command("validate")
+def validate_command(
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Check a config: schema, step references, templates, models and Python imports."""
+    from stepline.engine import api
+
+    settings = _settings(None)
+    config_path = settings.config_path(config)
+    spec = api.validate_config(config_path, _parse_sets(set_))
+    typer.echo(f"{config_path}: OK ({spec.name}, {len(spec.steps)} steps)")
+
+
+def _settings(workdir: Path | None) -> Settings:
+    overrides: dict[str, Any] = {"workdir": workdir} if workdir is not None else {}
+    return Settings(**overrides)
+
+
+def _options(
+    *,
+    from_step: str | None,
+    to_step: str | None,
+    set_: list[str] | None,
+    run_id: str | None = None,
+) -> RunOptions:
+    from stepline.engine.prepare import RunOptions
+
+    return RunOptions(
+        from_step=from_step, to_step=to_step, variables=_parse_sets(set_), run_id=run_id
+    )
+
+
+def _parse_sets(values: list[str] | None) -> dict[str, str]:
+    variables: dict[str, str] = {}
+    for value in values or []:
+        key, sep, text = value.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise InputError(f"--set {value!r}: expected NAME=VALUE, e.g. --set audience=engineers")
+        variables[key.strip()] = text
+    return variables
+
+
+def _hooks(settings: Settings, pause: bool | None, as_json: bool) -> Hooks:
+    from stepline.engine.runner import Hooks, PauseMode
+
+    _, err = render.make_consoles()
+    if pause is True:
+        mode = PauseMode.ALWAYS
+    elif pause is False or settings.no_pause:
+        mode = PauseMode.NEVER
+    else:
+        mode = PauseMode.ASK
+    interactive = sys.stdin.isatty() and err.is_terminal
+    return Hooks(
+        listener=render.ProgressPrinter(err),
+        pauser=render.ask_at_pause(err) if interactive else None,
+        pause_mode=mode,
+    )
+
+
+def _show_preview(preview: Preview, as_json: bool) -> NoReturn:
+    prepared = preview.prepared
+    if as_json:
+        _print_json(
+            {
+                "run_id": prepared.state.run_id,
+                "plan": [
+                    {"number": d.number, "step": d.id, "action": d.action.value, "reason": d.reason}
+                    for d in prepared.decisions
+                ],
+                "warnings": preview.warnings,
+            }
+        )
+    else:
+        render.print_plan(render.make_consoles()[0], prepared, preview.warnings)
+    raise typer.Exit(0)
+
+
+def _finish(result: RunResult, settings: Settings, as_json: bool) -> NoReturn:
+    if as_json:
+        _print_json(
+            {
+                "run_id": result.run_id,
+                "status": result.status.value,
+                "run_dir": str(result.run_dir),
+                "exit_code": result.exit_code,
+                "message": result.message,
+                "steps": [step.model_dump(mode="json") for step in result.state.steps],
+            }
+        )
+    else:
+        render.print_result(render.make_consoles()[0], result, settings.workdir)
+    raise typer.Exit(result.exit_code)
+
+
+def _summary_json(row: RunSummary) -> dict[str, Any]:
+    record = dataclasses.asdict(row)
+    record["path"] = str(row.path)
+    record["started_at"] = row.started_at.isoformat() if row.started_at else None
+    return record
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Entry point of ``pipeline`` and ``stepline``: the one place errors are rendered."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args or os.environ.get("PIPELINE_DEBUG", "") not in {"", "0", "false"}
+    try:
+        app(args=args, prog_name="pipeline", standalone_mode=True)
+    except StepLineError as exc:
+        if debug:
+            traceback.print_exc()
+        render.print_error(render.make_consoles()[1], exc.message, exc.hint)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:
+        if debug:
+            raise
+        render.print_error(
+            render.make_consoles()[1],
+            f"internal error: {type(exc).__name__}: {exc}",
+            "run again with --debug for the traceback, and report it",
+        )
+        sys.exit(1)
+    sys.exit(0)

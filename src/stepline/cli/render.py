@@ -1,0 +1,248 @@
+"""Everything the CLI prints: progress while a run works, tables after, errors and hints.
+
+Progress goes to stderr and results to stdout, so ``--json`` output and redirected tables stay
+clean. In a terminal a spinner shows the running step and its elapsed time; elsewhere (CI, a
+pipe, NO_COLOR) plain lines are printed instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console, RenderableType
+from rich.live import Live
+from rich.markup import escape
+from rich.spinner import Spinner
+from rich.table import Table
+from rich.text import Text
+
+from stepline.engine.events import Event, EventType
+from stepline.engine.plan import Action
+from stepline.spec import format_duration
+from stepline.store.runs import RunSummary
+from stepline.store.state import RunState, RunStatus, StepStatus
+
+if TYPE_CHECKING:  # the runner pulls in jinja2; list and --help must stay light
+    from stepline.engine.runner import PausePoint, PreparedRun, RunResult
+
+STATUS_STYLE = {
+    "completed": "green",
+    "running": "cyan",
+    "paused": "yellow",
+    "failed": "red",
+    "interrupted": "magenta",
+    "pending": "dim",
+    "skipped": "dim",
+    "unreadable": "red",
+}
+MARK = {
+    EventType.STEP_COMPLETED: "[green]✓[/]",
+    EventType.STEP_REUSED: "[dim]·[/]",
+    EventType.STEP_SKIPPED: "[dim]-[/]",
+    EventType.STEP_FAILED: "[red]✗[/]",
+}
+
+
+def make_consoles() -> tuple[Console, Console]:
+    """(stdout, stderr) consoles; colour and animation are off without a terminal or NO_COLOR."""
+    return Console(highlight=False), Console(stderr=True, highlight=False)
+
+
+def is_plain(console: Console) -> bool:
+    return not console.is_terminal or "NO_COLOR" in os.environ or console.is_dumb_terminal
+
+
+class _Running:
+    """A live line: spinner, ``[n/N] title...`` and the elapsed time, redrawn by rich."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.started = time.monotonic()
+        self.spinner = Spinner("dots")
+
+    def __rich__(self) -> RenderableType:
+        elapsed = format_duration(time.monotonic() - self.started)
+        self.spinner.update(text=Text.from_markup(f"{self.label} [dim]{elapsed}[/]"))
+        return self.spinner
+
+
+class ProgressPrinter:
+    """An event listener that shows step progress on the error console."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.plain = is_plain(console)
+        self._live: Live | None = None
+
+    def __call__(self, event: Event) -> None:
+        label = f"[{event.number}/{event.total}] {escape(event.title or event.step or '')}"
+        message = escape(event.message or "")
+        if event.type is EventType.STEP_STARTED:
+            self._start(label)
+        elif event.type in MARK:
+            self._stop()
+            self.console.print(f"{MARK[event.type]} {label}{self._suffix(event)}")
+        elif event.type is EventType.PAUSE_PASSED:
+            self.console.print(f"  [dim]pause point passed ({message})[/]")
+        elif event.type is EventType.OUTPUT_EDITED:
+            self.console.print(f"  [yellow]using the edited output {message}[/]")
+        elif event.type is EventType.LOG:
+            self.console.print(f"  [dim]{escape(event.step or '')}: {message}[/]")
+        elif event.type.value.startswith("run_"):
+            self._stop()
+
+    def _start(self, label: str) -> None:
+        self._stop()
+        if self.plain:
+            self.console.print(f"{label}...")
+            return
+        self._live = Live(
+            _Running(f"{label}..."), console=self.console, refresh_per_second=8, transient=True
+        )
+        self._live.start()
+
+    def _stop(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    @staticmethod
+    def _suffix(event: Event) -> str:
+        if event.type is EventType.STEP_COMPLETED:
+            return f" [dim]{format_duration(event.data.get('duration_s', 0.0))}[/]"
+        if event.type is EventType.STEP_REUSED:
+            return " [dim]reused[/]"
+        if event.type is EventType.STEP_SKIPPED:
+            return f" [dim]skipped ({escape(event.message or '')})[/]"
+        return f": {escape(event.message or '')}"
+
+
+def ask_at_pause(console: Console) -> Callable[[PausePoint], bool]:
+    """A pauser that asks on the terminal: Enter continues, q stops."""
+
+    def ask(point: PausePoint) -> bool:
+        if point.problem:
+            console.print(f"[red]{escape(point.problem)}[/]")
+        console.print(
+            f"[yellow]Paused after [{point.number}] {escape(point.title)}.[/] "
+            f"Review or edit the output:\n  {escape(str(point.output_path))}"
+        )
+        try:
+            answer = console.input("Press Enter to continue, or q then Enter to stop: ")
+        except EOFError:
+            return False
+        return answer.strip().lower() not in {"q", "quit", "stop"}
+
+    return ask
+
+
+def resume_command(run_id: str, workdir: Path) -> str:
+    command = f"pipeline resume {run_id}"
+    if workdir != Path(".pipeline"):
+        command += f" --workdir {workdir}"
+    return command
+
+
+def print_result(console: Console, result: RunResult, workdir: Path) -> None:
+    """The summary table and one closing line that says what to do next."""
+    console.print(steps_table(result.state))
+    resume = resume_command(result.run_id, workdir)
+    status = result.status
+    where = escape(str(result.run_dir))
+    if status is RunStatus.COMPLETED:
+        failed = [s.id for s in result.state.steps if s.status == StepStatus.FAILED]
+        note = f" ({len(failed)} non-critical step(s) failed)" if failed else ""
+        line = f"[green]Run {result.run_id} completed{note}.[/] Outputs: {where}/steps"
+    elif status is RunStatus.FAILED:
+        line = f"[red]Run {result.run_id} failed.[/] Fix the problem, then: {resume}"
+    elif status is RunStatus.PAUSED:
+        line = f"[yellow]{escape(result.message or 'Paused')}.[/] Continue with: {resume}"
+    else:
+        line = f"[magenta]Run {result.run_id} interrupted.[/] Resume with: {resume}"
+    console.print(line, soft_wrap=True)
+
+
+def steps_table(state: RunState) -> Table:
+    table = Table(title=f"{state.pipeline} · {state.run_id}", title_justify="left")
+    for column in ("#", "step", "kind", "status", "duration", "output"):
+        table.add_column(column)
+    for step in state.steps:
+        duration = format_duration(step.duration_s) if step.duration_s is not None else ""
+        style = STATUS_STYLE.get(step.status.value, "")
+        table.add_row(
+            str(step.number),
+            escape(step.label or step.id),
+            step.kind,
+            f"[{style}]{step.status.value}[/]",
+            duration,
+            escape(step.output or ""),
+        )
+    return table
+
+
+def print_plan(console: Console, prepared: PreparedRun, warnings: list[str]) -> None:
+    """The --dry-run plan: what each step would do, and why."""
+    table = Table(title=f"Plan for {prepared.state.pipeline} · {prepared.state.run_id}")
+    for column in ("#", "step", "action", "why"):
+        table.add_column(column)
+    style = {Action.RUN: "cyan", Action.REUSE: "green", Action.SKIP: "dim", Action.STOP: "dim"}
+    for decision, step in zip(prepared.decisions, prepared.state.steps, strict=True):
+        table.add_row(
+            str(decision.number),
+            escape(step.label or step.id),
+            f"[{style[decision.action]}]{decision.action.value}[/]",
+            escape(decision.reason),
+        )
+    console.print(table)
+    for warning in warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
+    console.print("[dim]Dry run: nothing was written.[/]")
+
+
+def runs_table(rows: list[RunSummary]) -> Table:
+    table = Table()
+    table.add_column("run id", no_wrap=True)
+    for column in ("pipeline", "status", "started", "duration", "steps"):
+        table.add_column(column, no_wrap=column != "pipeline")
+    for row in rows:
+        started = f"{row.started_at:%Y-%m-%d %H:%M}" if row.started_at else ""
+        duration = format_duration(row.duration_s) if row.duration_s is not None else ""
+        status = f"[{STATUS_STYLE.get(row.status, '')}]{row.status}[/]"
+        steps = f"{row.steps_done}/{row.steps_total}" if row.problem is None else ""
+        table.add_row(row.run_id, escape(row.pipeline), status, started, duration, steps)
+    return table
+
+
+def print_run(console: Console, state: RunState, status: RunStatus, workdir: Path) -> None:
+    """``pipeline show``: the run's header, its steps, and what to do next."""
+    console.print(f"[bold]{state.run_id}[/]  {escape(state.pipeline)}  ", end="")
+    console.print(f"[{STATUS_STYLE.get(status.value, '')}]{status.value}[/]")
+    console.print(f"  started   {state.started_at:%Y-%m-%d %H:%M:%S} UTC")
+    console.print(f"  duration  {format_duration(state.duration_s)}")
+    console.print(f"  config    {escape(state.config_path or '(snapshot only)')}")
+    console.print(f"  input     {escape(state.input_path)}")
+    console.print(steps_table(state))
+    for step in state.steps:
+        if step.error:
+            console.print(f"[red]{escape(step.id)}:[/] {escape(step.error)}")
+    if status in (RunStatus.PAUSED, RunStatus.INTERRUPTED, RunStatus.FAILED):
+        console.print(f"Continue with: {resume_command(state.run_id, workdir)}")
+
+
+def print_output(console: Console, value: Any) -> None:
+    """A step's output: text as is, anything else as indented JSON."""
+    if isinstance(value, str):
+        console.print(value, markup=False, highlight=False)
+    else:
+        console.print_json(json.dumps(value, ensure_ascii=False))
+
+
+def print_error(console: Console, message: str, hint: str | None) -> None:
+    console.print(f"[red]error:[/] {escape(message)}")
+    if hint:
+        console.print(f"[dim]hint:[/] {escape(hint)}")

@@ -1,0 +1,1 @@
+"""The engine: plan what runs, run it, persist every transition."""

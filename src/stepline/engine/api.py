@@ -1,0 +1,173 @@
+"""Start, resume, preview and validate runs: the operations the CLI and ``stepline.run`` share.
+
+Each operation checks everything first and writes nothing until the checks pass. A run holds
+its folder's lock from before the state is read until the last state write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from stepline.engine.prepare import (
+    Preview,
+    RunOptions,
+    align_steps,
+    input_data,
+    new_state,
+    plan_for,
+    preflight,
+)
+from stepline.engine.references import analyse_spec
+from stepline.engine.runner import Hooks, PreparedRun, Runner, RunResult
+from stepline.errors import InputError
+from stepline.settings import Settings
+from stepline.spec import LLMStep, PipelineSpec, PythonStep, config_hash, load_spec, parse_spec
+from stepline.steps.python import resolve_function
+from stepline.store.lock import RunLock
+from stepline.store.rundir import RunDir
+from stepline.store.runs import RunStore
+from stepline.store.state import RunState, load_state
+
+
+def validate_config(config_path: Path, variables: dict[str, str] | None = None) -> PipelineSpec:
+    """Load a config and run every check that needs no input: references, models, imports."""
+    spec = load_spec(config_path)
+    analyse_spec(spec, {**spec.vars, **(variables or {})})
+    for step in spec.steps:
+        if isinstance(step, LLMStep):
+            spec.llm_params(step)
+        elif isinstance(step, PythonStep):
+            resolve_function(step, spec.base_dir)
+    return spec
+
+
+def preview_new_run(
+    config_path: Path, input_path: Path, *, settings: Settings, options: RunOptions
+) -> Preview:
+    """What ``run`` would do (for --dry-run); writes nothing."""
+    prepared = _plan_new_run(config_path, input_path, settings=settings, options=options)
+    return Preview(prepared, _soft_preflight(prepared, settings, options))
+
+
+def preview_resume(
+    run_id: str, *, settings: Settings, options: RunOptions, config_path: Path | None = None
+) -> Preview:
+    """What ``resume`` would do (for --dry-run); writes nothing and takes no lock."""
+    run_dir = RunStore(settings.workdir).open(run_id)
+    prepared = _plan_resume(run_dir, options=options, config_path=config_path)
+    return Preview(prepared, _soft_preflight(prepared, settings, options))
+
+
+async def start_run(
+    config_path: Path,
+    input_path: Path,
+    *,
+    settings: Settings,
+    options: RunOptions,
+    hooks: Hooks,
+) -> RunResult:
+    """Create a run folder for ``input_path`` and run the pipeline in it."""
+    prepared = _plan_new_run(config_path, input_path, settings=settings, options=options)
+    preflight(prepared.spec, prepared.decisions, settings, options)
+    run_dir = prepared.run_dir
+    run_dir.create()
+    with RunLock(run_dir.lock_path, run_dir.run_id):
+        copy = run_dir.copy_input(input_path)
+        prepared.input = input_data(run_dir.resolve(copy), input_path.name)
+        run_dir.write_config(prepared.spec.source_text)
+        return await Runner(prepared, settings, hooks).execute()
+
+
+async def resume_run(
+    run_id: str,
+    *,
+    settings: Settings,
+    options: RunOptions,
+    hooks: Hooks,
+    config_path: Path | None = None,
+) -> RunResult:
+    """Continue a run: reuse what is complete and unchanged, run the rest."""
+    run_dir = RunStore(settings.workdir).open(run_id)
+    with RunLock(run_dir.lock_path, run_dir.run_id):
+        run_dir.clean_leftovers()
+        prepared = _plan_resume(run_dir, options=options, config_path=config_path)
+        preflight(prepared.spec, prepared.decisions, settings, options)
+        run_dir.write_config(prepared.spec.source_text)
+        return await Runner(prepared, settings, hooks).execute()
+
+
+def run_blocking(
+    work: Callable[[Hooks], Awaitable[RunResult]], hooks: Hooks, *, handle_signals: bool
+) -> RunResult:
+    """Run ``work`` on a new event loop; ``handle_signals`` makes SIGINT/SIGTERM stop it cleanly."""
+
+    async def main() -> RunResult:
+        if handle_signals:
+            hooks.interrupts.install()
+        try:
+            return await work(hooks)
+        finally:
+            if handle_signals:
+                hooks.interrupts.uninstall()
+
+    return asyncio.run(main())
+
+
+def _plan_new_run(
+    config_path: Path, input_path: Path, *, settings: Settings, options: RunOptions
+) -> PreparedRun:
+    spec = load_spec(config_path)
+    data = input_data(input_path, input_path.name)
+    run_dir = RunStore(settings.workdir).planned_run(options.run_id)
+    state = new_state(spec, run_dir, input_path, data.hash)
+    state.vars = dict(options.variables)
+    needs, hashes, variables, decisions = plan_for(spec, state, run_dir, data, options)
+    return PreparedRun(spec, run_dir, state, data, needs, hashes, variables, decisions)
+
+
+def _plan_resume(run_dir: RunDir, *, options: RunOptions, config_path: Path | None) -> PreparedRun:
+    state = load_state(run_dir.state_path)
+    spec = _resume_spec(state, run_dir, config_path)
+    state.steps = align_steps(state.steps, spec)
+    state.pipeline = spec.name
+    state.config_path = str(spec.source_path) if spec.source_path else state.config_path
+    state.config_hash = config_hash(spec.source_text)
+    state.vars = {**state.vars, **options.variables}
+    data = input_data(run_dir.resolve(state.input_copy), Path(state.input_path).name)
+    needs, hashes, variables, decisions = plan_for(spec, state, run_dir, data, options)
+    return PreparedRun(spec, run_dir, state, data, needs, hashes, variables, decisions)
+
+
+def _resume_spec(state: RunState, run_dir: RunDir, config_path: Path | None) -> PipelineSpec:
+    """The config to resume with: -c, else the recorded path, else the run's snapshot."""
+    if config_path is not None:
+        return load_spec(config_path)
+    recorded = Path(state.config_path) if state.config_path else None
+    if recorded is not None and recorded.is_file():
+        return load_spec(recorded)
+    base_dir = recorded.parent if recorded is not None and recorded.parent.is_dir() else None
+    text = run_dir.config_path.read_text(encoding="utf-8")
+    return parse_spec(text, source=run_dir.config_path.resolve(), base_dir=base_dir)
+
+
+def _soft_preflight(prepared: PreparedRun, settings: Settings, options: RunOptions) -> list[str]:
+    """Missing credentials are a warning in a preview; config problems still fail."""
+    try:
+        preflight(prepared.spec, prepared.decisions, settings, options)
+    except InputError as exc:
+        return [exc.message]
+    return []
+
+
+__all__ = [
+    "Preview",
+    "RunOptions",
+    "preview_new_run",
+    "preview_resume",
+    "resume_run",
+    "run_blocking",
+    "start_run",
+    "validate_config",
+]

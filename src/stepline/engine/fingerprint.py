@@ -1,0 +1,43 @@
+"""Step fingerprints: a hash of what a step is (its resolved spec) and of what it read.
+
+Display-only keys (label, pause, critical, timeout) are left out, so editing them never causes
+a re-run. For a Python step the module file's content is part of its spec: editing the function
+re-runs the step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from stepline.engine.references import StepNeeds
+from stepline.hashing import hash_value
+from stepline.spec import LLMDefaults, LLMStep, PipelineSpec, PythonStep, StepBase
+from stepline.steps.python import function_source_hash
+
+_NOT_IN_FINGERPRINT = frozenset(
+    {"label", "pause", "critical", "enabled", "timeout", "prompt_file", "system_file"}
+)
+
+
+def spec_hash(
+    spec: PipelineSpec,
+    step: StepBase,
+    needs: StepNeeds,
+    variables: Mapping[str, Any],
+) -> str:
+    """Hash of everything in the config that shapes this step's output."""
+    fields = step.model_dump(exclude=set(_NOT_IN_FINGERPRINT))
+    if isinstance(step, LLMStep):
+        for key in LLMDefaults.model_fields:
+            fields.pop(key, None)
+        fields["llm"] = spec.llm_params(step).model_dump()
+    if isinstance(step, PythonStep):
+        fields["source"] = function_source_hash(step, spec.base_dir)
+    fields["vars"] = {name: variables[name] for name in sorted(needs.vars) if name in variables}
+    return hash_value(fields)
+
+
+def fingerprint(step_spec_hash: str, reads: Mapping[str, str]) -> str:
+    """The step's identity for reuse: its spec hash plus the hashes of everything it read."""
+    return hash_value({"spec": step_spec_hash, "reads": dict(sorted(reads.items()))})

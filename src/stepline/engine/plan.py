@@ -1,0 +1,106 @@
+"""Which steps run and why: a pure function over what the config and the run's state say.
+
+The runner gathers the facts (hashes of the current spec and of the outputs on disk) into
+``StepFacts``; ``plan_run`` turns them into one ``Decision`` per step. ``--dry-run`` prints the
+same decisions the runner then follows, so the plan never disagrees with the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+INPUT_KEY = "@input"
+"""The key under which a step's ``reads`` records the run's input (step ids cannot start with @)."""
+
+
+class Action(StrEnum):
+    RUN = "run"
+    REUSE = "reuse"
+    SKIP = "skip"
+    STOP = "stop"
+
+
+@dataclass(frozen=True)
+class StepFacts:
+    """What is known about one step when a run (re)starts."""
+
+    id: str
+    enabled: bool = True
+    previous_status: str | None = None
+    output_present: bool = False
+    spec_hash: str = ""
+    previous_spec_hash: str | None = None
+    previous_reads: Mapping[str, str] = field(default_factory=dict)
+    current_reads: Mapping[str, str | None] = field(default_factory=dict)
+    depends_on: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Decision:
+    number: int
+    id: str
+    action: Action
+    reason: str
+
+
+def plan_run(
+    steps: Sequence[StepFacts],
+    *,
+    from_index: int | None = None,
+    to_index: int | None = None,
+) -> list[Decision]:
+    """Decide each step in order; a step re-runs when anything it depends on re-runs."""
+    decisions: list[Decision] = []
+    rerunning: set[str] = set()
+    for index, facts in enumerate(steps):
+        action, reason = _decide(index, facts, rerunning, from_index, to_index)
+        if action is Action.RUN:
+            rerunning.add(facts.id)
+        decisions.append(Decision(index + 1, facts.id, action, reason))
+    return decisions
+
+
+def _decide(
+    index: int,
+    facts: StepFacts,
+    rerunning: set[str],
+    from_index: int | None,
+    to_index: int | None,
+) -> tuple[Action, str]:
+    if to_index is not None and index > to_index:
+        return Action.STOP, "after --to-step"
+    if not facts.enabled:
+        return Action.SKIP, "disabled in the config"
+    if from_index is not None and index >= from_index:
+        return Action.RUN, "--from-step"
+    if facts.previous_status != "completed":
+        return Action.RUN, _not_done_reason(facts.previous_status)
+    if not facts.output_present:
+        return Action.RUN, "its output file is missing"
+    if facts.spec_hash != facts.previous_spec_hash:
+        return Action.RUN, "its config changed"
+    upstream = sorted(facts.depends_on & rerunning)
+    if upstream:
+        return Action.RUN, f"upstream step {upstream[0]} re-runs"
+    for key, previous in sorted(facts.previous_reads.items()):
+        if facts.current_reads.get(key) != previous:
+            return Action.RUN, _changed_reason(key)
+    return Action.REUSE, "completed, unchanged"
+
+
+def _not_done_reason(status: str | None) -> str:
+    return {
+        None: "not run yet",
+        "pending": "not run yet",
+        "running": "interrupted while running",
+        "failed": "failed last time",
+        "skipped": "not run yet",
+    }.get(status, "not run yet")
+
+
+def _changed_reason(key: str) -> str:
+    if key == INPUT_KEY:
+        return "the input changed"
+    return f"the output of {key} changed"

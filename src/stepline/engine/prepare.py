@@ -1,0 +1,171 @@
+"""Everything that happens before step 1: load, check, plan, and (unless dry) set up the folder.
+
+All checks that can fail with exit 2 (config, input, references, imports, credentials) run
+before anything is written, so a wrong command line never leaves a half-made run behind.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stepline.engine.fingerprint import spec_hash
+from stepline.engine.plan import INPUT_KEY, Action, Decision, StepFacts, plan_run
+from stepline.engine.references import StepNeeds, analyse_spec
+from stepline.engine.runner import PreparedRun
+from stepline.errors import InputError
+from stepline.hashing import hash_bytes
+from stepline.providers import check_credentials
+from stepline.settings import Settings
+from stepline.spec import LLMStep, PipelineSpec, PythonStep, config_hash
+from stepline.steps import InputData
+from stepline.steps.python import resolve_function
+from stepline.store.rundir import RunDir
+from stepline.store.state import RunState, StepState, StepStatus
+
+
+@dataclass
+class RunOptions:
+    """What the command line says about this run (beyond the config itself)."""
+
+    from_step: str | None = None
+    to_step: str | None = None
+    variables: dict[str, str] = field(default_factory=dict)
+    run_id: str | None = None
+    check_credentials: bool = True
+
+
+@dataclass
+class Preview:
+    """A prepared run plus problems that would stop it (for --dry-run)."""
+
+    prepared: PreparedRun
+    warnings: list[str] = field(default_factory=list)
+
+
+def read_input(path: Path) -> tuple[bytes, str]:
+    """The input's bytes and text; a clear error for a missing, odd or non-UTF-8 file."""
+    if not path.exists():
+        raise InputError(f"input file not found: {path}")
+    if not path.is_file():
+        raise InputError(f"input is not a file: {path}")
+    try:
+        data = path.read_bytes()
+        return data, data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"input file {path} is not UTF-8 text (byte {exc.start})",
+            hint="convert it to UTF-8 first",
+        ) from None
+    except OSError as exc:
+        raise InputError(f"cannot read input file {path}: {exc.strerror}") from None
+
+
+def input_data(path: Path, name: str) -> InputData:
+    data, text = read_input(path)
+    try:
+        parsed, is_json = json.loads(text), True
+    except json.JSONDecodeError:
+        parsed, is_json = None, False
+    return InputData(
+        path=path.resolve(),
+        name=name,
+        text=text,
+        hash=hash_bytes(data),
+        json=parsed,
+        is_json=is_json,
+    )
+
+
+def new_state(spec: PipelineSpec, run_dir: RunDir, input_path: Path, input_hash: str) -> RunState:
+    source = spec.source_path
+    return RunState(
+        run_id=run_dir.run_id,
+        pipeline=spec.name,
+        config_path=str(source) if source else None,
+        config_hash=config_hash(spec.source_text),
+        input_path=str(input_path.resolve()),
+        input_copy=f"input/original{input_path.suffix}",
+        input_hash=input_hash,
+        steps=align_steps([], spec),
+    )
+
+
+def align_steps(previous: list[StepState], spec: PipelineSpec) -> list[StepState]:
+    """Step records in config order: kept by id, new ones pending, removed ones dropped."""
+    by_id = {record.id: record for record in previous}
+    aligned = []
+    for number, step in enumerate(spec.steps, start=1):
+        record = by_id.get(step.id)
+        if record is None or record.kind != step.kind:
+            record = StepState(number=number, id=step.id, kind=step.kind)
+        record.number, record.label = number, step.label
+        aligned.append(record)
+    return aligned
+
+
+def plan_for(
+    spec: PipelineSpec,
+    state: RunState,
+    run_dir: RunDir,
+    input: InputData,
+    options: RunOptions,
+) -> tuple[dict[str, StepNeeds], dict[str, str], dict[str, Any], list[Decision]]:
+    """Check the spec against the variables and decide what runs."""
+    variables = {**spec.vars, **state.vars, **options.variables}
+    needs = analyse_spec(spec, variables)
+    hashes = {step.id: spec_hash(spec, step, needs[step.id], variables) for step in spec.steps}
+    on_disk = current_output_hashes(state, run_dir)
+    on_disk[INPUT_KEY] = input.hash
+    facts = []
+    for index, (step, record) in enumerate(zip(spec.steps, state.steps, strict=True)):
+        own = needs[step.id]
+        if own.reads_everything and not isinstance(step, PythonStep):
+            depends_on = set(spec.step_ids[:index])
+        else:
+            depends_on = set(own.steps) | (set(record.reads) - {INPUT_KEY})
+        facts.append(
+            StepFacts(
+                id=step.id,
+                enabled=step.enabled,
+                previous_status=record.status.value,
+                output_present=record.id in on_disk,
+                spec_hash=hashes[step.id],
+                previous_spec_hash=record.spec_hash,
+                previous_reads=dict(record.reads),
+                current_reads={key: on_disk.get(key) for key in record.reads},
+                depends_on=frozenset(depends_on),
+            )
+        )
+    from_index = spec.step_index(options.from_step) if options.from_step else None
+    to_index = spec.step_index(options.to_step) if options.to_step else None
+    if from_index is not None and to_index is not None and to_index < from_index:
+        raise InputError("--to-step comes before --from-step")
+    return needs, hashes, variables, plan_run(facts, from_index=from_index, to_index=to_index)
+
+
+def current_output_hashes(state: RunState, run_dir: RunDir) -> dict[str, str]:
+    """Hash of each completed step's output as it is on disk now (edits included)."""
+    hashes: dict[str, str] = {}
+    for record in state.steps:
+        if record.status == StepStatus.COMPLETED and record.output:
+            current = run_dir.output_hash(record.output)
+            if current is not None:
+                hashes[record.id] = current
+    return hashes
+
+
+def preflight(
+    spec: PipelineSpec, decisions: list[Decision], settings: Settings, options: RunOptions
+) -> None:
+    """Fail (exit 2) on what would stop a step that is about to run."""
+    for decision in decisions:
+        if decision.action is not Action.RUN:
+            continue
+        step = spec.steps[decision.number - 1]
+        if isinstance(step, PythonStep):
+            resolve_function(step, spec.base_dir)
+        elif isinstance(step, LLMStep) and options.check_credentials:
+            check_credentials(spec.llm_params(step).provider, settings)

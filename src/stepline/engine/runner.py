@@ -1,0 +1,409 @@
+"""The loop: follow the plan step by step, persisting state after every transition.
+
+Steps return values; only this module writes ``state.json`` and outputs (through ``RunDir``).
+Every exit path (completed, failed, paused, interrupted) leaves a saved state that
+``pipeline resume`` can continue from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from stepline.engine.events import Event, EventLog, EventType, Listener
+from stepline.engine.fingerprint import fingerprint
+from stepline.engine.interrupts import Interrupts
+from stepline.engine.plan import INPUT_KEY, Action, Decision
+from stepline.engine.references import StepNeeds
+from stepline.errors import RunInterrupted, RunStoreError, StepFailed, StepLineError
+from stepline.hashing import hash_value
+from stepline.providers.pool import ProviderFactory, ProviderPool
+from stepline.settings import Settings
+from stepline.spec import PipelineSpec, StepBase, format_duration
+from stepline.steps import InputData, StepEnvironment, StepOutcome, execute_step
+from stepline.store.rundir import RunDir
+from stepline.store.state import RunState, RunStatus, StepState, StepStatus, now, save_state
+from stepline.threads import run_in_thread
+
+EXIT_CODES = {
+    RunStatus.COMPLETED: 0,
+    RunStatus.FAILED: 1,
+    RunStatus.PAUSED: 3,
+    RunStatus.INTERRUPTED: 130,
+}
+
+
+class PauseMode(StrEnum):
+    ASK = "ask"  # ask a person when a prompt is available, else pass
+    NEVER = "never"  # --no-pause / PIPELINE_NO_PAUSE: pass and log
+    ALWAYS = "always"  # --pause: stop at every pause point (exit 3)
+
+
+@dataclass(frozen=True)
+class PausePoint:
+    """A review point after a step; ``problem`` explains why the prompt is shown again."""
+
+    run_id: str
+    step_id: str
+    number: int
+    title: str
+    output_path: Path
+    problem: str | None = None
+
+
+Pauser = Callable[[PausePoint], bool]
+"""Asks a person at a pause point: True continues, False stops the run (status paused)."""
+
+
+@dataclass
+class Hooks:
+    """How the outside world takes part in a run; all optional."""
+
+    listener: Listener | None = None
+    pauser: Pauser | None = None
+    pause_mode: PauseMode = PauseMode.ASK
+    provider_factory: ProviderFactory | None = None
+    interrupts: Interrupts = field(default_factory=Interrupts)
+
+
+@dataclass
+class PreparedRun:
+    """A run ready to execute: its spec, folder, state and the plan to follow."""
+
+    spec: PipelineSpec
+    run_dir: RunDir
+    state: RunState
+    input: InputData
+    needs: dict[str, StepNeeds]
+    spec_hashes: dict[str, str]
+    variables: dict[str, Any]
+    decisions: list[Decision]
+
+
+@dataclass
+class RunResult:
+    """How a run ended. ``exit_code`` follows the CLI's contract (0, 1, 3, 130, 143)."""
+
+    run_id: str
+    run_dir: Path
+    status: RunStatus
+    exit_code: int
+    state: RunState
+    decisions: list[Decision]
+    message: str | None = None
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        """Each completed step's output value, by step id (read from the run folder)."""
+        run_dir = RunDir(self.run_dir)
+        return {
+            step.id: run_dir.read_output(step.output)
+            for step in self.state.steps
+            if step.status == StepStatus.COMPLETED and step.output
+        }
+
+
+class Runner:
+    """Executes one prepared run."""
+
+    def __init__(self, prepared: PreparedRun, settings: Settings, hooks: Hooks) -> None:
+        self.run = prepared
+        self.hooks = hooks
+        self.events = EventLog(prepared.run_dir, hooks.listener)
+        self.providers = ProviderPool(settings, hooks.provider_factory)
+        self.outputs: dict[str, Any] = {}
+        self.output_hashes: dict[str, str] = {}
+        self.total = len(prepared.spec.steps)
+
+    async def execute(self) -> RunResult:
+        state = self.run.state
+        state.status, state.pid, state.error, state.finished_at = (
+            RunStatus.RUNNING,
+            os.getpid(),
+            None,
+            None,
+        )
+        state.paused_after = state.pause_reason = None
+        self._save()
+        self._emit(
+            EventType.RUN_STARTED, data={"plan": [d.action.value for d in self.run.decisions]}
+        )
+        try:
+            return await self._follow_plan()
+        except RunInterrupted as exc:
+            return self._finish(RunStatus.INTERRUPTED, exc.message, self.hooks.interrupts.exit_code)
+        except asyncio.CancelledError:
+            self._finish(RunStatus.INTERRUPTED, "cancelled", 130)
+            raise
+        except Exception as exc:  # a bug: still leave a resumable, truthful state behind
+            self._finish(RunStatus.FAILED, f"internal error: {type(exc).__name__}: {exc}", 1)
+            raise
+        finally:
+            await self.providers.aclose()
+
+    async def _follow_plan(self) -> RunResult:
+        for decision in self.run.decisions:
+            self.hooks.interrupts.check()
+            step = self.run.spec.steps[decision.number - 1]
+            record = self.run.state.steps[decision.number - 1]
+            if decision.action is Action.STOP:
+                return self._stop_at_to_step(decision)
+            if decision.action is Action.SKIP:
+                record.status = StepStatus.SKIPPED
+                self._save()
+                self._emit(EventType.STEP_SKIPPED, step, message=decision.reason)
+                continue
+            if decision.action is Action.REUSE:
+                self._reuse(step, record)
+                continue
+            failure = await self._run_step(step, record, decision)
+            if failure is not None and step.critical:
+                return self._finish(RunStatus.FAILED, failure.message, 1, hint=failure.hint)
+            if failure is None and step.pause and await self._pause_stops(step, record):
+                return self._pause(step, reason="review")
+        return self._finish(RunStatus.COMPLETED, None, 0)
+
+    def _reuse(self, step: StepBase, record: StepState) -> None:
+        assert record.output is not None  # the plan reuses only steps with an output
+        value = self.run.run_dir.read_output(record.output)
+        self._remember(step.id, value)
+        if record.output_hash != self.output_hashes[step.id]:
+            record.output_hash = self.output_hashes[step.id]
+            self._save()
+            self._emit(EventType.OUTPUT_EDITED, step, message=record.output)
+        self._emit(EventType.STEP_REUSED, step)
+
+    async def _run_step(
+        self, step: StepBase, record: StepState, decision: Decision
+    ) -> StepLineError | None:
+        """Run one step and record the result; return the failure of a step that failed."""
+        record.status, record.error = StepStatus.RUNNING, None
+        record.started_at, record.finished_at, record.duration_s = now(), None, None
+        record.attempts += 1
+        self.run.state.current_step = step.id
+        self._save()
+        self._emit(EventType.STEP_STARTED, step, message=decision.reason)
+        started = time.monotonic()
+        try:
+            outcome = await self._execute(step)
+        except RunInterrupted:
+            record.status, record.started_at = StepStatus.PENDING, None
+            raise
+        except StepLineError as exc:
+            failure = exc if isinstance(exc, StepFailed) else StepFailed(step.id, exc.message)
+            self._record_failure(step, record, failure, time.monotonic() - started)
+            return failure
+        self._record_success(step, record, outcome, time.monotonic() - started)
+        return None
+
+    async def _execute(self, step: StepBase) -> StepOutcome:
+        missing = sorted(name for name in self.run.needs[step.id].steps if name not in self.outputs)
+        if missing:
+            raise StepFailed(
+                step.id,
+                f'needs the output of step "{missing[0]}", which has none in this run',
+                hint=f'fix step "{missing[0]}" first (see pipeline show)',
+            )
+        env = self._environment(step)
+        try:
+            async with asyncio.timeout(step.timeout):
+                return await self.hooks.interrupts.guard(execute_step(step, env))
+        except TimeoutError:
+            raise StepFailed(
+                step.id,
+                f"timed out after {format_duration(step.timeout or 0)}",
+                hint="raise the step's timeout: or make it faster",
+            ) from None
+
+    def _environment(self, step: StepBase) -> StepEnvironment:
+        return StepEnvironment(
+            spec=self.run.spec,
+            run_id=self.run.state.run_id,
+            run_dir=self.run.run_dir.path.resolve(),
+            input=self.run.input,
+            outputs=dict(self.outputs),
+            vars=self.run.variables,
+            providers=self.providers,
+            log=self._step_logger(step),
+        )
+
+    def _record_success(
+        self, step: StepBase, record: StepState, outcome: StepOutcome, elapsed: float
+    ) -> None:
+        relative = self.run.run_dir.output_name(record.number, step.id)
+        record.output_hash = self.run.run_dir.write_output(relative, outcome.value)
+        record.output = relative
+        record.reads = self._reads(step, outcome)
+        record.spec_hash = self.run.spec_hashes[step.id]
+        record.fingerprint = fingerprint(record.spec_hash, record.reads)
+        record.metrics = outcome.metrics
+        self._end_step(record, StepStatus.COMPLETED, elapsed)
+        self._remember(step.id, outcome.value, record.output_hash)
+        self._emit(EventType.STEP_COMPLETED, step, data={"duration_s": record.duration_s})
+
+    def _record_failure(
+        self, step: StepBase, record: StepState, failure: StepLineError, elapsed: float
+    ) -> None:
+        message = failure.message
+        artifact = getattr(failure, "artifact", None)
+        if artifact is not None:
+            relative = self.run.run_dir.output_name(record.number, step.id)
+            relative = relative.removesuffix(".json") + ".failed.txt"
+            self.run.run_dir.write_text(relative, artifact)
+            message += f" (the reply is saved in {relative})"
+            failure.message = message
+        record.error = message
+        self._end_step(record, StepStatus.FAILED, elapsed)
+        self._emit(EventType.STEP_FAILED, step, message=message, data={"hint": failure.hint})
+
+    def _end_step(self, record: StepState, status: StepStatus, elapsed: float) -> None:
+        record.status, record.finished_at, record.duration_s = status, now(), round(elapsed, 3)
+        self.run.state.current_step = None
+        self._save()
+
+    def _reads(self, step: StepBase, outcome: StepOutcome) -> dict[str, str]:
+        """The hashes of everything the step read, keyed by step id (and @input)."""
+        needs = self.run.needs[step.id]
+        if outcome.read_steps is not None:
+            names: set[str] = set(outcome.read_steps)
+        elif needs.reads_everything:
+            names = set(self.outputs)
+        else:
+            names = set(needs.steps)
+        reads = {name: self.output_hashes[name] for name in sorted(names)}
+        if needs.input:
+            reads[INPUT_KEY] = self.run.input.hash
+        return reads
+
+    def _remember(self, step_id: str, value: Any, value_hash: str | None = None) -> None:
+        self.outputs[step_id] = value
+        self.output_hashes[step_id] = value_hash or hash_value(value)
+
+    async def _pause_stops(self, step: StepBase, record: StepState) -> bool:
+        """At a pause point: True when the run should stop here (status paused)."""
+        mode = self.hooks.pause_mode
+        if mode is PauseMode.ALWAYS:
+            return True
+        if mode is PauseMode.NEVER or self.hooks.pauser is None:
+            why = "pauses are off" if mode is PauseMode.NEVER else "no terminal to ask"
+            self._emit(EventType.PAUSE_PASSED, step, message=why)
+            return False
+        assert record.output is not None
+        point = PausePoint(
+            run_id=self.run.state.run_id,
+            step_id=step.id,
+            number=record.number,
+            title=step.title,
+            output_path=self.run.run_dir.resolve(record.output),
+        )
+        while True:
+            keep_going = await self.hooks.interrupts.guard(run_in_thread(self.hooks.pauser, point))
+            if not keep_going:
+                return True
+            try:
+                self._accept_edits(step, record)
+                return False
+            except RunStoreError as exc:
+                point = PausePoint(**{**point.__dict__, "problem": exc.message})
+
+    def _accept_edits(self, step: StepBase, record: StepState) -> None:
+        """Re-read an output a person may have edited at a pause point."""
+        assert record.output is not None
+        value = self.run.run_dir.read_output(record.output)
+        previous = record.output_hash
+        self._remember(step.id, value)
+        if self.output_hashes[step.id] != previous:
+            record.output_hash = self.output_hashes[step.id]
+            self._save()
+            self._emit(EventType.OUTPUT_EDITED, step, message=record.output)
+
+    def _pause(self, step: StepBase, *, reason: str) -> RunResult:
+        self.run.state.paused_after, self.run.state.pause_reason = step.id, reason
+        return self._finish(RunStatus.PAUSED, f'paused after step "{step.id}" for review', 3)
+
+    def _stop_at_to_step(self, decision: Decision) -> RunResult:
+        previous = self.run.spec.steps[decision.number - 2]
+        self.run.state.paused_after, self.run.state.pause_reason = previous.id, "to_step"
+        return self._finish(RunStatus.PAUSED, f'stopped after step "{previous.id}" (--to-step)', 0)
+
+    def _finish(
+        self, status: RunStatus, message: str | None, exit_code: int, *, hint: str | None = None
+    ) -> RunResult:
+        state = self.run.state
+        state.status, state.error, state.current_step = status, None, None
+        if status in (RunStatus.FAILED, RunStatus.INTERRUPTED):
+            state.error = message
+        if status is not RunStatus.PAUSED:
+            state.finished_at = now()
+        self._save()
+        event = {
+            RunStatus.COMPLETED: EventType.RUN_COMPLETED,
+            RunStatus.FAILED: EventType.RUN_FAILED,
+            RunStatus.PAUSED: EventType.RUN_PAUSED,
+            RunStatus.INTERRUPTED: EventType.RUN_INTERRUPTED,
+        }[status]
+        self._emit(event, message=message, data={"hint": hint} if hint else {})
+        return RunResult(
+            run_id=state.run_id,
+            run_dir=self.run.run_dir.path,
+            status=status,
+            exit_code=exit_code,
+            state=state,
+            decisions=self.run.decisions,
+            message=message,
+        )
+
+    def _save(self) -> None:
+        save_state(self.run.run_dir.state_path, self.run.state)
+
+    def _emit(
+        self,
+        kind: EventType,
+        step: StepBase | None = None,
+        *,
+        message: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        number = self.run.spec.step_ids.index(step.id) + 1 if step else None
+        self.events.emit(
+            Event(
+                type=kind,
+                run_id=self.run.state.run_id,
+                step=step.id if step else None,
+                number=number,
+                total=self.total,
+                title=step.title if step else None,
+                message=message,
+                data=data or {},
+            )
+        )
+
+    def _step_logger(self, step: StepBase) -> logging.Logger:
+        """``ctx.log`` for a step: records become ``log`` events in events.jsonl."""
+        logger = logging.getLogger(f"stepline.step.{step.id}")
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        logger.handlers = [_EventHandler(self, step)]
+        return logger
+
+
+class _EventHandler(logging.Handler):
+    def __init__(self, runner: Runner, step: StepBase) -> None:
+        super().__init__()
+        self._runner = runner
+        self._step = step
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._runner._emit(
+            EventType.LOG,
+            self._step,
+            message=record.getMessage(),
+            data={"level": record.levelname.lower()},
+        )

@@ -1,0 +1,103 @@
+"""The whole exception tree of stepline, in one place.
+
+Foreign exceptions (pydantic, yaml, jinja2, the anthropic SDK, OSError) are translated into
+these where they enter, so the CLI's single error boundary can print one readable message, a
+hint, and exit with the error's own code::
+
+    StepLineError                 exit 1   message + hint
+      SpecError                   exit 2   bad YAML, unknown key, bad step reference or template
+      InputError                  exit 2   missing input file, bad --set, unknown run id, bad run id
+      RunStoreError               exit 2   run locked by another process, damaged or too new
+      StepFailed                  exit 1   a step failed; names the step, chains the cause
+      RunInterrupted              exit 130 Ctrl-C or SIGTERM stopped the run (state is saved)
+      ProviderError               exit 1   an LLM provider answered with an error
+        RetryableProviderError             429, 5xx, 529, timeouts, connection resets
+        ProviderAuthError                  hint names the environment variable to set
+        ProviderRequestError               the provider refused the request (400, 404, 413)
+"""
+
+from __future__ import annotations
+
+
+class StepLineError(Exception):
+    """Base of every error stepline raises on purpose.
+
+    ``message`` says what happened and where; ``hint`` says what to try next.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class SpecError(StepLineError):
+    """The pipeline config is wrong: YAML syntax, schema, references or templates."""
+
+    exit_code = 2
+
+
+class InputError(StepLineError):
+    """Something the user passed is wrong: input file, --set, run id, step selector."""
+
+    exit_code = 2
+
+
+class RunStoreError(StepLineError):
+    """A run folder cannot be used: locked by another process, damaged, or too new."""
+
+    exit_code = 2
+
+
+class StepFailed(StepLineError):
+    """A step did not produce an output. The original exception is chained as ``__cause__``.
+
+    ``artifact`` is text worth keeping for a person, such as a model reply that failed to
+    parse; the runner saves it beside the step's output.
+    """
+
+    def __init__(
+        self,
+        step_id: str,
+        message: str,
+        *,
+        hint: str | None = None,
+        artifact: str | None = None,
+    ) -> None:
+        super().__init__(f'step "{step_id}": {message}', hint=hint)
+        self.step_id = step_id
+        self.reason = message
+        self.artifact = artifact
+
+
+class RunInterrupted(StepLineError):
+    """A signal stopped the run; raised inside the engine where the work was cancelled."""
+
+    exit_code = 130
+
+
+class ProviderError(StepLineError):
+    """An LLM provider answered with an error or not at all."""
+
+    def __init__(
+        self, message: str, *, hint: str | None = None, status_code: int | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.status_code = status_code
+
+
+class RetryableProviderError(ProviderError):
+    """A transient failure worth retrying: rate limits, overload, 5xx, timeouts, resets."""
+
+
+class ProviderAuthError(ProviderError):
+    """The provider rejected the credentials; the hint names the variable to set."""
+
+
+class ProviderRequestError(ProviderError):
+    """The provider refused this request as such (bad parameters, too long, unknown model)."""

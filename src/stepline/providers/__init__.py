@@ -1,0 +1,44 @@
+"""LLM providers behind one seam, created by name.
+
+Adapters import their SDKs lazily (inside ``create_provider``) so commands that make no LLM
+calls never pay for importing them.
+"""
+
+from __future__ import annotations
+
+from stepline.errors import InputError
+from stepline.providers.base import Completion, LLMRequest, Provider, Usage
+from stepline.settings import Settings
+
+CREDENTIAL_VARIABLES = {"anthropic": "ANTHROPIC_API_KEY"}
+
+
+def check_credentials(provider: str, settings: Settings) -> str:
+    """Return the provider's key; fail with the variable's name when it is missing."""
+    if provider == "anthropic":
+        if settings.anthropic_api_key is None:
+            raise InputError(
+                "ANTHROPIC_API_KEY is not set; the pipeline has LLM steps that call Anthropic",
+                hint="export ANTHROPIC_API_KEY=... (it is read from the environment only)",
+            )
+        return settings.anthropic_api_key.get_secret_value()
+    raise InputError(f'unknown provider "{provider}"', hint="providers: anthropic")
+
+
+def create_provider(provider: str, *, settings: Settings, base_url: str | None) -> Provider:
+    """Build the adapter for ``provider`` (credentials come from ``settings``)."""
+    api_key = check_credentials(provider, settings)
+    from stepline.providers.anthropic import AnthropicProvider
+
+    return AnthropicProvider(api_key=api_key, base_url=base_url)
+
+
+__all__ = [
+    "CREDENTIAL_VARIABLES",
+    "Completion",
+    "LLMRequest",
+    "Provider",
+    "Usage",
+    "check_credentials",
+    "create_provider",
+]

@@ -1,0 +1,89 @@
+"""Anthropic Messages API through the official SDK's async client.
+
+The SDK is imported only when a run needs it, so ``pipeline --help`` and ``pipeline list`` stay
+fast. SDK exceptions are translated here into stepline's provider errors, with the provider's
+own message and, for authentication failures, the name of the variable to set.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anthropic
+
+from stepline.errors import (
+    ProviderAuthError,
+    ProviderError,
+    ProviderRequestError,
+    RetryableProviderError,
+)
+from stepline.providers.base import Completion, LLMRequest, Usage
+
+API_KEY_VARIABLE = "ANTHROPIC_API_KEY"
+RETRYABLE_STATUSES = frozenset({408, 409, 429, 529})
+
+
+class AnthropicProvider:
+    """Non-streaming Messages calls; retries are left to the SDK until the LLM layer lands."""
+
+    name = "anthropic"
+
+    def __init__(self, *, api_key: str, base_url: str | None = None) -> None:
+        self._client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url)
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        try:
+            message = await self._client.messages.create(**_request_arguments(request))
+        except anthropic.APIStatusError as exc:
+            raise translate_status_error(exc) from exc
+        except anthropic.APITimeoutError as exc:
+            raise RetryableProviderError("Anthropic API: the request timed out") from exc
+        except anthropic.APIConnectionError as exc:
+            raise RetryableProviderError(f"Anthropic API: cannot connect ({exc})") from exc
+        text = "".join(block.text for block in message.content if block.type == "text")
+        usage = Usage(
+            input_tokens=message.usage.input_tokens, output_tokens=message.usage.output_tokens
+        )
+        return Completion(
+            text=text, model=message.model, stop_reason=message.stop_reason, usage=usage
+        )
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+def _request_arguments(request: LLMRequest) -> dict[str, Any]:
+    arguments: dict[str, Any] = {
+        "model": request.model,
+        "max_tokens": request.max_tokens,
+        "messages": [{"role": "user", "content": request.prompt}],
+    }
+    if request.system is not None:
+        arguments["system"] = request.system
+    if request.temperature is not None:
+        arguments["temperature"] = request.temperature
+    return arguments
+
+
+def translate_status_error(exc: anthropic.APIStatusError) -> ProviderError:
+    """Map an HTTP error to the provider error that says what to do about it."""
+    status = exc.status_code
+    detail = _api_message(exc)
+    message = f"Anthropic API {status}: {detail}"
+    if status == 401:
+        return ProviderAuthError(message, hint=f"check {API_KEY_VARIABLE}", status_code=status)
+    if status in RETRYABLE_STATUSES or status >= 500:
+        return RetryableProviderError(message, status_code=status)
+    return ProviderRequestError(message, status_code=status)
+
+
+def _api_message(exc: anthropic.APIStatusError) -> str:
+    message = getattr(exc, "api_message", None)
+    if message:
+        return str(message)
+    body = exc.body
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+    return exc.message

@@ -1,0 +1,35 @@
+"""The pipeline config: its pydantic models and the loader that turns YAML into them."""
+
+from stepline.spec.durations import Duration, format_duration, parse_duration
+from stepline.spec.loader import config_hash, load_spec, parse_spec
+from stepline.spec.models import (
+    STEP_KINDS,
+    LLMDefaults,
+    LLMParams,
+    LLMStep,
+    PipelineSpec,
+    PythonStep,
+    ShellStep,
+    StepBase,
+    StepSpec,
+    select_step,
+)
+
+__all__ = [
+    "STEP_KINDS",
+    "Duration",
+    "LLMDefaults",
+    "LLMParams",
+    "LLMStep",
+    "PipelineSpec",
+    "PythonStep",
+    "ShellStep",
+    "StepBase",
+    "StepSpec",
+    "config_hash",
+    "format_duration",
+    "load_spec",
+    "parse_duration",
+    "parse_spec",
+    "select_step",
+]

@@ -1,0 +1,224 @@
+"""YAML text -> validated ``PipelineSpec``, with errors that point at a file and line.
+
+The YAML is composed into nodes first so every value keeps its line number; pydantic's error
+locations are then mapped back onto those lines, and unknown keys get a "did you mean".
+Prompt and system files are read here, so the rest of stepline only sees text.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from stepline.errors import SpecError
+from stepline.hashing import hash_text
+from stepline.spec.models import STEP_KINDS, LLMDefaults, LLMStep, PipelineSpec
+
+Location = tuple[str | int, ...]
+
+
+def load_spec(path: Path) -> PipelineSpec:
+    """Read, parse and validate the config at ``path``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(
+            f"config file not found: {path}",
+            hint="pass -c FILE, set PIPELINE_CONFIG, or create pipeline-config.yaml here",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read config file {path}: {exc}") from exc
+    return parse_spec(text, source=path.resolve())
+
+
+def parse_spec(
+    text: str, *, source: Path | None = None, base_dir: Path | None = None
+) -> PipelineSpec:
+    """Validate config ``text``.
+
+    ``source`` names the file in errors; relative paths start from ``base_dir``, by default
+    the source's folder (a run's config snapshot passes the original config's folder).
+    """
+    label = str(source) if source else "<config>"
+    data, lines = _compose(text, label)
+    if not isinstance(data, dict):
+        raise SpecError(f"{label}: the config must be a mapping with name: and steps:")
+    try:
+        spec = PipelineSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(_describe(exc, data, lines, label)) from None
+    spec._attach_source(text, source, base_dir)
+    return _read_step_files(spec, lines, label)
+
+
+def config_hash(text: str) -> str:
+    """A tagged content hash of config text, recorded in a run's state."""
+    return hash_text(text)
+
+
+def _compose(text: str, label: str) -> tuple[Any, dict[Location, int]]:
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{label}:{mark.line + 1}:{mark.column + 1}" if mark else label
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise SpecError(f"{where}: invalid YAML: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{label}: invalid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+    lines: dict[Location, int] = {}
+    if node is not None:
+        _index_lines(node, (), lines, label)
+    return data, lines
+
+
+def _index_lines(
+    node: yaml.Node, location: Location, lines: dict[Location, int], label: str
+) -> None:
+    """Record the line of every value; refuse duplicate keys, which YAML would silently drop."""
+    lines.setdefault(location, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            if key in seen:
+                raise SpecError(
+                    f'{label}:{key_node.start_mark.line + 1}: key "{key}" appears twice'
+                )
+            seen.add(key)
+            lines[location + (key,)] = key_node.start_mark.line + 1
+            _index_lines(value_node, location + (key,), lines, label)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _index_lines(item, location + (index,), lines, label)
+
+
+def _describe(exc: ValidationError, data: Any, lines: dict[Location, int], label: str) -> str:
+    """One line per problem: ``file:line: where: what (did you mean ...)``."""
+    messages = []
+    for error in exc.errors():
+        location = _data_location(error["loc"], data)
+        if error["type"] == "union_tag_invalid":
+            location += ("kind",)
+        line = _nearest_line(location, lines)
+        where = f"{label}:{line}" if line else label
+        # An unknown key is named by the message itself, so point at its parent.
+        parent = (
+            location[:-1] if error["type"] in {"extra_forbidden", "union_tag_invalid"} else location
+        )
+        messages.append(f"{where}: {_where(parent, data)}{_what(error, location, data)}")
+    return "\n".join(dict.fromkeys(messages))
+
+
+def _data_location(pydantic_loc: tuple[Any, ...], data: Any) -> Location:
+    """Drop the union tags pydantic inserts (``steps.0.llm.prompt`` -> ``steps.0.prompt``)."""
+    location: list[str | int] = []
+    current = data
+    for index, part in enumerate(pydantic_loc):
+        is_last = index == len(pydantic_loc) - 1
+        if (
+            isinstance(current, dict)
+            and part in current
+            or isinstance(current, list)
+            and isinstance(part, int)
+            and part < len(current)
+        ):
+            current = current[part]
+        elif not is_last and isinstance(part, str) and part in STEP_KINDS:
+            continue
+        location.append(part)
+    return tuple(location)
+
+
+def _nearest_line(location: Location, lines: dict[Location, int]) -> int | None:
+    for end in range(len(location), -1, -1):
+        if location[:end] in lines:
+            return lines[location[:end]]
+    return None
+
+
+def _where(location: Location, data: Any) -> str:
+    if len(location) >= 2 and location[0] == "steps" and isinstance(location[1], int):
+        step = data["steps"][location[1]] if location[1] < len(data.get("steps", [])) else {}
+        step_id = step.get("id") if isinstance(step, dict) else None
+        name = f'step {location[1] + 1} ("{step_id}")' if step_id else f"step {location[1] + 1}"
+        rest = ".".join(str(part) for part in location[2:])
+        return f"{name}{' key ' + rest if rest else ''}: "
+    if location:
+        return ".".join(str(part) for part in location) + ": "
+    return ""
+
+
+def _what(error: Any, location: Location, data: Any) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        key = str(location[-1])
+        valid = sorted(_model_at(location[:-1], data).model_fields) if location else []
+        close = difflib.get_close_matches(key, valid, n=1)
+        suggestion = (
+            f'; did you mean "{close[0]}"?' if close else f"; valid keys: {', '.join(valid)}"
+        )
+        return f'unknown key "{key}"{suggestion}'
+    if kind == "missing":
+        return "this key is required"
+    if kind == "union_tag_invalid":
+        tag = error.get("ctx", {}).get("tag", "")
+        close = difflib.get_close_matches(str(tag), list(STEP_KINDS), n=1)
+        suggestion = f'; did you mean "{close[0]}"?' if close else ""
+        return f'unknown step kind "{tag}"{suggestion} (kinds: {", ".join(STEP_KINDS)})'
+    if kind == "union_tag_not_found":
+        return f"every step needs kind: one of {', '.join(STEP_KINDS)}"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def _model_at(location: Location, data: Any) -> type[BaseModel]:
+    """The model whose keys are valid at ``location`` (for did-you-mean suggestions)."""
+    if len(location) >= 2 and location[0] == "steps":
+        steps = data.get("steps") or []
+        index = location[1]
+        step = steps[index] if isinstance(index, int) and index < len(steps) else {}
+        kind = step.get("kind") if isinstance(step, dict) else None
+        return STEP_KINDS.get(str(kind), LLMStep)
+    if location == ("llm",):
+        return LLMDefaults
+    return PipelineSpec
+
+
+def _read_step_files(spec: PipelineSpec, lines: dict[Location, int], label: str) -> PipelineSpec:
+    """Replace ``prompt_file`` / ``system_file`` references with the files' text."""
+    steps = []
+    for index, step in enumerate(spec.steps):
+        if isinstance(step, LLMStep) and (step.prompt_file or step.system_file):
+            update: dict[str, str] = {}
+            for key in ("prompt_file", "system_file"):
+                relative = getattr(step, key)
+                if relative:
+                    line = lines.get(("steps", index, key))
+                    where = f"{label}:{line}" if line else label
+                    text_key = key.removesuffix("_file")
+                    update[text_key] = _read_relative(spec.base_dir, relative, where, step.id)
+            step = step.model_copy(update=update)
+        steps.append(step)
+    return spec.model_copy(update={"steps": steps})
+
+
+def _read_relative(base_dir: Path, relative: str, where: str, step_id: str) -> str:
+    path = base_dir / relative
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(
+            f'{where}: step "{step_id}": file not found: {path}',
+            hint="paths in the config are relative to the config file's folder",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f'{where}: step "{step_id}": cannot read {path}: {exc}') from None

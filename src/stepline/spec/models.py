@@ -1,0 +1,198 @@
+"""The pipeline config format: pydantic models that are the contract of the YAML file.
+
+Every model forbids unknown keys, so a typo is an error with a suggestion rather than a
+silently ignored setting. ``docs/config.md`` documents each key; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import difflib
+import shlex
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from stepline.errors import InputError, SpecError
+from stepline.spec.durations import Duration
+
+STEP_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+FUNCTION_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LLMDefaults(_Strict):
+    """Pipeline-wide defaults for ``kind: llm`` steps; any step may override each key."""
+
+    provider: Literal["anthropic"] = "anthropic"
+    model: str | None = None
+    max_tokens: int = Field(default=1024, gt=0)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    base_url: str | None = None
+
+
+class LLMParams(_Strict):
+    """The LLM settings one step actually uses: defaults merged with the step's overrides."""
+
+    provider: Literal["anthropic"]
+    model: str
+    max_tokens: int
+    temperature: float | None
+    base_url: str | None
+
+
+class StepBase(_Strict):
+    """Keys every step kind has."""
+
+    id: str = Field(pattern=STEP_ID_PATTERN, max_length=64)
+    label: str | None = None
+    enabled: bool = True
+    critical: bool = True
+    pause: bool = False
+    timeout: Duration | None = None
+
+    @property
+    def title(self) -> str:
+        """What progress lines and tables show: the label, else the id."""
+        return self.label or self.id
+
+
+class LLMStep(StepBase):
+    """One call to a language model; the reply (text or parsed JSON) is the output."""
+
+    kind: Literal["llm"]
+    system: str | None = None
+    system_file: str | None = None
+    prompt: str | None = None
+    prompt_file: str | None = None
+    output: Literal["text", "json"] = "text"
+    provider: Literal["anthropic"] | None = None
+    model: str | None = None
+    max_tokens: int | None = Field(default=None, gt=0)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    base_url: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source_each(self) -> LLMStep:
+        if (self.prompt is None) == (self.prompt_file is None):
+            raise ValueError("set exactly one of prompt and prompt_file")
+        if self.system is not None and self.system_file is not None:
+            raise ValueError("set at most one of system and system_file")
+        return self
+
+
+class PythonStep(StepBase):
+    """A Python callable ``module:function`` called with a step context."""
+
+    kind: Literal["python"]
+    function: str = Field(pattern=FUNCTION_PATTERN)
+
+
+class ShellStep(StepBase):
+    """A command run without a shell; stdout is the output (parsed when it is JSON)."""
+
+    kind: Literal["shell"]
+    command: list[str] = Field(min_length=1)
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _split_string(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return shlex.split(value)
+            except ValueError as exc:
+                raise ValueError(f"cannot split the command string: {exc}") from exc
+        return value
+
+
+StepSpec = Annotated[LLMStep | PythonStep | ShellStep, Field(discriminator="kind")]
+STEP_KINDS: dict[str, type[StepBase]] = {"llm": LLMStep, "python": PythonStep, "shell": ShellStep}
+
+VarValue = str | int | float | bool
+
+
+class PipelineSpec(_Strict):
+    """A whole pipeline config file."""
+
+    name: str = Field(min_length=1)
+    description: str | None = None
+    llm: LLMDefaults = Field(default_factory=LLMDefaults)
+    vars: dict[str, VarValue] = Field(default_factory=dict)
+    steps: list[StepSpec] = Field(min_length=1)
+
+    _source_path: Path | None = PrivateAttr(default=None)
+    _source_text: str = PrivateAttr(default="")
+    _base_dir: Path | None = PrivateAttr(default=None)
+
+    @field_validator("steps")
+    @classmethod
+    def _unique_ids(cls, steps: list[StepBase]) -> list[StepBase]:
+        seen: set[str] = set()
+        for step in steps:
+            if step.id in seen:
+                raise ValueError(f'step id "{step.id}" is used twice; step ids must be unique')
+            seen.add(step.id)
+        return steps
+
+    @property
+    def source_path(self) -> Path | None:
+        """The file this spec was loaded from (absolute), if any."""
+        return self._source_path
+
+    @property
+    def source_text(self) -> str:
+        """The YAML text this spec was parsed from (snapshotted into each run)."""
+        return self._source_text
+
+    @property
+    def base_dir(self) -> Path:
+        """Folder that relative paths (prompt files, Python modules, shell cwd) start from."""
+        if self._base_dir is not None:
+            return self._base_dir
+        return self._source_path.parent if self._source_path else Path.cwd()
+
+    def _attach_source(self, text: str, path: Path | None, base_dir: Path | None) -> None:
+        self._source_text, self._source_path, self._base_dir = text, path, base_dir
+
+    @property
+    def step_ids(self) -> list[str]:
+        return [step.id for step in self.steps]
+
+    def llm_params(self, step: LLMStep) -> LLMParams:
+        """Merge the pipeline's ``llm:`` defaults with the step's own overrides."""
+        defaults = self.llm.model_dump()
+        overrides = {
+            key: getattr(step, key)
+            for key in LLMDefaults.model_fields
+            if getattr(step, key) is not None
+        }
+        merged = {**defaults, **overrides}
+        if not merged.get("model"):
+            raise SpecError(
+                f'step "{step.id}": no model is set',
+                hint="set llm.model at the top of the config or model: on the step",
+            )
+        return LLMParams.model_validate(merged)
+
+    def step_index(self, selector: str) -> int:
+        """Find a step by 1-based number or id (for --from-step / --to-step)."""
+        return select_step(selector, self.step_ids)
+
+
+def select_step(selector: str, step_ids: list[str]) -> int:
+    """The index of the step named by a 1-based number or an id, with did-you-mean errors."""
+    if selector.isdigit():
+        number = int(selector)
+        if 1 <= number <= len(step_ids):
+            return number - 1
+        raise InputError(f"there is no step {number}; there are steps 1 to {len(step_ids)}")
+    if selector in step_ids:
+        return step_ids.index(selector)
+    close = difflib.get_close_matches(selector, step_ids, n=1)
+    hint = f'did you mean "{close[0]}"?' if close else "steps: " + ", ".join(step_ids)
+    raise InputError(f'unknown step "{selector}"', hint=hint)

@@ -1,0 +1,65 @@
+"""What a step executor receives and returns.
+
+Executors are plain async functions ``(step, env) -> StepOutcome``. They read earlier outputs
+through ``env`` and return a value; the runner persists it. No executor touches the run store.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stepline.providers.pool import ProviderPool
+from stepline.spec import PipelineSpec
+
+
+@dataclass(frozen=True)
+class InputData:
+    """The run's input: ``path`` is the copy inside the run folder, ``name`` the original's."""
+
+    path: Path
+    name: str
+    text: str
+    hash: str
+    json: Any = None
+    is_json: bool = False
+
+    def template_value(self) -> dict[str, Any]:
+        value: dict[str, Any] = {"text": self.text, "path": str(self.path), "name": self.name}
+        if self.is_json:
+            value["json"] = self.json
+        return value
+
+
+@dataclass(frozen=True)
+class StepEnvironment:
+    """Everything a step may use: the spec, the input, earlier outputs, vars, providers."""
+
+    spec: PipelineSpec
+    run_id: str
+    run_dir: Path
+    input: InputData
+    outputs: Mapping[str, Any]
+    vars: Mapping[str, Any]
+    providers: ProviderPool
+    log: logging.Logger
+
+    def template_context(self) -> dict[str, Any]:
+        return {
+            "input": self.input.template_value(),
+            "steps": dict(self.outputs),
+            "run": {"id": self.run_id, "dir": str(self.run_dir)},
+            "vars": dict(self.vars),
+        }
+
+
+@dataclass
+class StepOutcome:
+    """A step's result. ``read_steps`` is set by steps that discover their reads as they run."""
+
+    value: Any
+    read_steps: frozenset[str] | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,76 @@
+"""``kind: llm``: render the prompt, ask the provider, return the reply (text or JSON).
+
+JSON replies are parsed leniently about presentation (a Markdown code fence around the JSON is
+fine) and strictly about content (anything that is not JSON fails the step, and the reply is
+kept for a person to read).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from stepline.errors import ProviderError, StepFailed
+from stepline.providers.base import Completion, LLMRequest
+from stepline.spec import LLMStep
+from stepline.steps.base import StepEnvironment, StepOutcome
+from stepline.templates import render
+
+_FENCE = re.compile(r"^\s*```[\w-]*\s*\n(.*?)\n\s*```\s*$", re.DOTALL)
+
+
+async def run_llm_step(step: LLMStep, env: StepEnvironment) -> StepOutcome:
+    params = env.spec.llm_params(step)
+    context = env.template_context()
+    request = LLMRequest(
+        model=params.model,
+        prompt=render(step.prompt or "", context, where=f'step "{step.id}" prompt'),
+        system=render(step.system, context, where=f'step "{step.id}" system')
+        if step.system is not None
+        else None,
+        max_tokens=params.max_tokens,
+        temperature=params.temperature,
+    )
+    provider = env.providers.get(params.provider, params.base_url)
+    try:
+        completion = await provider.complete(request)
+    except ProviderError as exc:
+        raise StepFailed(step.id, exc.message, hint=exc.hint) from exc
+    return StepOutcome(value=_output_value(step, completion), metrics=_metrics(completion))
+
+
+def _output_value(step: LLMStep, completion: Completion) -> Any:
+    if step.output == "text":
+        return completion.text
+    if completion.stop_reason == "max_tokens":
+        raise StepFailed(
+            step.id,
+            "the reply was cut off at max_tokens, so it is not complete JSON",
+            hint="raise max_tokens for this step (or in llm:) and resume",
+            artifact=completion.text,
+        )
+    try:
+        return parse_json_reply(completion.text)
+    except json.JSONDecodeError as exc:
+        raise StepFailed(
+            step.id,
+            f"the model's reply is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
+            hint="ask for JSON only in the prompt, or use output: text",
+            artifact=completion.text,
+        ) from None
+
+
+def parse_json_reply(text: str) -> Any:
+    """Parse a reply as JSON, tolerating a surrounding Markdown code fence."""
+    match = _FENCE.match(text)
+    return json.loads(match.group(1) if match else text)
+
+
+def _metrics(completion: Completion) -> dict[str, Any]:
+    return {
+        "model": completion.model,
+        "stop_reason": completion.stop_reason,
+        "input_tokens": completion.usage.input_tokens,
+        "output_tokens": completion.usage.output_tokens,
+    }

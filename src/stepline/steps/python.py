@@ -1,0 +1,159 @@
+"""``kind: python``: call ``module:function`` with a ``StepContext``; its return is the output.
+
+Modules next to the config file are importable. Sync functions run in a daemon thread so the
+event loop (and Ctrl-C) stay responsive; async functions are awaited. The context records which
+earlier outputs the function read, so editing an output it never touched does not re-run it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import importlib
+import inspect
+import json
+import logging
+import sys
+import traceback
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stepline.errors import SpecError, StepFailed
+from stepline.hashing import hash_bytes
+from stepline.spec import PythonStep
+from stepline.steps.base import InputData, StepEnvironment, StepOutcome
+from stepline.threads import run_in_thread
+
+
+class RecordingMapping(Mapping[str, Any]):
+    """Earlier step outputs, remembering which ones were read."""
+
+    def __init__(self, outputs: Mapping[str, Any]) -> None:
+        self._outputs = outputs
+        self.read: set[str] = set()
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._outputs:
+            known = ", ".join(self._outputs) or "none yet"
+            raise KeyError(f"no output of step {key!r} (outputs available: {known})")
+        self.read.add(key)
+        return self._outputs[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._outputs)
+
+    def __len__(self) -> int:
+        return len(self._outputs)
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a Python step function receives as its only argument."""
+
+    step_id: str
+    input: InputData
+    steps: Mapping[str, Any]
+    vars: Mapping[str, Any]
+    run_id: str
+    run_dir: Path
+    log: logging.Logger
+
+
+def resolve_function(step: PythonStep, base_dir: Path) -> Callable[..., Any]:
+    """Import ``module:function``; every failure is a ``SpecError`` naming the step."""
+    module_name, _, attribute = step.function.partition(":")
+    module = _import_module(step, module_name, base_dir)
+    target: Any = module
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            names = [name for name in dir(target) if not name.startswith("_")]
+            close = difflib.get_close_matches(part, names, n=1)
+            raise SpecError(
+                f'step "{step.id}": module "{module_name}" has no attribute "{attribute}"'
+                + (f'; did you mean "{close[0]}"?' if close else "")
+            )
+        target = getattr(target, part)
+    if not callable(target):
+        raise SpecError(f'step "{step.id}": {step.function} is not callable')
+    return target  # type: ignore[no-any-return]
+
+
+def function_source_hash(step: PythonStep, base_dir: Path) -> str | None:
+    """Hash of the module file that defines the function, so editing it re-runs the step."""
+    module = _import_module(step, step.function.partition(":")[0], base_dir)
+    source = getattr(module, "__file__", None)
+    if not source:
+        return None
+    try:
+        return hash_bytes(Path(source).read_bytes())
+    except OSError:
+        return None
+
+
+async def run_python_step(step: PythonStep, env: StepEnvironment) -> StepOutcome:
+    function = resolve_function(step, env.spec.base_dir)
+    outputs = RecordingMapping(env.outputs)
+    context = StepContext(
+        step_id=step.id,
+        input=env.input,
+        steps=outputs,
+        vars=dict(env.vars),
+        run_id=env.run_id,
+        run_dir=env.run_dir,
+        log=env.log,
+    )
+    try:
+        if inspect.iscoroutinefunction(function):
+            result = await function(context)
+        else:
+            result = await run_in_thread(function, context)
+        if inspect.isawaitable(result):
+            result = await result
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        raise StepFailed(step.id, _describe_exception(exc)) from exc
+    _check_serialisable(step, result)
+    return StepOutcome(value=result, read_steps=frozenset(outputs.read))
+
+
+def _import_module(step: PythonStep, module_name: str, base_dir: Path) -> Any:
+    folder = str(base_dir)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise SpecError(
+                f'step "{step.id}": cannot import module "{module_name}"',
+                hint=f"put {module_name.replace('.', '/')}.py next to the config "
+                f"({base_dir}) or install it",
+            ) from None
+        raise SpecError(
+            f'step "{step.id}": importing "{module_name}" failed: {_describe_exception(exc)}'
+        ) from exc
+    except Exception as exc:
+        raise SpecError(
+            f'step "{step.id}": importing "{module_name}" failed: {_describe_exception(exc)}'
+        ) from exc
+
+
+def _describe_exception(exc: BaseException) -> str:
+    """``ValueError: bad item (helpers.py:12)``: the exception and where user code raised it."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def _check_serialisable(step: PythonStep, value: Any) -> None:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise StepFailed(
+            step.id,
+            f"{step.function} returned a value that is not JSON-serialisable ({exc})",
+            hint="return dicts, lists, strings, numbers, booleans or None",
+        ) from None

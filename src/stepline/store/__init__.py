@@ -1,0 +1,1 @@
+"""Everything stepline keeps on disk: run folders, their state, locks and atomic writes."""

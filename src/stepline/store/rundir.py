@@ -1,0 +1,181 @@
+"""The layout of one run folder; no other module builds a path inside a run.
+
+```
+<workdir>/<run-id>/
+  state.json            RunState, rewritten atomically after every transition
+  config.yaml           the config as last used
+  input/original.<ext>  a copy of the input
+  steps/NN-<id>.json    each step's output value, human-editable
+  history/              outputs and configs replaced by a re-run, never deleted
+  events.jsonl          one JSON object per line
+  .lock                 held (flock) by the process running the run
+```
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+from pathlib import Path
+from typing import Any
+
+from stepline.errors import InputError, RunStoreError
+from stepline.hashing import canonical_json, hash_value
+from stepline.store.atomic import (
+    fsync_dir,
+    remove_stale_temp_files,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
+from stepline.store.state import now
+
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+
+
+def new_run_id() -> str:
+    """``run-YYYYMMDD-HHMMSS-<6 hex>``: sortable by time, unique without coordination."""
+    return f"run-{now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def check_run_id(run_id: str) -> str:
+    """Refuse ids that could name a path outside the work folder."""
+    if run_id in {".", ".."} or not RUN_ID_PATTERN.match(run_id):
+        raise InputError(
+            f"invalid run id {run_id!r}",
+            hint="use 1-100 characters from A-Z a-z 0-9 . _ - (not . or ..)",
+        )
+    return run_id
+
+
+class RunDir:
+    """Paths and file operations of one run folder."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    @property
+    def state_path(self) -> Path:
+        return self.path / "state.json"
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def events_path(self) -> Path:
+        return self.path / "events.jsonl"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path / ".lock"
+
+    @property
+    def history_dir(self) -> Path:
+        return self.path / "history"
+
+    def exists(self) -> bool:
+        return self.state_path.is_file()
+
+    def create(self) -> None:
+        try:
+            self.path.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            raise InputError(
+                f'run "{self.run_id}" already exists in {self.path.parent}',
+                hint=f"resume it with: pipeline resume {self.run_id}",
+            ) from None
+        for folder in ("input", "steps"):
+            (self.path / folder).mkdir()
+        fsync_dir(self.path.parent)
+
+    def clean_leftovers(self) -> None:
+        """Drop temp files a crash left behind (they never hold committed data)."""
+        for folder in (self.path, self.path / "steps", self.path / "input"):
+            remove_stale_temp_files(folder)
+
+    def output_name(self, number: int, step_id: str) -> str:
+        """Relative path of a step's output: ``steps/03-score.json``."""
+        return f"steps/{number:02d}-{step_id}.json"
+
+    def resolve(self, relative: str) -> Path:
+        return self.path / relative
+
+    def copy_input(self, source: Path) -> str:
+        """Copy the input file into the run; return its relative path."""
+        relative = f"input/original{source.suffix}"
+        write_bytes_atomic(self.resolve(relative), source.read_bytes())
+        return relative
+
+    def write_config(self, text: str) -> None:
+        """Snapshot the config as used; an earlier, different snapshot goes to history."""
+        if self.config_path.exists():
+            if self.config_path.read_text(encoding="utf-8") == text:
+                return
+            self._archive(self.config_path)
+        write_text_atomic(self.config_path, text)
+
+    def write_output(self, relative: str, value: Any) -> str:
+        """Store a step's output value (replacing one moves it to history); return its hash."""
+        path = self.resolve(relative)
+        if path.exists():
+            self._archive(path)
+        write_json_atomic(path, value)
+        return hash_value(value)
+
+    def write_text(self, relative: str, text: str) -> None:
+        """Store a side file such as a reply that failed to parse, for a person to inspect."""
+        write_text_atomic(self.resolve(relative), text)
+
+    def read_output(self, relative: str) -> Any:
+        """Read a step's output value, as a person may have edited it."""
+        path = self.resolve(relative)
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RunStoreError(f"output file {path} is missing") from None
+        except json.JSONDecodeError as exc:
+            raise RunStoreError(
+                f"{path} is not valid JSON ({exc.msg}, line {exc.lineno} column {exc.colno})",
+                hint="fix the file (outputs are JSON values; text is a quoted string), "
+                "or re-run that step with --from-step",
+            ) from None
+
+    def output_hash(self, relative: str) -> str | None:
+        """Hash of the output as it is on disk now; None when the file is missing."""
+        if not self.resolve(relative).exists():
+            return None
+        return hash_value(self.read_output(relative))
+
+    def append_event(self, event: dict[str, Any]) -> None:
+        """Append one event line; a torn last line after a crash is skipped by readers."""
+        with self.events_path.open("a", encoding="utf-8") as handle:
+            handle.write(canonical_json(event) + "\n")
+
+    def read_events(self) -> list[dict[str, Any]]:
+        if not self.events_path.exists():
+            return []
+        events = []
+        for line in self.events_path.read_text(encoding="utf-8").splitlines():
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return events
+
+    def _archive(self, path: Path) -> None:
+        stamp = f"{now():%Y%m%dT%H%M%S%fZ}"
+        self.history_dir.mkdir(exist_ok=True)
+        target = self.history_dir / f"{path.stem}.{stamp}{path.suffix}"
+        try:
+            os.link(path, target)  # the old inode moves to history; the caller then replaces path
+        except OSError:
+            shutil.copy2(path, target)
+        fsync_dir(self.history_dir)

@@ -1,0 +1,104 @@
+"""The work folder as a collection of runs: create, open, list.
+
+``list`` and ``show`` never write. A run whose state says ``running`` but whose lock nobody
+holds lost its process (kill -9, power loss) and is reported as ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from stepline.errors import InputError, RunStoreError
+from stepline.store.lock import is_locked
+from stepline.store.rundir import RunDir, check_run_id, new_run_id
+from stepline.store.state import RunState, RunStatus, load_state
+
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One row of ``pipeline list``; ``problem`` is set when the state cannot be read."""
+
+    run_id: str
+    path: Path
+    pipeline: str = "?"
+    status: str = "unreadable"
+    started_at: datetime | None = None
+    duration_s: float | None = None
+    steps_done: int = 0
+    steps_total: int = 0
+    problem: str | None = None
+
+
+def effective_status(state: RunState, run_dir: RunDir) -> RunStatus:
+    """The status to show: ``running`` only while a process actually holds the run."""
+    if state.status == RunStatus.RUNNING and not is_locked(run_dir.lock_path):
+        return RunStatus.INTERRUPTED
+    return state.status
+
+
+class RunStore:
+    """All runs under one work folder (``.pipeline`` by default)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+
+    def new_run(self, run_id: str | None = None) -> RunDir:
+        """A new, empty run folder (the id checked, or generated)."""
+        run_dir = RunDir(self.workdir / check_run_id(run_id or new_run_id()))
+        run_dir.create()
+        return run_dir
+
+    def planned_run(self, run_id: str | None = None) -> RunDir:
+        """The folder a new run would use, without creating it (for --dry-run)."""
+        run_dir = RunDir(self.workdir / check_run_id(run_id or new_run_id()))
+        if run_dir.path.exists():
+            raise InputError(
+                f'run "{run_dir.run_id}" already exists in {self.workdir}',
+                hint=f"resume it with: pipeline resume {run_dir.run_id}",
+            )
+        return run_dir
+
+    def open(self, run_id: str) -> RunDir:
+        """An existing run; an unknown id lists the closest ones."""
+        run_dir = RunDir(self.workdir / check_run_id(run_id))
+        if not run_dir.exists():
+            known = self.run_ids()
+            close = difflib.get_close_matches(run_id, known, n=3, cutoff=0.5)
+            hint = "did you mean: " + ", ".join(close) if close else "list runs with: pipeline list"
+            raise InputError(f'no run "{run_id}" in {self.workdir}', hint=hint)
+        return run_dir
+
+    def run_ids(self) -> list[str]:
+        if not self.workdir.is_dir():
+            return []
+        return sorted(
+            entry.name
+            for entry in self.workdir.iterdir()
+            if entry.is_dir() and (entry / "state.json").exists()
+        )
+
+    def summaries(self) -> list[RunSummary]:
+        """Every run, newest first; damaged runs are listed with their problem."""
+        rows = [self._summary(RunDir(self.workdir / run_id)) for run_id in self.run_ids()]
+        return sorted(rows, key=lambda row: row.started_at or _NEVER, reverse=True)
+
+    def _summary(self, run_dir: RunDir) -> RunSummary:
+        try:
+            state = load_state(run_dir.state_path)
+        except RunStoreError as exc:
+            return RunSummary(run_id=run_dir.run_id, path=run_dir.path, problem=exc.message)
+        return RunSummary(
+            run_id=state.run_id,
+            path=run_dir.path,
+            pipeline=state.pipeline,
+            status=effective_status(state, run_dir).value,
+            started_at=state.started_at,
+            duration_s=state.duration_s,
+            steps_done=state.completed_count,
+            steps_total=len(state.steps),
+        )

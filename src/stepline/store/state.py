@@ -1,0 +1,144 @@
+"""What happened in a run: ``RunState`` and ``StepState``, persisted as ``state.json``.
+
+The runner is the only writer; every transition is saved atomically, so the file is always a
+complete, parseable snapshot. ``docs/state.md`` documents every field; ``schema_version``
+guards against reading a run written by a newer stepline.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from stepline.errors import RunStoreError
+from stepline.store.atomic import write_text_atomic
+
+SCHEMA_VERSION = 1
+
+
+def now() -> datetime:
+    """The clock for every timestamp in a run (UTC, timezone-aware)."""
+    return datetime.now(UTC)
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class StepState(BaseModel):
+    """One step's record. ``reads`` maps each output the step used to that output's hash."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    number: int
+    id: str
+    label: str | None = None
+    kind: str
+    status: StepStatus = StepStatus.PENDING
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_s: float | None = None
+    attempts: int = 0
+    output: str | None = None
+    output_hash: str | None = None
+    fingerprint: str | None = None
+    spec_hash: str | None = None
+    reads: dict[str, str] = Field(default_factory=dict)
+    error: str | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunState(BaseModel):
+    """A whole run's record, in config order."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    pipeline: str
+    config_path: str | None
+    config_hash: str
+    input_path: str
+    input_copy: str
+    input_hash: str
+    status: RunStatus = RunStatus.RUNNING
+    current_step: str | None = None
+    paused_after: str | None = None
+    pause_reason: str | None = None
+    started_at: datetime = Field(default_factory=now)
+    updated_at: datetime = Field(default_factory=now)
+    finished_at: datetime | None = None
+    error: str | None = None
+    pid: int | None = None
+    vars: dict[str, Any] = Field(default_factory=dict)
+    steps: list[StepState] = Field(default_factory=list)
+
+    def step(self, step_id: str) -> StepState | None:
+        return next((step for step in self.steps if step.id == step_id), None)
+
+    @property
+    def completed_count(self) -> int:
+        return sum(step.status == StepStatus.COMPLETED for step in self.steps)
+
+    @property
+    def duration_s(self) -> float:
+        end = self.finished_at or self.updated_at
+        return max(0.0, (end - self.started_at).total_seconds())
+
+
+def save_state(path: Path, state: RunState) -> None:
+    """Stamp ``updated_at`` and write the state atomically."""
+    state.updated_at = now()
+    write_text_atomic(path, state.model_dump_json(indent=2) + "\n")
+
+
+def load_state(path: Path) -> RunState:
+    """Read a state file, with a clear error for a missing, damaged or too-new file."""
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RunStoreError(
+            f"{path} is missing", hint="the run folder is incomplete; start a new run"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunStoreError(f"cannot read {path}: {exc}") from None
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise RunStoreError(
+            f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})",
+            hint="restore it from a backup or start a new run; step outputs are in steps/",
+        ) from None
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        raise RunStoreError(
+            f"{path} was written by a newer stepline (schema_version {version}; "
+            f"this one reads up to {SCHEMA_VERSION})",
+            hint="upgrade stepline to resume this run",
+        )
+    try:
+        return RunState.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise RunStoreError(
+            f"{path} is damaged: {where}: {first['msg']}",
+            hint="restore it from a backup or start a new run; step outputs are in steps/",
+        ) from None

@@ -1,0 +1,125 @@
+"""Sandboxed Jinja2 templates for prompts, commands and paths, and what they refer to.
+
+Templates come only from the config. Data (the input, step outputs, model replies) enters as
+values and is never itself rendered, so ``{{ 7*7 }}`` inside an input stays literal. Lists and
+dicts render as JSON rather than Python reprs, which is what a prompt or a command wants.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, meta, nodes
+from jinja2.sandbox import SandboxedEnvironment
+
+from stepline.errors import SpecError
+
+CONTEXT_NAMES = frozenset({"input", "steps", "run", "vars"})
+
+
+def _finalize(value: Any) -> Any:
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+def _to_json(value: Any, indent: int | None = None) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=indent)
+
+
+@lru_cache(maxsize=1)
+def _environment() -> SandboxedEnvironment:
+    env = SandboxedEnvironment(
+        undefined=StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        finalize=_finalize,
+    )
+    env.filters["json"] = _to_json
+    return env
+
+
+@dataclass(frozen=True)
+class References:
+    """What one template reads from the context."""
+
+    names: frozenset[str] = frozenset()
+    steps: frozenset[str] = frozenset()
+    vars: frozenset[str] = frozenset()
+    dynamic_steps: bool = False
+
+    @property
+    def uses_run_dir(self) -> bool:
+        return "run" in self.names
+
+
+@dataclass
+class ReferenceSet:
+    """The union of several templates' references (a step has several templated fields)."""
+
+    names: set[str] = field(default_factory=set)
+    steps: set[str] = field(default_factory=set)
+    vars: set[str] = field(default_factory=set)
+    dynamic_steps: bool = False
+
+    def add(self, refs: References) -> None:
+        self.names |= refs.names
+        self.steps |= refs.steps
+        self.vars |= refs.vars
+        self.dynamic_steps = self.dynamic_steps or refs.dynamic_steps
+
+
+def render(source: str, context: dict[str, Any], *, where: str) -> str:
+    """Render ``source``; any failure is a ``SpecError`` that names ``where``."""
+    try:
+        return _compiled(source).render(context)
+    except TemplateError as exc:
+        raise SpecError(f"{where}: template error: {exc.message or exc}") from None
+
+
+def references(source: str, *, where: str) -> References:
+    """Parse ``source`` and list the context names, ``steps.<id>`` and ``vars.<k>`` it uses."""
+    try:
+        tree = _environment().parse(source)
+    except TemplateSyntaxError as exc:
+        raise SpecError(
+            f"{where}: template syntax error on line {exc.lineno}: {exc.message}"
+        ) from None
+    names = frozenset(meta.find_undeclared_variables(tree))
+    steps, step_dynamic = _attribute_names(tree, "steps")
+    variables, _ = _attribute_names(tree, "vars")
+    return References(
+        names=names,
+        steps=frozenset(steps),
+        vars=frozenset(variables),
+        dynamic_steps=step_dynamic,
+    )
+
+
+@lru_cache(maxsize=512)
+def _compiled(source: str) -> Template:
+    return _environment().from_string(source)
+
+
+def _attribute_names(tree: nodes.Template, root: str) -> tuple[set[str], bool]:
+    """Names read as ``root.x`` or ``root["x"]``; the flag is set for any other use of root."""
+    found: set[str] = set()
+    direct: set[int] = set()
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        assert isinstance(node, nodes.Getattr | nodes.Getitem)
+        target = node.node
+        if not (isinstance(target, nodes.Name) and target.name == root):
+            continue
+        if isinstance(node, nodes.Getattr):
+            found.add(node.attr)
+            direct.add(id(target))
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            found.add(node.arg.value)
+            direct.add(id(target))
+    is_dynamic = any(
+        name.name == root and id(name) not in direct for name in tree.find_all(nodes.Name)
+    )
+    return found, is_dynamic

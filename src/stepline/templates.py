@@ -30,9 +30,22 @@ def _to_json(value: Any, indent: int | None = None) -> str:
     return json.dumps(value, ensure_ascii=False, indent=indent)
 
 
+class _DataFirstEnvironment(SandboxedEnvironment):
+    """``a.b`` on a dict reads the key ``b`` even where dict has a method of that name.
+
+    Step ids and output keys such as ``items`` or ``values`` must reach the data, not
+    ``dict.items``; Jinja's default tries attributes first.
+    """
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, dict) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+
 @lru_cache(maxsize=1)
 def _environment() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(
+    env = _DataFirstEnvironment(
         undefined=StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
@@ -50,10 +63,8 @@ class References:
     steps: frozenset[str] = frozenset()
     vars: frozenset[str] = frozenset()
     dynamic_steps: bool = False
-
-    @property
-    def uses_run_dir(self) -> bool:
-        return "run" in self.names
+    dynamic_vars: bool = False
+    uses_run_dir: bool = False
 
 
 @dataclass
@@ -64,12 +75,16 @@ class ReferenceSet:
     steps: set[str] = field(default_factory=set)
     vars: set[str] = field(default_factory=set)
     dynamic_steps: bool = False
+    dynamic_vars: bool = False
+    uses_run_dir: bool = False
 
     def add(self, refs: References) -> None:
         self.names |= refs.names
         self.steps |= refs.steps
         self.vars |= refs.vars
         self.dynamic_steps = self.dynamic_steps or refs.dynamic_steps
+        self.dynamic_vars = self.dynamic_vars or refs.dynamic_vars
+        self.uses_run_dir = self.uses_run_dir or refs.uses_run_dir
 
 
 def render(source: str, context: dict[str, Any], *, where: str) -> str:
@@ -90,12 +105,15 @@ def references(source: str, *, where: str) -> References:
         ) from None
     names = frozenset(meta.find_undeclared_variables(tree))
     steps, step_dynamic = _attribute_names(tree, "steps")
-    variables, _ = _attribute_names(tree, "vars")
+    variables, vars_dynamic = _attribute_names(tree, "vars")
+    run_parts, run_dynamic = _attribute_names(tree, "run")
     return References(
         names=names,
         steps=frozenset(steps),
         vars=frozenset(variables),
         dynamic_steps=step_dynamic,
+        dynamic_vars=vars_dynamic,
+        uses_run_dir="dir" in run_parts or run_dynamic,
     )
 
 

@@ -87,6 +87,8 @@ class ProgressPrinter:
         elif event.type in MARK:
             self._stop()
             self.console.print(f"{MARK[event.type]} {label}{self._suffix(event)}")
+            if event.data.get("hint"):
+                self.console.print(f"  [dim]hint:[/] {escape(event.data['hint'])}")
         elif event.type is EventType.PAUSE_PASSED:
             self.console.print(f"  [dim]pause point passed ({message})[/]")
         elif event.type is EventType.OUTPUT_EDITED:

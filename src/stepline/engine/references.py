@@ -60,9 +60,11 @@ def analyse_spec(spec: PipelineSpec, variables: Mapping[str, object]) -> dict[st
             steps=frozenset(refs.steps),
             input="input" in refs.names or isinstance(step, PythonStep),
             reads_everything=isinstance(step, PythonStep)
-            or "run" in refs.names
+            or refs.uses_run_dir
             or refs.dynamic_steps,
-            vars=frozenset(variables) if isinstance(step, PythonStep) else frozenset(refs.vars),
+            vars=frozenset(variables)
+            if isinstance(step, PythonStep) or refs.dynamic_vars
+            else frozenset(refs.vars),
         )
     return needs
 

@@ -6,6 +6,7 @@ pipeline reads the way people talk about time.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated
 
@@ -25,14 +26,14 @@ def parse_duration(value: object) -> float:
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
     else:
         raise ValueError(f"expected a duration such as 30s, 5m or 1h, got {value!r}")
-    if seconds <= 0:
-        raise ValueError(f"a duration must be positive, got {value!r}")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"a duration must be positive and finite, got {value!r}")
     return seconds
 
 
 def format_duration(seconds: float) -> str:
     """Render seconds compactly for tables: ``0.4s``, ``12.0s``, ``3m05s``, ``1h02m``."""
-    if seconds < 60:
+    if round(seconds, 1) < 60:
         return f"{seconds:.1f}s"
     minutes, secs = divmod(int(round(seconds)), 60)
     if minutes < 60:

@@ -104,7 +104,11 @@ def _index_lines(
 def _describe(exc: ValidationError, data: Any, lines: dict[Location, int], label: str) -> str:
     """One line per problem: ``file:line: where: what (did you mean ...)``."""
     messages = []
-    for error in exc.errors():
+    errors = exc.errors()
+    suggested = _suggested_keys(errors, data)
+    for error in errors:
+        if error["type"] == "missing" and _data_location(error["loc"], data) in suggested:
+            continue  # the unknown key next to it is the typo of this one; say it once
         location = _data_location(error["loc"], data)
         if error["type"] == "union_tag_invalid":
             location += ("kind",)
@@ -118,12 +122,26 @@ def _describe(exc: ValidationError, data: Any, lines: dict[Location, int], label
     return "\n".join(dict.fromkeys(messages))
 
 
+def _suggested_keys(errors: list[Any], data: Any) -> set[Location]:
+    """Locations of required keys that an unknown key nearby is probably a typo of."""
+    suggested: set[Location] = set()
+    for error in errors:
+        if error["type"] == "extra_forbidden":
+            location = _data_location(error["loc"], data)
+            valid = list(_model_at(location[:-1], data).model_fields)
+            for close in difflib.get_close_matches(str(location[-1]), valid, n=1):
+                suggested.add(location[:-1] + (close,))
+    return suggested
+
+
 def _data_location(pydantic_loc: tuple[Any, ...], data: Any) -> Location:
     """Drop the union tags pydantic inserts (``steps.0.llm.prompt`` -> ``steps.0.prompt``)."""
     location: list[str | int] = []
     current = data
-    for index, part in enumerate(pydantic_loc):
-        is_last = index == len(pydantic_loc) - 1
+    for part in pydantic_loc:
+        is_step_tag = len(location) == 2 and location[0] == "steps" and part in STEP_KINDS
+        if is_step_tag:
+            continue
         if (
             isinstance(current, dict)
             and part in current
@@ -132,8 +150,6 @@ def _data_location(pydantic_loc: tuple[Any, ...], data: Any) -> Location:
             and part < len(current)
         ):
             current = current[part]
-        elif not is_last and isinstance(part, str) and part in STEP_KINDS:
-            continue
         location.append(part)
     return tuple(location)
 
@@ -174,6 +190,8 @@ def _what(error: Any, location: Location, data: Any) -> str:
         close = difflib.get_close_matches(str(tag), list(STEP_KINDS), n=1)
         suggestion = f'; did you mean "{close[0]}"?' if close else ""
         return f'unknown step kind "{tag}"{suggestion} (kinds: {", ".join(STEP_KINDS)})'
+    if kind == "string_type" and isinstance(error.get("input"), bool):
+        return "expected text, got a boolean (YAML reads yes/no/on/off as booleans; quote it)"
     if kind == "union_tag_not_found":
         return f"every step needs kind: one of {', '.join(STEP_KINDS)}"
     message = str(error["msg"])

@@ -7,6 +7,7 @@ silently ignored setting. ``docs/config.md`` documents each key; keep the two in
 from __future__ import annotations
 
 import difflib
+import re
 import shlex
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -103,11 +104,31 @@ class ShellStep(StepBase):
     @classmethod
     def _split_string(cls, value: Any) -> Any:
         if isinstance(value, str):
-            try:
-                return shlex.split(value)
-            except ValueError as exc:
-                raise ValueError(f"cannot split the command string: {exc}") from exc
+            return split_command(value)
         return value
+
+
+_TEMPLATE_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
+_HIDDEN_TAG = re.compile("\x00(\\d+)\x00")
+
+
+def split_command(command: str) -> list[str]:
+    """Split like a POSIX shell, but keep each ``{{ ... }}`` / ``{% ... %}`` whole.
+
+    ``echo {{ input.text }}`` is two arguments, and the rendered text stays one argument
+    however many spaces it holds.
+    """
+    tags: list[str] = []
+
+    def hide(match: re.Match[str]) -> str:
+        tags.append(match.group(0))
+        return f"\x00{len(tags) - 1}\x00"
+
+    try:
+        parts = shlex.split(_TEMPLATE_TAG.sub(hide, command))
+    except ValueError as exc:
+        raise ValueError(f"cannot split the command string: {exc}") from exc
+    return [_HIDDEN_TAG.sub(lambda match: tags[int(match.group(1))], part) for part in parts]
 
 
 StepSpec = Annotated[LLMStep | PythonStep | ShellStep, Field(discriminator="kind")]

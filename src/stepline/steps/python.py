@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import difflib
-import importlib
 import inspect
 import json
 import logging
-import sys
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ from stepline.errors import SpecError, StepFailed
 from stepline.hashing import hash_bytes
 from stepline.spec import PythonStep
 from stepline.steps.base import InputData, StepEnvironment, StepOutcome
+from stepline.steps.modules import import_user_module
 from stepline.threads import run_in_thread
 
 
@@ -120,11 +119,8 @@ async def run_python_step(step: PythonStep, env: StepEnvironment) -> StepOutcome
 
 
 def _import_module(step: PythonStep, module_name: str, base_dir: Path) -> Any:
-    folder = str(base_dir)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
     try:
-        return importlib.import_module(module_name)
+        return import_user_module(module_name, base_dir)
     except ModuleNotFoundError as exc:
         if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
             raise SpecError(

@@ -31,6 +31,8 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
+        if self._fd is not None:
+            return
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         for attempt in range(_ACQUIRE_ATTEMPTS):
             try:

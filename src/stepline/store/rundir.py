@@ -33,7 +33,7 @@ from stepline.store.atomic import (
 )
 from stepline.store.state import now
 
-RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
 
 def new_run_id() -> str:
@@ -43,7 +43,7 @@ def new_run_id() -> str:
 
 def check_run_id(run_id: str) -> str:
     """Refuse ids that could name a path outside the work folder."""
-    if run_id in {".", ".."} or not RUN_ID_PATTERN.match(run_id):
+    if run_id in {".", ".."} or not RUN_ID_PATTERN.fullmatch(run_id):
         raise InputError(
             f"invalid run id {run_id!r}",
             hint="use 1-100 characters from A-Z a-z 0-9 . _ - (not . or ..)",
@@ -174,6 +174,10 @@ class RunDir:
         stamp = f"{now():%Y%m%dT%H%M%S%fZ}"
         self.history_dir.mkdir(exist_ok=True)
         target = self.history_dir / f"{path.stem}.{stamp}{path.suffix}"
+        counter = 1
+        while target.exists():  # two archives in one microsecond: never overwrite history
+            target = self.history_dir / f"{path.stem}.{stamp}-{counter}{path.suffix}"
+            counter += 1
         try:
             os.link(path, target)  # the old inode moves to history; the caller then replaces path
         except OSError:

@@ -93,7 +93,7 @@ class RunStore:
         except RunStoreError as exc:
             return RunSummary(run_id=run_dir.run_id, path=run_dir.path, problem=exc.message)
         return RunSummary(
-            run_id=state.run_id,
+            run_id=run_dir.run_id,
             path=run_dir.path,
             pipeline=state.pipeline,
             status=effective_status(state, run_dir).value,

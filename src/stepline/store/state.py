@@ -126,8 +126,18 @@ def load_state(path: Path) -> RunState:
             f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})",
             hint="restore it from a backup or start a new run; step outputs are in steps/",
         ) from None
-    version = data.get("schema_version") if isinstance(data, dict) else None
-    if isinstance(version, int) and version > SCHEMA_VERSION:
+    if not isinstance(data, dict):
+        raise RunStoreError(
+            f"{path} is damaged: it holds {type(data).__name__}, not a JSON object",
+            hint="restore it from a backup or start a new run; step outputs are in steps/",
+        )
+    version = data.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise RunStoreError(
+            f"{path} is damaged: schema_version is {version!r}, not a whole number",
+            hint="restore it from a backup or start a new run; step outputs are in steps/",
+        )
+    if version > SCHEMA_VERSION:
         raise RunStoreError(
             f"{path} was written by a newer stepline (schema_version {version}; "
             f"this one reads up to {SCHEMA_VERSION})",

@@ -1,0 +1,57 @@
+"""Import the user's Python modules from the folder beside the config.
+
+Two pipelines in one process may each have their own ``helpers.py``, and a person may edit
+``helpers.py`` between a run and its resume. So a module this file imported is imported again
+when it would now come from a different file, or when its file changed since; modules that
+stepline did not import (the standard library, installed packages) are never touched.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from types import ModuleType
+
+_loaded: dict[str, tuple[Path, int]] = {}
+"""Top-level module name -> (file, mtime_ns) of modules loaded from a config folder."""
+
+
+def import_user_module(module_name: str, base_dir: Path) -> ModuleType:
+    """Import ``module_name`` with ``base_dir`` first on ``sys.path``; raises what import raises."""
+    folder = str(base_dir)
+    if folder in sys.path:
+        sys.path.remove(folder)
+    sys.path.insert(0, folder)
+    top = module_name.partition(".")[0]
+    _forget_if_stale(top, base_dir)
+    module = importlib.import_module(module_name)
+    _remember(top, base_dir)
+    return module
+
+
+def _local_file(top: str, base_dir: Path) -> Path | None:
+    for candidate in (base_dir / f"{top}.py", base_dir / top / "__init__.py"):
+        if candidate.is_file():
+            return candidate.resolve()
+    return None
+
+
+def _forget_if_stale(top: str, base_dir: Path) -> None:
+    previous = _loaded.get(top)
+    if previous is None or top not in sys.modules:
+        return
+    local = _local_file(top, base_dir)
+    if local == previous[0] and local.stat().st_mtime_ns == previous[1]:
+        return
+    for name in [name for name in sys.modules if name == top or name.startswith(top + ".")]:
+        del sys.modules[name]
+    importlib.invalidate_caches()
+    del _loaded[top]
+
+
+def _remember(top: str, base_dir: Path) -> None:
+    local = _local_file(top, base_dir)
+    module_file = getattr(sys.modules.get(top), "__file__", None)
+    if local is not None and module_file and Path(module_file).resolve() == local:
+        _loaded[top] = (local, local.stat().st_mtime_ns)

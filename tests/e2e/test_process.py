@@ -1,0 +1,164 @@
+"""The real command in a child process: kill -9, SIGTERM, SIGINT, the run lock, lazy imports."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.fakes import FakeLLMServer, Reply
+from tests.helpers import run_pipeline_process, write
+
+SLOW_PIPELINE = """
+name: slow
+llm: {model: claude-test-model}
+steps:
+  - id: prepare
+    kind: shell
+    command: ["python3", "-c", "open('calls.log','a').write('prepare\\\\n'); print(7)"]
+  - id: ask
+    kind: llm
+    prompt: "Number {{ steps.prepare }}"
+  - id: wait
+    kind: shell
+    command: ["python3", "slow.py"]
+  - id: after
+    kind: shell
+    command: echo "{{ steps.wait }}"
+"""
+
+SLOW_SCRIPT = """
+import os, time
+from pathlib import Path
+Path("wait.started").touch()
+if Path("slow").exists():
+    time.sleep(60)
+print("waited")
+"""
+
+
+@pytest.fixture
+def slow_pipeline(tmp_path: Path, fake_llm: FakeLLMServer) -> Path:
+    write(tmp_path / "pipeline-config.yaml", SLOW_PIPELINE)
+    write(tmp_path / "slow.py", SLOW_SCRIPT)
+    write(tmp_path / "in.txt", "input")
+    (tmp_path / "slow").touch()
+    fake_llm.responder = lambda request: Reply(text="answer")
+    return tmp_path
+
+
+def start_run(folder: Path, run_id: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "stepline", "run", "in.txt", "--run-id", run_id],
+        cwd=folder,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(path: Path, process: subprocess.Popen[str], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if process.poll() is not None:
+            raise AssertionError(f"run ended early: {process.communicate()}")
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def state_of(folder: Path, run_id: str) -> dict:
+    return json.loads((folder / ".pipeline" / run_id / "state.json").read_text())
+
+
+def test_killed_run_resumes_without_repeating_completed_work(
+    slow_pipeline: Path, fake_llm: FakeLLMServer
+):
+    process = start_run(slow_pipeline, "k")
+    wait_for(slow_pipeline / "wait.started", process)
+    process.kill()
+    process.wait()
+
+    state = state_of(slow_pipeline, "k")
+    assert state["status"] == "running"
+    assert [s["status"] for s in state["steps"]] == ["completed", "completed", "running", "pending"]
+    listing = run_pipeline_process("list", "--json", cwd=slow_pipeline)
+    assert json.loads(listing.stdout)[0]["status"] == "interrupted"
+
+    (slow_pipeline / "slow").unlink()
+    resumed = run_pipeline_process("resume", "k", cwd=slow_pipeline)
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert fake_llm.count() == 1
+    assert (slow_pipeline / "calls.log").read_text().split() == ["prepare"]
+    assert state_of(slow_pipeline, "k")["status"] == "completed"
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_stops_the_run_gracefully(slow_pipeline: Path, sig: int, code: int):
+    process = start_run(slow_pipeline, "s")
+    wait_for(slow_pipeline / "wait.started", process)
+
+    process.send_signal(sig)
+    stdout, stderr = process.communicate(timeout=30)
+
+    assert process.returncode == code, stderr
+    state = state_of(slow_pipeline, "s")
+    assert state["status"] == "interrupted"
+    assert [s["status"] for s in state["steps"]] == ["completed", "completed", "pending", "pending"]
+    assert "interrupted" in stdout and "pipeline resume s" in stdout
+    (slow_pipeline / "slow").unlink()
+    assert run_pipeline_process("resume", "s", cwd=slow_pipeline).returncode == 0
+
+
+def test_second_process_cannot_run_the_same_run(slow_pipeline: Path):
+    process = start_run(slow_pipeline, "locked")
+    try:
+        wait_for(slow_pipeline / "wait.started", process)
+
+        second = run_pipeline_process("resume", "locked", cwd=slow_pipeline)
+
+        assert second.returncode == 2
+        assert f'run "locked" is in use by process {process.pid}' in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        process.kill()
+        process.wait()
+    (slow_pipeline / "slow").unlink()
+    assert run_pipeline_process("resume", "locked", cwd=slow_pipeline).returncode == 0
+
+
+@pytest.mark.parametrize("args", [["--help"], ["list"]])
+def test_help_and_list_do_not_import_the_heavy_libraries(tmp_path: Path, args: list[str]):
+    probe = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('HEAVY', sorted(m for m in ('anthropic', 'jinja2')"
+        " if m in sys.modules), file=sys.stderr))\n"
+        "from stepline.cli.app import main\n"
+        f"main({args!r})\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "HEAVY []" in result.stderr
+
+
+def test_dry_run_writes_nothing(tmp_path: Path):
+    write(tmp_path / "pipeline-config.yaml", SLOW_PIPELINE)
+    write(tmp_path / "in.txt", "input")
+    before = sorted(os.listdir(tmp_path))
+
+    result = run_pipeline_process("run", "in.txt", "--dry-run", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert "not run yet" in result.stdout
+    assert "ANTHROPIC_API_KEY is not set" in result.stdout
+    assert sorted(os.listdir(tmp_path)) == before

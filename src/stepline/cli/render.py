@@ -172,7 +172,7 @@ def print_result(console: Console, result: RunResult, workdir: Path) -> None:
 def steps_table(state: RunState) -> Table:
     table = Table(title=f"{state.pipeline} · {state.run_id}", title_justify="left")
     for column in ("#", "step", "kind", "status", "duration", "output"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column != "step")
     for step in state.steps:
         duration = format_duration(step.duration_s) if step.duration_s is not None else ""
         style = STATUS_STYLE.get(step.status.value, "")

@@ -61,7 +61,9 @@ def _request_arguments(request: LLMRequest) -> dict[str, Any]:
     if request.system is not None:
         arguments["system"] = request.system
     if request.temperature is not None:
-        arguments["temperature"] = request.temperature
+        # The SDK (2.x) no longer types sampling parameters; the wire format still takes
+        # them, and a model that refuses one answers 400 with its own message.
+        arguments["extra_body"] = {"temperature": request.temperature}
     return arguments
 
 

@@ -1,0 +1,37 @@
+# Two commands do all set-up on a fresh machine with Python >= 3.11 and make:
+#   make demo   builds .venv and runs the example pipeline end to end (no API key needed)
+#   make test   builds .venv and runs ruff, mypy and pytest
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit("stepline needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	@run_id=$$($(BIN)/pipeline run configs/action-items/meeting-notes.txt \
+		-c configs/action-items/pipeline.yaml --json \
+		| $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)["run_id"])') \
+	&& $(BIN)/pipeline show $$run_id \
+	&& echo && $(BIN)/pipeline show $$run_id --step report
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -q
+
+test: lint typecheck unit
+
+clean:
+	rm -rf $(VENV) .pipeline .mypy_cache .ruff_cache .pytest_cache

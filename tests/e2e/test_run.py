@@ -155,3 +155,26 @@ def test_each_config_folder_gets_its_own_helpers_module(cli, tmp_path: Path):
         assert result.exit_code == 0, result.output
         output = tmp_path / f".pipeline/{name}/steps/01-answer.json"
         assert json.loads(output.read_text()) == answer
+
+
+def test_workdir_from_environment_and_flag(cli, tmp_path: Path, monkeypatch):
+    write(tmp_path / "in.txt", "x")
+    write(
+        tmp_path / "pipeline-config.yaml",
+        """
+        name: where
+        steps:
+          - id: one
+            kind: shell
+            command: echo one
+        """,
+    )
+    monkeypatch.setenv("PIPELINE_WORKDIR", str(tmp_path / "from-env"))
+
+    assert cli("run", "in.txt", "--run-id", "a").exit_code == 0
+    assert cli("run", "in.txt", "--run-id", "b", "--workdir", "from-flag").exit_code == 0
+
+    assert (tmp_path / "from-env" / "a" / "state.json").is_file()
+    assert (tmp_path / "from-flag" / "b" / "state.json").is_file()
+    assert not (tmp_path / ".pipeline").exists()
+    assert [row["run_id"] for row in json.loads(cli("list", "--json").stdout)] == ["a"]

@@ -95,7 +95,8 @@ def _settings(workdir: StrPath | None) -> Settings:
 
 
 def _default_hooks() -> Hooks:
-    from stepline.engine.runner import Hooks, PauseMode
+    from stepline.engine.pauses import PauseMode
+    from stepline.engine.runner import Hooks
 
     return Hooks(pause_mode=PauseMode.NEVER)
 

@@ -285,7 +285,8 @@ def _parse_sets(values: list[str] | None) -> dict[str, str]:
 
 
 def _hooks(settings: Settings, pause: bool | None, as_json: bool) -> Hooks:
-    from stepline.engine.runner import Hooks, PauseMode
+    from stepline.engine.pauses import PauseMode
+    from stepline.engine.runner import Hooks
 
     _, err = render.make_consoles()
     if pause is True:

@@ -28,7 +28,8 @@ from stepline.store.runs import RunSummary
 from stepline.store.state import RunState, RunStatus, StepStatus
 
 if TYPE_CHECKING:  # the runner pulls in jinja2; list and --help must stay light
-    from stepline.engine.runner import PausePoint, PreparedRun, RunResult
+    from stepline.engine.pauses import PausePoint
+    from stepline.engine.runner import PreparedRun, RunResult
 
 STATUS_STYLE = {
     "completed": "green",

@@ -11,15 +11,14 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from stepline.engine.events import Event, EventLog, EventType, Listener
 from stepline.engine.fingerprint import fingerprint
 from stepline.engine.interrupts import Interrupts
+from stepline.engine.pauses import PauseMode, PausePoint, Pauser
 from stepline.engine.plan import INPUT_KEY, Action, Decision
 from stepline.engine.references import StepNeeds
 from stepline.errors import RunInterrupted, RunStoreError, StepFailed, StepLineError
@@ -38,28 +37,6 @@ EXIT_CODES = {
     RunStatus.PAUSED: 3,
     RunStatus.INTERRUPTED: 130,
 }
-
-
-class PauseMode(StrEnum):
-    ASK = "ask"  # ask a person when a prompt is available, else pass
-    NEVER = "never"  # --no-pause / PIPELINE_NO_PAUSE: pass and log
-    ALWAYS = "always"  # --pause: stop at every pause point (exit 3)
-
-
-@dataclass(frozen=True)
-class PausePoint:
-    """A review point after a step; ``problem`` explains why the prompt is shown again."""
-
-    run_id: str
-    step_id: str
-    number: int
-    title: str
-    output_path: Path
-    problem: str | None = None
-
-
-Pauser = Callable[[PausePoint], bool]
-"""Asks a person at a pause point: True continues, False stops the run (status paused)."""
 
 
 @dataclass

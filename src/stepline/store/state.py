@@ -111,32 +111,10 @@ def save_state(path: Path, state: RunState) -> None:
 
 def load_state(path: Path) -> RunState:
     """Read a state file, with a clear error for a missing, damaged or too-new file."""
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RunStoreError(
-            f"{path} is missing", hint="the run folder is incomplete; start a new run"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RunStoreError(f"cannot read {path}: {exc}") from None
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise RunStoreError(
-            f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})",
-            hint="restore it from a backup or start a new run; step outputs are in steps/",
-        ) from None
-    if not isinstance(data, dict):
-        raise RunStoreError(
-            f"{path} is damaged: it holds {type(data).__name__}, not a JSON object",
-            hint="restore it from a backup or start a new run; step outputs are in steps/",
-        )
+    data = _read_json_object(path)
     version = data.get("schema_version")
     if not isinstance(version, int) or isinstance(version, bool):
-        raise RunStoreError(
-            f"{path} is damaged: schema_version is {version!r}, not a whole number",
-            hint="restore it from a backup or start a new run; step outputs are in steps/",
-        )
+        raise _damaged(path, f"schema_version is {version!r}, not a whole number")
     if version > SCHEMA_VERSION:
         raise RunStoreError(
             f"{path} was written by a newer stepline (schema_version {version}; "
@@ -148,7 +126,29 @@ def load_state(path: Path) -> RunState:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
+        raise _damaged(path, f"{where}: {first['msg']}") from None
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
         raise RunStoreError(
-            f"{path} is damaged: {where}: {first['msg']}",
-            hint="restore it from a backup or start a new run; step outputs are in steps/",
+            f"{path} is missing", hint="the run folder is incomplete; start a new run"
         ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunStoreError(f"cannot read {path}: {exc}") from None
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise _damaged(path, f"not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    if not isinstance(data, dict):
+        raise _damaged(path, f"it holds {type(data).__name__}, not a JSON object")
+    return data
+
+
+def _damaged(path: Path, problem: str) -> RunStoreError:
+    return RunStoreError(
+        f"{path} is damaged: {problem}",
+        hint="restore it from a backup or start a new run; step outputs are in steps/",
+    )

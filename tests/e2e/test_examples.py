@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes import FakeLLMServer, RecordedRequest, Reply
+from tests.helpers import write
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "configs").glob("*/pipeline.yaml"))
@@ -21,8 +22,12 @@ def test_example_config_validates(cli, config: Path):
     assert result.exit_code == 0, result.output
 
 
-def test_example_config_file_validates(cli):
-    result = cli("validate", "-c", str(ROOT / "pipeline-config.example.yaml"))
+def test_example_config_file_validates(cli, tmp_path: Path):
+    """The every-key example validates once the helpers.py its comments describe exists."""
+    shutil.copy(ROOT / "pipeline-config.example.yaml", tmp_path)
+    write(tmp_path / "helpers.py", "def count_items(ctx):\n    return {'total': 0}\n")
+
+    result = cli("validate", "-c", str(tmp_path / "pipeline-config.example.yaml"))
 
     assert result.exit_code == 0, result.output
 

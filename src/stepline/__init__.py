@@ -89,9 +89,9 @@ def resume(
 
 
 def _settings(workdir: StrPath | None) -> Settings:
-    from stepline.settings import Settings
+    from stepline.settings import load_settings
 
-    return Settings(workdir=Path(workdir)) if workdir is not None else Settings()
+    return load_settings(workdir=Path(workdir) if workdir is not None else None)
 
 
 def _default_hooks() -> Hooks:

@@ -8,9 +8,12 @@ these keys. Precedence: command-line flag > environment variable > default. Cred
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from stepline.errors import InputError
 
 DEFAULT_CONFIG_NAME = "pipeline-config.yaml"
 
@@ -36,3 +39,20 @@ class Settings(BaseSettings):
     def config_path(self, cli_value: Path | None = None) -> Path:
         """Where the pipeline config is: ``-c``, else PIPELINE_CONFIG, else the default name."""
         return cli_value or self.config or Path(DEFAULT_CONFIG_NAME)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment (``overrides`` are command-line values and win).
+
+    A malformed variable, say ``PIPELINE_NO_PAUSE=maybe``, is an ``InputError`` that names it.
+    """
+    try:
+        return Settings(**{key: value for key, value in overrides.items() if value is not None})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        variable = "PIPELINE_" + field.upper() if field in Settings.model_fields else field
+        raise InputError(
+            f"{variable}={error.get('input')!r} is not valid: {error['msg']}",
+            hint=f"fix or unset {variable}",
+        ) from None

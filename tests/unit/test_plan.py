@@ -58,8 +58,27 @@ def test_from_step_forces_that_step_and_later_ones_to_run() -> None:
     decisions = plan_run([done("a"), done("b"), done("c")], from_index=1)
 
     assert actions(decisions) == [
-        ("a", Action.REUSE, "completed, unchanged"),
+        ("a", Action.REUSE, "before --from-step"),
         ("b", Action.RUN, "--from-step"),
+        ("c", Action.RUN, "--from-step"),
+    ]
+
+
+def test_from_step_reuses_earlier_completed_steps_even_when_changed() -> None:
+    changed = StepFacts(
+        id="a",
+        previous_status="completed",
+        output_present=True,
+        spec_hash="sha256:new",
+        previous_spec_hash="sha256:old",
+    )
+    never_run = StepFacts(id="b")
+
+    decisions = plan_run([changed, never_run, done("c")], from_index=2)
+
+    assert actions(decisions) == [
+        ("a", Action.REUSE, "before --from-step"),
+        ("b", Action.RUN, "not run yet"),
         ("c", Action.RUN, "--from-step"),
     ]
 

@@ -290,7 +290,8 @@ def test_is_locked_follows_the_holder(tmp_path: Path) -> None:
 
 
 def saved_run(store: RunStore, run_id: str, status: RunStatus = RunStatus.RUNNING) -> RunDir:
-    run_dir = store.new_run(run_id)
+    run_dir = store.planned_run(run_id)
+    run_dir.create()
     save_state(run_dir.state_path, make_state(run_id, status))
     return run_dir
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 import traceback
 from pathlib import Path
@@ -21,7 +20,7 @@ import typer
 from stepline import __version__
 from stepline.cli import render
 from stepline.errors import InputError, StepLineError
-from stepline.settings import Settings
+from stepline.settings import Settings, load_settings
 from stepline.store.runs import RunStore, RunSummary, effective_status
 from stepline.store.state import RunStatus, load_state
 
@@ -88,6 +87,7 @@ def root(
     to_step: ToStepOption = None,
     dry_run: DryRunOption = False,
     pause: PauseOption = None,
+    set_: SetOption = None,
     as_json: JsonOption = False,
     workdir: WorkdirOption = None,
     debug: DebugOption = False,
@@ -109,6 +109,7 @@ def root(
         to_step=to_step,
         dry_run=dry_run,
         pause=pause,
+        set_=set_,
         workdir=workdir,
         as_json=as_json,
     )
@@ -167,7 +168,7 @@ def resume_command(
 
     settings = _settings(workdir)
     options = _options(from_step=from_step, to_step=to_step, set_=set_)
-    config_path = config or settings.config
+    config_path = config  # else the path recorded in the run, else its snapshot
     if dry_run:
         _show_preview(
             api.preview_resume(run_id, settings=settings, options=options, config_path=config_path),
@@ -256,8 +257,7 @@ def validate_command(
 
 
 def _settings(workdir: Path | None) -> Settings:
-    overrides: dict[str, Any] = {"workdir": workdir} if workdir is not None else {}
-    return Settings(**overrides)
+    return load_settings(workdir=workdir)
 
 
 def _options(
@@ -349,10 +349,17 @@ def _print_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
 
 
+def _debug_from_environment() -> bool:
+    try:
+        return load_settings().debug
+    except InputError:
+        return False
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point of ``pipeline`` and ``stepline``: the one place errors are rendered."""
     args = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in args or os.environ.get("PIPELINE_DEBUG", "") not in {"", "0", "false"}
+    debug = "--debug" in args or _debug_from_environment()
     try:
         app(args=args, prog_name="pipeline", standalone_mode=True)
     except StepLineError as exc:

@@ -36,6 +36,8 @@ def validate_config(config_path: Path, variables: dict[str, str] | None = None) 
     spec = load_spec(config_path)
     analyse_spec(spec, {**spec.vars, **(variables or {})})
     for step in spec.steps:
+        if not step.enabled:
+            continue
         if isinstance(step, LLMStep):
             spec.llm_params(step)
         elif isinstance(step, PythonStep):
@@ -132,7 +134,8 @@ def _plan_resume(run_dir: RunDir, *, options: RunOptions, config_path: Path | No
     spec = _resume_spec(state, run_dir, config_path)
     state.steps = align_steps(state.steps, spec)
     state.pipeline = spec.name
-    state.config_path = str(spec.source_path) if spec.source_path else state.config_path
+    if spec.source_path is not None and spec.source_path != run_dir.config_path.resolve():
+        state.config_path = str(spec.source_path)  # a snapshot never replaces the real path
     state.config_hash = config_hash(spec.source_text)
     state.vars = {**state.vars, **options.variables}
     data = input_data(run_dir.resolve(state.input_copy), Path(state.input_path).name)

@@ -43,7 +43,7 @@ class Event:
     title: str | None = None
     message: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
-    time: str = field(default_factory=lambda: now().isoformat())
+    time: str = field(default_factory=lambda: now().isoformat().replace("+00:00", "Z"))
 
     def to_json(self) -> dict[str, Any]:
         record = {key: value for key, value in asdict(self).items() if value not in (None, {})}

@@ -75,6 +75,8 @@ def _decide(
         return Action.SKIP, "disabled in the config"
     if from_index is not None and index >= from_index:
         return Action.RUN, "--from-step"
+    if from_index is not None and facts.previous_status == "completed" and facts.output_present:
+        return Action.REUSE, "before --from-step"
     if facts.previous_status != "completed":
         return Action.RUN, _not_done_reason(facts.previous_status)
     if not facts.output_present:

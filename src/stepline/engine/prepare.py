@@ -116,8 +116,16 @@ def plan_for(
     """Check the spec against the variables and decide what runs."""
     variables = {**spec.vars, **state.vars, **options.variables}
     needs = analyse_spec(spec, variables)
-    hashes = {step.id: spec_hash(spec, step, needs[step.id], variables) for step in spec.steps}
-    on_disk = current_output_hashes(state, run_dir)
+    hashes = {  # a disabled step is neither imported nor checked for a model
+        step.id: spec_hash(spec, step, needs[step.id], variables) if step.enabled else ""
+        for step in spec.steps
+    }
+    from_index = spec.step_index(options.from_step) if options.from_step else None
+    to_index = spec.step_index(options.to_step) if options.to_step else None
+    if from_index is not None and to_index is not None and to_index < from_index:
+        raise InputError("--to-step comes before --from-step")
+    # Outputs that --from-step replaces are not read: a broken hand edit there is no obstacle.
+    on_disk = current_output_hashes(state.steps[:from_index], run_dir)
     on_disk[INPUT_KEY] = input.hash
     facts = []
     for index, (step, record) in enumerate(zip(spec.steps, state.steps, strict=True)):
@@ -139,17 +147,13 @@ def plan_for(
                 depends_on=frozenset(depends_on),
             )
         )
-    from_index = spec.step_index(options.from_step) if options.from_step else None
-    to_index = spec.step_index(options.to_step) if options.to_step else None
-    if from_index is not None and to_index is not None and to_index < from_index:
-        raise InputError("--to-step comes before --from-step")
     return needs, hashes, variables, plan_run(facts, from_index=from_index, to_index=to_index)
 
 
-def current_output_hashes(state: RunState, run_dir: RunDir) -> dict[str, str]:
+def current_output_hashes(records: list[StepState], run_dir: RunDir) -> dict[str, str]:
     """Hash of each completed step's output as it is on disk now (edits included)."""
     hashes: dict[str, str] = {}
-    for record in state.steps:
+    for record in records:
         if record.status == StepStatus.COMPLETED and record.output:
             current = run_dir.output_hash(record.output)
             if current is not None:

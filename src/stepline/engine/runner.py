@@ -31,13 +31,6 @@ from stepline.store.rundir import RunDir
 from stepline.store.state import RunState, RunStatus, StepState, StepStatus, now, save_state
 from stepline.threads import run_in_thread
 
-EXIT_CODES = {
-    RunStatus.COMPLETED: 0,
-    RunStatus.FAILED: 1,
-    RunStatus.PAUSED: 3,
-    RunStatus.INTERRUPTED: 130,
-}
-
 
 @dataclass
 class Hooks:
@@ -120,7 +113,11 @@ class Runner:
             self._finish(RunStatus.INTERRUPTED, "cancelled", 130)
             raise
         except Exception as exc:  # a bug: still leave a resumable, truthful state behind
-            self._finish(RunStatus.FAILED, f"internal error: {type(exc).__name__}: {exc}", 1)
+            message = f"internal error: {type(exc).__name__}: {exc}"
+            for record in self.run.state.steps:
+                if record.status == StepStatus.RUNNING:
+                    record.status, record.error = StepStatus.FAILED, message
+            self._finish(RunStatus.FAILED, message, 1)
             raise
         finally:
             await self.providers.aclose()
@@ -133,6 +130,7 @@ class Runner:
             if decision.action is Action.STOP:
                 return self._stop_at_to_step(decision)
             if decision.action is Action.SKIP:
+                _forget_output(record)
                 record.status = StepStatus.SKIPPED
                 self._save()
                 self._emit(EventType.STEP_SKIPPED, step, message=decision.reason)
@@ -161,6 +159,7 @@ class Runner:
         self, step: StepBase, record: StepState, decision: Decision
     ) -> StepLineError | None:
         """Run one step and record the result; return the failure of a step that failed."""
+        _forget_output(record)
         record.status, record.error = StepStatus.RUNNING, None
         record.started_at, record.finished_at, record.duration_s = now(), None, None
         record.attempts += 1
@@ -174,7 +173,11 @@ class Runner:
             record.status, record.started_at = StepStatus.PENDING, None
             raise
         except StepLineError as exc:
-            failure = exc if isinstance(exc, StepFailed) else StepFailed(step.id, exc.message)
+            failure = (
+                exc
+                if isinstance(exc, StepFailed)
+                else StepFailed(step.id, exc.message, hint=exc.hint)
+            )
             self._record_failure(step, record, failure, time.monotonic() - started)
             return failure
         self._record_success(step, record, outcome, time.monotonic() - started)
@@ -238,7 +241,8 @@ class Runner:
             failure.message = message
         record.error = message
         self._end_step(record, StepStatus.FAILED, elapsed)
-        self._emit(EventType.STEP_FAILED, step, message=message, data={"hint": failure.hint})
+        hint = {"hint": failure.hint} if failure.hint else {}
+        self._emit(EventType.STEP_FAILED, step, message=message, data=hint)
 
     def _end_step(self, record: StepState, status: StepStatus, elapsed: float) -> None:
         record.status, record.finished_at, record.duration_s = status, now(), round(elapsed, 3)
@@ -369,6 +373,16 @@ class Runner:
         logger.propagate = False
         logger.handlers = [_EventHandler(self, step)]
         return logger
+
+
+def _forget_output(record: StepState) -> None:
+    """A step that runs again (or is skipped) no longer owns its earlier output.
+
+    The file stays on disk until a new output replaces it (and moves it to history/), but
+    the state stops pointing at it, so nothing reads a stale value as this run's result.
+    """
+    record.output = record.output_hash = record.fingerprint = record.spec_hash = None
+    record.reads, record.metrics = {}, {}
 
 
 class _EventHandler(logging.Handler):

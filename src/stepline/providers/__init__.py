@@ -10,18 +10,17 @@ from stepline.errors import InputError
 from stepline.providers.base import Completion, LLMRequest, Provider, Usage
 from stepline.settings import Settings
 
-CREDENTIAL_VARIABLES = {"anthropic": "ANTHROPIC_API_KEY"}
-
 
 def check_credentials(provider: str, settings: Settings) -> str:
     """Return the provider's key; fail with the variable's name when it is missing."""
     if provider == "anthropic":
-        if settings.anthropic_api_key is None:
+        key = settings.anthropic_api_key
+        if key is None or not key.get_secret_value().strip():
             raise InputError(
                 "ANTHROPIC_API_KEY is not set; the pipeline has LLM steps that call Anthropic",
                 hint="export ANTHROPIC_API_KEY=... (it is read from the environment only)",
             )
-        return settings.anthropic_api_key.get_secret_value()
+        return key.get_secret_value()
     raise InputError(f'unknown provider "{provider}"', hint="providers: anthropic")
 
 
@@ -34,7 +33,6 @@ def create_provider(provider: str, *, settings: Settings, base_url: str | None) 
 
 
 __all__ = [
-    "CREDENTIAL_VARIABLES",
     "Completion",
     "LLMRequest",
     "Provider",

@@ -190,8 +190,11 @@ def _what(error: Any, location: Location, data: Any) -> str:
         close = difflib.get_close_matches(str(tag), list(STEP_KINDS), n=1)
         suggestion = f'; did you mean "{close[0]}"?' if close else ""
         return f'unknown step kind "{tag}"{suggestion} (kinds: {", ".join(STEP_KINDS)})'
-    if kind == "string_type" and isinstance(error.get("input"), bool):
-        return "expected text, got a boolean (YAML reads yes/no/on/off as booleans; quote it)"
+    if kind in {"string_type", "list_type"} and isinstance(error.get("input"), bool):
+        return (
+            "got a boolean where text belongs (YAML reads true/false/yes/no/on/off "
+            "as booleans; quote it)"
+        )
     if kind == "union_tag_not_found":
         return f"every step needs kind: one of {', '.join(STEP_KINDS)}"
     message = str(error["msg"])

@@ -25,10 +25,8 @@ async def run_llm_step(step: LLMStep, env: StepEnvironment) -> StepOutcome:
     context = env.template_context()
     request = LLMRequest(
         model=params.model,
-        prompt=render(step.prompt or "", context, where=f'step "{step.id}" prompt'),
-        system=render(step.system, context, where=f'step "{step.id}" system')
-        if step.system is not None
-        else None,
+        prompt=render(step.prompt or "", context, where="prompt"),
+        system=render(step.system, context, where="system") if step.system is not None else None,
         max_tokens=params.max_tokens,
         temperature=params.temperature,
     )

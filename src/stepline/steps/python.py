@@ -114,8 +114,7 @@ async def run_python_step(step: PythonStep, env: StepEnvironment) -> StepOutcome
         raise
     except Exception as exc:
         raise StepFailed(step.id, _describe_exception(exc)) from exc
-    _check_serialisable(step, result)
-    return StepOutcome(value=result, read_steps=frozenset(outputs.read))
+    return StepOutcome(value=_as_json_value(step, result), read_steps=frozenset(outputs.read))
 
 
 def _import_module(step: PythonStep, module_name: str, base_dir: Path) -> Any:
@@ -139,14 +138,20 @@ def _import_module(step: PythonStep, module_name: str, base_dir: Path) -> Any:
 
 def _describe_exception(exc: BaseException) -> str:
     """``ValueError: bad item (helpers.py:12)``: the exception and where user code raised it."""
-    frames = traceback.extract_tb(exc.__traceback__)
+    package = str(Path(__file__).resolve().parents[1])
+    frames = [
+        frame
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if not str(Path(frame.filename).resolve()).startswith(package)
+    ]
     where = f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
     return f"{type(exc).__name__}: {exc}{where}"
 
 
-def _check_serialisable(step: PythonStep, value: Any) -> None:
+def _as_json_value(step: PythonStep, value: Any) -> Any:
+    """The value as it will read back from its JSON file (int dict keys become strings)."""
     try:
-        json.dumps(value)
+        return json.loads(json.dumps(value, allow_nan=False))
     except (TypeError, ValueError) as exc:
         raise StepFailed(
             step.id,

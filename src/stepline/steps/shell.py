@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
 from stepline.errors import StepFailed
@@ -25,21 +26,19 @@ KILL_GRACE_S = 2.0
 
 async def run_shell_step(step: ShellStep, env: StepEnvironment) -> StepOutcome:
     context = env.template_context()
-    where = f'step "{step.id}"'
-    argv = [render(argument, context, where=f"{where} command") for argument in step.command]
+    argv = [render(argument, context, where="command") for argument in step.command]
     environment = {
         **os.environ,
         "STEPLINE_RUN_ID": env.run_id,
         "STEPLINE_RUN_DIR": str(env.run_dir),
         "STEPLINE_STEP_ID": step.id,
-        **{
-            key: render(value, context, where=f"{where} env.{key}")
-            for key, value in step.env.items()
-        },
+        **{key: render(value, context, where=f"env.{key}") for key, value in step.env.items()},
     }
     cwd = env.spec.base_dir
     if step.cwd is not None:
-        cwd = cwd / render(step.cwd, context, where=f"{where} cwd")
+        cwd = cwd / render(step.cwd, context, where="cwd")
+    if not cwd.is_dir():
+        raise StepFailed(step.id, f"the working folder {cwd} does not exist or is not a folder")
     process = await _start(step, argv, environment, cwd)
     try:
         stdout, stderr = await process.communicate()
@@ -61,7 +60,7 @@ def parse_stdout(text: str) -> Any:
 
 
 async def _start(
-    step: ShellStep, argv: list[str], environment: dict[str, str], cwd: Any
+    step: ShellStep, argv: list[str], environment: dict[str, str], cwd: Path
 ) -> asyncio.subprocess.Process:
     try:
         return await asyncio.create_subprocess_exec(
@@ -78,6 +77,8 @@ async def _start(
         raise StepFailed(step.id, f"cannot run {argv[0]}: {missing} not found") from None
     except PermissionError:
         raise StepFailed(step.id, f"cannot run {argv[0]}: permission denied") from None
+    except OSError as exc:
+        raise StepFailed(step.id, f"cannot run {argv[0]}: {exc.strerror or exc}") from None
 
 
 async def _stop_group(process: asyncio.subprocess.Process) -> None:

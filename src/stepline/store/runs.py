@@ -47,19 +47,18 @@ class RunStore:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
 
-    def new_run(self, run_id: str | None = None) -> RunDir:
-        """A new, empty run folder (the id checked, or generated)."""
-        run_dir = RunDir(self.workdir / check_run_id(run_id or new_run_id()))
-        run_dir.create()
-        return run_dir
-
     def planned_run(self, run_id: str | None = None) -> RunDir:
-        """The folder a new run would use, without creating it (for --dry-run)."""
+        """The folder a new run will use, checked but not created yet."""
         run_dir = RunDir(self.workdir / check_run_id(run_id or new_run_id()))
-        if run_dir.path.exists():
+        if run_dir.exists():
             raise InputError(
                 f'run "{run_dir.run_id}" already exists in {self.workdir}',
                 hint=f"resume it with: pipeline resume {run_dir.run_id}",
+            )
+        if run_dir.path.exists():
+            raise InputError(
+                f"{run_dir.path} exists but holds no run (a crash while creating it?)",
+                hint="remove that folder or choose another --run-id",
             )
         return run_dir
 

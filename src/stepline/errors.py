@@ -92,7 +92,21 @@ class ProviderError(StepLineError):
 
 
 class RetryableProviderError(ProviderError):
-    """A transient failure worth retrying: rate limits, overload, 5xx, timeouts, resets."""
+    """A transient failure worth retrying: rate limits, overload, 5xx, timeouts, resets.
+
+    ``retry_after`` is the wait in seconds the provider asked for, when it asked.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint, status_code=status_code)
+        self.retry_after = retry_after
 
 
 class ProviderAuthError(ProviderError):

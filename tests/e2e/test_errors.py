@@ -228,7 +228,7 @@ def test_provider_down_keeps_completed_work(cli, tmp_path: Path, monkeypatch: py
         tmp_path / "pipeline-config.yaml",
         """
         name: down
-        llm: {model: m}
+        llm: {model: m, retry: {attempts: 2, initial_delay: 1ms}}
         steps:
           - id: prepare
             kind: shell

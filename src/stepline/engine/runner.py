@@ -23,6 +23,7 @@ from stepline.engine.plan import INPUT_KEY, Action, Decision
 from stepline.engine.references import StepNeeds
 from stepline.errors import RunInterrupted, RunStoreError, StepFailed, StepLineError
 from stepline.hashing import hash_value
+from stepline.providers.caller import LLMCaller
 from stepline.providers.pool import ProviderFactory, ProviderPool
 from stepline.settings import Settings
 from stepline.spec import PipelineSpec, StepBase, format_duration
@@ -88,6 +89,9 @@ class Runner:
         self.hooks = hooks
         self.events = EventLog(prepared.run_dir, hooks.listener)
         self.providers = ProviderPool(settings, hooks.provider_factory)
+        self.llm = LLMCaller(
+            self.providers, record=lambda call: prepared.run_dir.append_call(call.to_json())
+        )
         self.outputs: dict[str, Any] = {}
         self.output_hashes: dict[str, str] = {}
         self.total = len(prepared.spec.steps)
@@ -210,7 +214,7 @@ class Runner:
             input=self.run.input,
             outputs=dict(self.outputs),
             vars=self.run.variables,
-            providers=self.providers,
+            llm=self.llm,
             log=self._step_logger(step),
         )
 

@@ -7,6 +7,7 @@ own message and, for authentication failures, the name of the variable to set.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import anthropic
@@ -24,12 +25,14 @@ RETRYABLE_STATUSES = frozenset({408, 409, 429, 529})
 
 
 class AnthropicProvider:
-    """Non-streaming Messages calls; retries are left to the SDK until the LLM layer lands."""
+    """Non-streaming Messages calls; one request per ``complete`` (no SDK retries)."""
 
     name = "anthropic"
 
     def __init__(self, *, api_key: str, base_url: str | None = None) -> None:
-        self._client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url)
+        # max_retries=0: stepline's retry policy is the only retry layer, so the number of
+        # requests a provider sees is exactly the configured attempts.
+        self._client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0)
 
     async def complete(self, request: LLMRequest) -> Completion:
         try:
@@ -75,7 +78,8 @@ def translate_status_error(exc: anthropic.APIStatusError) -> ProviderError:
     if status == 401:
         return ProviderAuthError(message, hint=f"check {API_KEY_VARIABLE}", status_code=status)
     if status in RETRYABLE_STATUSES or status >= 500:
-        return RetryableProviderError(message, status_code=status)
+        retry_after = retry_after_seconds(exc.response.headers)
+        return RetryableProviderError(message, status_code=status, retry_after=retry_after)
     return ProviderRequestError(message, status_code=status)
 
 
@@ -89,3 +93,18 @@ def _api_message(exc: anthropic.APIStatusError) -> str:
         if isinstance(error, dict) and error.get("message"):
             return str(error["message"])
     return exc.message
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """The wait a response asks for: ``retry-after-ms``, else ``retry-after`` in seconds."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) * scale
+        except ValueError:
+            continue  # an HTTP date: rare from LLM APIs; fall back to our own backoff
+        if seconds >= 0:
+            return seconds
+    return None

@@ -29,12 +29,17 @@ class Usage:
 
 @dataclass(frozen=True)
 class Completion:
-    """A provider's answer: the reply text, the model that answered, why it stopped."""
+    """A provider's answer: the reply text, the model that answered, why it stopped.
+
+    ``attempts`` and ``model_requested`` are filled in by the caller (retries, fallbacks).
+    """
 
     text: str
     model: str
     stop_reason: str | None = None
     usage: Usage = field(default_factory=Usage)
+    attempts: int = 1
+    model_requested: str | None = None
 
 
 class Provider(Protocol):

@@ -4,11 +4,13 @@ from stepline.spec.durations import Duration, format_duration, parse_duration
 from stepline.spec.loader import config_hash, load_spec, parse_spec
 from stepline.spec.models import (
     STEP_KINDS,
+    FallbackModel,
     LLMDefaults,
     LLMParams,
     LLMStep,
     PipelineSpec,
     PythonStep,
+    RetrySpec,
     ShellStep,
     StepBase,
     StepSpec,
@@ -18,11 +20,13 @@ from stepline.spec.models import (
 __all__ = [
     "STEP_KINDS",
     "Duration",
+    "FallbackModel",
     "LLMDefaults",
     "LLMParams",
     "LLMStep",
     "PipelineSpec",
     "PythonStep",
+    "RetrySpec",
     "ShellStep",
     "StepBase",
     "StepSpec",

@@ -25,6 +25,25 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class RetrySpec(_Strict):
+    """How often and how patiently a failing LLM call is tried again."""
+
+    attempts: int = Field(default=5, ge=1, le=100)
+    initial_delay: Duration = 1.0
+    max_delay: Duration = 60.0
+
+
+class FallbackModel(_Strict):
+    """A model to try when the primary has used its attempts (provider/base_url: inherited)."""
+
+    model: str = Field(min_length=1)
+    provider: Literal["anthropic"] | None = None
+    base_url: str | None = None
+
+
+FallbackEntry = str | FallbackModel
+
+
 class LLMDefaults(_Strict):
     """Pipeline-wide defaults for ``kind: llm`` steps; any step may override each key."""
 
@@ -33,6 +52,8 @@ class LLMDefaults(_Strict):
     max_tokens: int = Field(default=1024, gt=0)
     temperature: float | None = Field(default=None, ge=0, le=2)
     base_url: str | None = None
+    retry: RetrySpec = Field(default_factory=RetrySpec)
+    fallback_models: list[FallbackEntry] = Field(default_factory=list)
 
 
 class LLMParams(_Strict):
@@ -43,6 +64,15 @@ class LLMParams(_Strict):
     max_tokens: int
     temperature: float | None
     base_url: str | None
+    retry: RetrySpec
+    fallback_models: list[FallbackModel]
+
+    @field_validator("fallback_models", mode="before")
+    @classmethod
+    def _names_to_models(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"model": entry} if isinstance(entry, str) else entry for entry in value]
+        return value
 
 
 class StepBase(_Strict):
@@ -75,6 +105,8 @@ class LLMStep(StepBase):
     max_tokens: int | None = Field(default=None, gt=0)
     temperature: float | None = Field(default=None, ge=0, le=2)
     base_url: str | None = None
+    retry: RetrySpec | None = None
+    fallback_models: list[FallbackEntry] | None = None
 
     @model_validator(mode="after")
     def _one_source_each(self) -> LLMStep:

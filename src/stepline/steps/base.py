@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stepline.providers.pool import ProviderPool
+from stepline.providers.caller import LLMCaller
 from stepline.spec import PipelineSpec
 
 
@@ -36,7 +36,7 @@ class InputData:
 
 @dataclass(frozen=True)
 class StepEnvironment:
-    """Everything a step may use: the spec, the input, earlier outputs, vars, providers."""
+    """Everything a step may use: the spec, the input, earlier outputs, vars, the LLM caller."""
 
     spec: PipelineSpec
     run_id: str
@@ -44,7 +44,7 @@ class StepEnvironment:
     input: InputData
     outputs: Mapping[str, Any]
     vars: Mapping[str, Any]
-    providers: ProviderPool
+    llm: LLMCaller
     log: logging.Logger
 
     def template_context(self) -> dict[str, Any]:

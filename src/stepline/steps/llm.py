@@ -30,9 +30,10 @@ async def run_llm_step(step: LLMStep, env: StepEnvironment) -> StepOutcome:
         max_tokens=params.max_tokens,
         temperature=params.temperature,
     )
-    provider = env.providers.get(params.provider, params.base_url)
     try:
-        completion = await provider.complete(request)
+        completion = await env.llm.complete(
+            step_id=step.id, request=request, params=params, log=env.log
+        )
     except ProviderError as exc:
         raise StepFailed(step.id, exc.message, hint=exc.hint) from exc
     return StepOutcome(value=_output_value(step, completion), metrics=_metrics(completion))
@@ -68,6 +69,8 @@ def parse_json_reply(text: str) -> Any:
 def _metrics(completion: Completion) -> dict[str, Any]:
     return {
         "model": completion.model,
+        "model_requested": completion.model_requested,
+        "attempts": completion.attempts,
         "stop_reason": completion.stop_reason,
         "input_tokens": completion.usage.input_tokens,
         "output_tokens": completion.usage.output_tokens,

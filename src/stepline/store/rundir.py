@@ -74,6 +74,10 @@ class RunDir:
         return self.path / "events.jsonl"
 
     @property
+    def calls_path(self) -> Path:
+        return self.path / "llm-calls.jsonl"
+
+    @property
     def lock_path(self) -> Path:
         return self.path / ".lock"
 
@@ -156,19 +160,17 @@ class RunDir:
 
     def append_event(self, event: dict[str, Any]) -> None:
         """Append one event line; a torn last line after a crash is skipped by readers."""
-        with self.events_path.open("a", encoding="utf-8") as handle:
-            handle.write(canonical_json(event) + "\n")
+        _append_line(self.events_path, event)
 
     def read_events(self) -> list[dict[str, Any]]:
-        if not self.events_path.exists():
-            return []
-        events = []
-        for line in self.events_path.read_text(encoding="utf-8").splitlines():
-            try:
-                events.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return events
+        return _read_lines(self.events_path)
+
+    def append_call(self, record: dict[str, Any]) -> None:
+        """Append one LLM call record (an attempt) to ``llm-calls.jsonl``."""
+        _append_line(self.calls_path, record)
+
+    def read_calls(self) -> list[dict[str, Any]]:
+        return _read_lines(self.calls_path)
 
     def _archive(self, path: Path) -> None:
         stamp = f"{now():%Y%m%dT%H%M%S%fZ}"
@@ -183,3 +185,21 @@ class RunDir:
         except OSError:
             shutil.copy2(path, target)
         fsync_dir(self.history_dir)
+
+
+def _append_line(path: Path, record: dict[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(canonical_json(record) + "\n")
+
+
+def _read_lines(path: Path) -> list[dict[str, Any]]:
+    """Every complete JSON line; a torn last line (a crash mid-append) is skipped."""
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records

@@ -1,0 +1,194 @@
+"""The one path every LLM call takes: retry policy -> provider -> fallback models, recorded.
+
+Each attempt (successful or not) becomes a ``CallRecord`` handed to the run's recorder, so a
+person can see every request a step made, which model answered, and what it cost in tokens
+and time. Retries happen per model; once a model has used its attempts on retryable errors,
+the next fallback model gets its own attempts. Errors that retrying cannot fix (400, 401,
+404...) fail at once, without fallbacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from stepline.errors import ProviderError, RetryableProviderError
+from stepline.hashing import hash_value
+from stepline.providers.base import Completion, LLMRequest
+from stepline.providers.pool import ProviderPool
+from stepline.providers.retry import Attempt, with_retries
+from stepline.spec import FallbackModel, LLMParams
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One attempt at one LLM call, as written to the run's ``llm-calls.jsonl``."""
+
+    step: str
+    attempt: int
+    provider: str
+    model_requested: str
+    request_hash: str
+    system: str | None
+    prompt: str
+    outcome: str  # "ok" | "error"
+    latency_s: float
+    model: str | None = None
+    response: str | None = None
+    stop_reason: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    error: str | None = None
+    status_code: int | None = None
+    item_key: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+RecordCall = Callable[[CallRecord], None]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A model to ask: the primary or one of the fallbacks, with its provider and endpoint."""
+
+    provider: str
+    model: str
+    base_url: str | None
+
+
+def targets(params: LLMParams) -> list[Target]:
+    """The primary model, then each fallback (inheriting provider and base_url)."""
+    first = Target(params.provider, params.model, params.base_url)
+    return [first] + [_fallback(first, entry) for entry in params.fallback_models]
+
+
+def request_hash(target: Target, request: LLMRequest) -> str:
+    """A tagged hash of everything that shapes the reply (never the credentials)."""
+    return hash_value(
+        {
+            "provider": target.provider,
+            "base_url": target.base_url,
+            "model": target.model,
+            "system": request.system,
+            "prompt": request.prompt,
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+        }
+    )
+
+
+class LLMCaller:
+    """Makes LLM calls for the steps of one run."""
+
+    def __init__(self, pool: ProviderPool, record: RecordCall | None = None) -> None:
+        self._pool = pool
+        self._record = record
+
+    async def complete(
+        self, *, step_id: str, request: LLMRequest, params: LLMParams, log: logging.Logger
+    ) -> Completion:
+        """Ask the primary model, then the fallbacks in order, each with its retry budget."""
+        candidates = targets(params)
+        for index, target in enumerate(candidates):
+            try:
+                return await self._with_retries(step_id, target, request, params, log)
+            except RetryableProviderError as exc:
+                if index == len(candidates) - 1:
+                    if index:
+                        exc.message += f" (after falling back through {index} model(s))"
+                    raise
+                log.warning(
+                    "%s failed after %d attempt(s) (%s); falling back to %s",
+                    target.model,
+                    params.retry.attempts,
+                    exc.message,
+                    candidates[index + 1].model,
+                )
+        raise AssertionError("unreachable: the last candidate returns or raises")
+
+    async def _with_retries(
+        self,
+        step_id: str,
+        target: Target,
+        request: LLMRequest,
+        params: LLMParams,
+        log: logging.Logger,
+    ) -> Completion:
+        request = replace(request, model=target.model)
+        attempts = 0
+
+        async def attempt() -> Completion:
+            nonlocal attempts
+            attempts += 1
+            return await self._attempt(step_id, target, request, attempts)
+
+        def on_retry(failed: Attempt) -> None:
+            log.warning(
+                "%s attempt %d failed (%s); retrying in %.2fs",
+                target.model,
+                failed.number,
+                failed.error.status_code or "no response",
+                failed.wait_s,
+            )
+
+        return await with_retries(attempt, params.retry, on_retry=on_retry)
+
+    async def _attempt(
+        self, step_id: str, target: Target, request: LLMRequest, number: int
+    ) -> Completion:
+        provider = self._pool.get(target.provider, target.base_url)
+        pending = CallRecord(
+            step=step_id,
+            attempt=number,
+            provider=target.provider,
+            model_requested=target.model,
+            request_hash=request_hash(target, request),
+            system=request.system,
+            prompt=request.prompt,
+            outcome="pending",
+            latency_s=0.0,
+        )
+        started = time.monotonic()
+        try:
+            completion = await provider.complete(request)
+        except ProviderError as exc:
+            self._emit(
+                replace(
+                    pending,
+                    outcome="error",
+                    latency_s=round(time.monotonic() - started, 4),
+                    error=exc.message,
+                    status_code=exc.status_code,
+                )
+            )
+            raise
+        self._emit(
+            replace(
+                pending,
+                outcome="ok",
+                latency_s=round(time.monotonic() - started, 4),
+                model=completion.model,
+                response=completion.text,
+                stop_reason=completion.stop_reason,
+                input_tokens=completion.usage.input_tokens,
+                output_tokens=completion.usage.output_tokens,
+            )
+        )
+        return replace(completion, attempts=number, model_requested=target.model)
+
+    def _emit(self, record: CallRecord) -> None:
+        if self._record is not None:
+            self._record(record)
+
+
+def _fallback(primary: Target, entry: FallbackModel) -> Target:
+    return Target(
+        provider=entry.provider or primary.provider,
+        model=entry.model,
+        base_url=entry.base_url if entry.base_url is not None else primary.base_url,
+    )

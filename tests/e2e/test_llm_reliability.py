@@ -177,3 +177,41 @@ def test_retry_settings_do_not_change_the_fingerprint(
 )
 def test_retry_after_headers(headers: dict[str, str], seconds: float | None):
     assert retry_after_seconds(headers) == seconds
+
+
+def test_show_lists_calls_and_prints_one(cli, fake_llm: FakeLLMServer, pipeline):
+    pipeline()
+    fake_llm.script(ErrorReply.overloaded(), Reply(text="hello there", output_tokens=7))
+    assert cli("run", "in.txt", "--run-id", "r").exit_code == 0
+
+    listing = cli("show", "r", "--calls")
+    assert listing.exit_code == 0, listing.output
+    assert "529" in listing.stdout and "10/7" in listing.stdout
+
+    rows = json.loads(cli("show", "r", "--calls", "--step", "ask", "--json").stdout)
+    assert [(row["number"], row["outcome"]) for row in rows] == [(1, "error"), (2, "ok")]
+
+    one = cli("show", "r", "--call", "2")
+    assert "Say hello" in one.stdout and "hello there" in one.stdout
+    assert_clean_error(cli("show", "r", "--call", "3"), 2, "there is no call 3")
+
+
+def test_refusal_fails_with_the_models_words(cli, fake_llm: FakeLLMServer, pipeline):
+    pipeline()
+    fake_llm.script(Reply(text="I can't help with that.", stop_reason="refusal"))
+
+    result = cli("run", "in.txt")
+
+    assert_clean_error(result, 1, "the model refused: I can't help with that.")
+
+
+def test_text_cut_off_at_max_tokens_is_a_recorded_warning(
+    cli, fake_llm: FakeLLMServer, pipeline, tmp_path: Path
+):
+    pipeline()
+    fake_llm.script(Reply(text="Hello, this is the start of", stop_reason="max_tokens"))
+
+    assert cli("run", "in.txt", "--run-id", "w").exit_code == 0
+
+    metrics = json.loads((tmp_path / ".pipeline/w/state.json").read_text())["steps"][0]["metrics"]
+    assert metrics["warning"] == "the reply was cut off at max_tokens (1024)"

@@ -217,11 +217,17 @@ def show_command(
     step: Annotated[
         str | None, typer.Option("--step", help="Print this step's output (number or id).")
     ] = None,
+    calls: Annotated[
+        bool, typer.Option("--calls", help="List the LLM calls (with --step: of that step).")
+    ] = False,
+    call: Annotated[
+        int | None, typer.Option("--call", min=1, help="Print LLM call N (see --calls) in full.")
+    ] = None,
     workdir: WorkdirOption = None,
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Show a run's steps, or one step's output with --step."""
+    """Show a run's steps, one step's output (--step), or its LLM calls (--calls, --call N)."""
     from stepline.spec import select_step
 
     settings = _settings(workdir)
@@ -229,8 +235,12 @@ def show_command(
     state = load_state(run_dir.state_path)
     status = effective_status(state, run_dir)
     out = render.make_consoles()[0]
-    if step is not None:
-        record = state.steps[select_step(step, [s.id for s in state.steps])]
+    step_ids = [s.id for s in state.steps]
+    if calls or call is not None:
+        only = step_ids[select_step(step, step_ids)] if step is not None else None
+        _show_calls(run_dir.read_calls(), only=only, number=call, as_json=as_json)
+    elif step is not None:
+        record = state.steps[select_step(step, step_ids)]
         if record.output is None:
             raise InputError(f'step "{record.id}" has no output (status {record.status.value})')
         value = run_dir.read_output(record.output)
@@ -239,6 +249,28 @@ def show_command(
         _print_json({**state.model_dump(mode="json"), "status": status.value})
     else:
         render.print_run(out, state, status, settings.workdir)
+
+
+def _show_calls(
+    records: list[dict[str, Any]], *, only: str | None, number: int | None, as_json: bool
+) -> None:
+    """List call records (numbered in run order), or print call ``number`` in full."""
+    numbered = list(enumerate(records, start=1))
+    if number is not None:
+        if number > len(records):
+            raise InputError(f"there is no call {number}; this run has {len(records)} call(s)")
+        record = records[number - 1]
+        _print_json(record) if as_json else render.print_call(
+            render.make_consoles()[0], number, record
+        )
+        return
+    selected = [(n, r) for n, r in numbered if only is None or r.get("step") == only]
+    if as_json:
+        _print_json([{"number": n, **r} for n, r in selected])
+    elif not selected:
+        typer.echo("No LLM calls" + (f' in step "{only}".' if only else " in this run."))
+    else:
+        render.make_consoles()[0].print(render.calls_table(selected))
 
 
 @app.command("validate")

@@ -249,3 +249,54 @@ def print_error(console: Console, message: str, hint: str | None) -> None:
     console.print(f"[red]error:[/] {escape(message)}")
     if hint:
         console.print(f"[dim]hint:[/] {escape(hint)}")
+
+
+def calls_table(calls: list[tuple[int, dict[str, Any]]]) -> Table:
+    """``pipeline show RUN --calls``: one row per request attempt."""
+    table = Table()
+    for column in ("#", "step", "attempt", "model", "outcome", "tokens in/out", "latency"):
+        table.add_column(column, no_wrap=column != "model")
+    for number, call in calls:
+        ok = call.get("outcome") == "ok"
+        model = call.get("model") or call.get("model_requested") or ""
+        if call.get("model_requested") not in (None, model):
+            model += f" (asked {call['model_requested']})"
+        tokens = f"{call.get('input_tokens')}/{call.get('output_tokens')}" if ok else ""
+        outcome = (
+            "[green]ok[/]" if ok else f"[red]{escape(str(call.get('status_code') or 'error'))}[/]"
+        )
+        table.add_row(
+            str(number),
+            escape(str(call.get("step", ""))),
+            str(call.get("attempt", "")),
+            escape(model),
+            outcome,
+            tokens,
+            format_duration(float(call.get("latency_s") or 0.0)),
+        )
+    return table
+
+
+def print_call(console: Console, number: int, call: dict[str, Any]) -> None:
+    """``pipeline show RUN --call N``: the request and the reply, in full."""
+    console.print(
+        f"[bold]call {number}[/]  step {escape(str(call.get('step')))}  "
+        f"attempt {call.get('attempt')}  {escape(str(call.get('provider')))}"
+    )
+    for key in (
+        "model_requested",
+        "model",
+        "request_hash",
+        "stop_reason",
+        "input_tokens",
+        "output_tokens",
+        "latency_s",
+        "status_code",
+        "error",
+    ):
+        if call.get(key) is not None:
+            console.print(f"  {key:16s}{escape(str(call[key]))}")
+    for key in ("system", "prompt", "response"):
+        if call.get(key) is not None:
+            console.print(f"[bold]{key}[/]")
+            console.print(str(call[key]), markup=False, highlight=False)

@@ -36,10 +36,22 @@ async def run_llm_step(step: LLMStep, env: StepEnvironment) -> StepOutcome:
         )
     except ProviderError as exc:
         raise StepFailed(step.id, exc.message, hint=exc.hint) from exc
-    return StepOutcome(value=_output_value(step, completion), metrics=_metrics(completion))
+    value = _output_value(step, completion)
+    metrics = _metrics(completion)
+    if completion.stop_reason == "max_tokens":
+        metrics["warning"] = f"the reply was cut off at max_tokens ({params.max_tokens})"
+        env.log.warning("%s; raise max_tokens if the output is incomplete", metrics["warning"])
+    return StepOutcome(value=value, metrics=metrics)
 
 
 def _output_value(step: LLMStep, completion: Completion) -> Any:
+    if completion.stop_reason == "refusal":
+        raise StepFailed(
+            step.id,
+            f"the model refused: {completion.text.strip() or '(no explanation given)'}",
+            hint="rephrase the prompt, or use another model",
+            artifact=completion.text,
+        )
     if step.output == "text":
         return completion.text
     if completion.stop_reason == "max_tokens":

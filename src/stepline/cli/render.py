@@ -172,20 +172,36 @@ def print_result(console: Console, result: RunResult, workdir: Path) -> None:
 
 def steps_table(state: RunState) -> Table:
     table = Table(title=f"{state.pipeline} · {state.run_id}", title_justify="left")
-    for column in ("#", "step", "kind", "status", "duration", "output"):
+    for column in ("#", "step", "kind", "status", "duration", "tokens in/out", "cost", "output"):
         table.add_column(column, no_wrap=column != "step")
     for step in state.steps:
         duration = format_duration(step.duration_s) if step.duration_s is not None else ""
         style = STATUS_STYLE.get(step.status.value, "")
+        metrics = step.metrics
+        tokens = (
+            f"{metrics['input_tokens']}/{metrics['output_tokens']}"
+            if "input_tokens" in metrics
+            else ""
+        )
         table.add_row(
             str(step.number),
             escape(step.label or step.id),
             step.kind,
             f"[{style}]{step.status.value}[/]",
             duration,
+            tokens,
+            format_cost(metrics["cost_usd"]) if "cost_usd" in metrics else "",
             escape(step.output or ""),
         )
     return table
+
+
+def format_cost(cost_usd: float | None, unpriced: int = 0) -> str:
+    """``$0.0123``; ``unknown`` without a price; ``$0.0123 + 2 unpriced`` when partly known."""
+    if cost_usd is None:
+        return "unknown"
+    text = f"${cost_usd:.4f}"
+    return f"{text} + {unpriced} unpriced" if unpriced else text
 
 
 def print_plan(console: Console, prepared: PreparedRun, warnings: list[str]) -> None:
@@ -210,14 +226,15 @@ def print_plan(console: Console, prepared: PreparedRun, warnings: list[str]) -> 
 def runs_table(rows: list[RunSummary]) -> Table:
     table = Table()
     table.add_column("run id", no_wrap=True)
-    for column in ("pipeline", "status", "started", "duration", "steps"):
+    for column in ("pipeline", "status", "started", "duration", "steps", "cost"):
         table.add_column(column, no_wrap=column != "pipeline")
     for row in rows:
         started = f"{row.started_at:%Y-%m-%d %H:%M}" if row.started_at else ""
         duration = format_duration(row.duration_s) if row.duration_s is not None else ""
         status = f"[{STATUS_STYLE.get(row.status, '')}]{row.status}[/]"
         steps = f"{row.steps_done}/{row.steps_total}" if row.problem is None else ""
-        table.add_row(row.run_id, escape(row.pipeline), status, started, duration, steps)
+        cost = format_cost(row.cost_usd, row.unpriced_calls) if row.requests else ""
+        table.add_row(row.run_id, escape(row.pipeline), status, started, duration, steps, cost)
     return table
 
 
@@ -229,6 +246,12 @@ def print_run(console: Console, state: RunState, status: RunStatus, workdir: Pat
     console.print(f"  duration  {format_duration(state.duration_s)}")
     console.print(f"  config    {escape(state.config_path or '(snapshot only)')}")
     console.print(f"  input     {escape(state.input_path)}")
+    usage = state.usage
+    if usage.requests:
+        console.print(
+            f"  LLM       {usage.requests} request(s), {usage.input_tokens} tokens in, "
+            f"{usage.output_tokens} out, cost {format_cost(usage.cost_known, usage.unpriced_calls)}"
+        )
     console.print(steps_table(state))
     for step in state.steps:
         if step.error:

@@ -23,8 +23,9 @@ from stepline.engine.plan import INPUT_KEY, Action, Decision
 from stepline.engine.references import StepNeeds
 from stepline.errors import RunInterrupted, RunStoreError, StepFailed, StepLineError
 from stepline.hashing import hash_value
-from stepline.providers.caller import LLMCaller
+from stepline.providers.caller import CallRecord, LLMCaller
 from stepline.providers.pool import ProviderFactory, ProviderPool
+from stepline.providers.pricing import Pricer
 from stepline.settings import Settings
 from stepline.spec import PipelineSpec, StepBase, format_duration
 from stepline.steps import InputData, StepEnvironment, StepOutcome, execute_step
@@ -90,11 +91,17 @@ class Runner:
         self.events = EventLog(prepared.run_dir, hooks.listener)
         self.providers = ProviderPool(settings, hooks.provider_factory)
         self.llm = LLMCaller(
-            self.providers, record=lambda call: prepared.run_dir.append_call(call.to_json())
+            self.providers, record=self._record_call, pricer=Pricer(prepared.spec.pricing)
         )
         self.outputs: dict[str, Any] = {}
         self.output_hashes: dict[str, str] = {}
         self.total = len(prepared.spec.steps)
+
+    def _record_call(self, call: CallRecord) -> None:
+        """Append the call record; the run's totals are saved with the next state write."""
+        record = call.to_json()
+        self.run.run_dir.append_call(record)
+        self.run.state.usage.add_call(record)
 
     async def execute(self) -> RunResult:
         state = self.run.state

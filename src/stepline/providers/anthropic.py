@@ -45,7 +45,10 @@ class AnthropicProvider:
             raise RetryableProviderError(f"Anthropic API: cannot connect ({exc})") from exc
         text = "".join(block.text for block in message.content if block.type == "text")
         usage = Usage(
-            input_tokens=message.usage.input_tokens, output_tokens=message.usage.output_tokens
+            input_tokens=message.usage.input_tokens,
+            output_tokens=message.usage.output_tokens,
+            cache_write_tokens=message.usage.cache_creation_input_tokens or 0,
+            cache_read_tokens=message.usage.cache_read_input_tokens or 0,
         )
         return Completion(
             text=text, model=message.model, stop_reason=message.stop_reason, usage=usage

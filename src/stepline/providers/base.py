@@ -23,15 +23,20 @@ class LLMRequest:
 
 @dataclass(frozen=True)
 class Usage:
+    """Tokens of one call; cache writes and reads are billed apart from plain input."""
+
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
 
 
 @dataclass(frozen=True)
 class Completion:
     """A provider's answer: the reply text, the model that answered, why it stopped.
 
-    ``attempts`` and ``model_requested`` are filled in by the caller (retries, fallbacks).
+    ``attempts``, ``model_requested`` and ``cost_usd`` are filled in by the caller (retries,
+    fallbacks, the price table); ``cost_usd`` is None when the model's price is unknown.
     """
 
     text: str
@@ -40,6 +45,7 @@ class Completion:
     usage: Usage = field(default_factory=Usage)
     attempts: int = 1
     model_requested: str | None = None
+    cost_usd: float | None = None
 
 
 class Provider(Protocol):

@@ -17,8 +17,9 @@ from typing import Any
 
 from stepline.errors import ProviderError, RetryableProviderError
 from stepline.hashing import hash_value
-from stepline.providers.base import Completion, LLMRequest
+from stepline.providers.base import Completion, LLMRequest, Usage
 from stepline.providers.pool import ProviderPool
+from stepline.providers.pricing import Pricer
 from stepline.providers.retry import Attempt, with_retries
 from stepline.spec import FallbackModel, LLMParams
 
@@ -41,6 +42,9 @@ class CallRecord:
     stop_reason: str | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cost_usd: float | None = None
     error: str | None = None
     status_code: int | None = None
     item_key: str | None = None
@@ -85,9 +89,13 @@ def request_hash(target: Target, request: LLMRequest) -> str:
 class LLMCaller:
     """Makes LLM calls for the steps of one run."""
 
-    def __init__(self, pool: ProviderPool, record: RecordCall | None = None) -> None:
+    def __init__(
+        self, pool: ProviderPool, record: RecordCall | None = None, pricer: Pricer | None = None
+    ) -> None:
         self._pool = pool
         self._record = record
+        self._pricer = pricer or Pricer()
+        self._unpriced: set[str] = set()
 
     async def complete(
         self, *, step_id: str, request: LLMRequest, params: LLMParams, log: logging.Logger
@@ -125,7 +133,7 @@ class LLMCaller:
         async def attempt() -> Completion:
             nonlocal attempts
             attempts += 1
-            return await self._attempt(step_id, target, request, attempts)
+            return await self._attempt(step_id, target, request, attempts, log)
 
         def on_retry(failed: Attempt) -> None:
             log.warning(
@@ -139,7 +147,12 @@ class LLMCaller:
         return await with_retries(attempt, params.retry, on_retry=on_retry)
 
     async def _attempt(
-        self, step_id: str, target: Target, request: LLMRequest, number: int
+        self,
+        step_id: str,
+        target: Target,
+        request: LLMRequest,
+        number: int,
+        log: logging.Logger,
     ) -> Completion:
         provider = self._pool.get(target.provider, target.base_url)
         pending = CallRecord(
@@ -167,6 +180,8 @@ class LLMCaller:
                 )
             )
             raise
+        usage = completion.usage
+        cost = self._cost(completion.model or target.model, usage, log)
         self._emit(
             replace(
                 pending,
@@ -175,11 +190,25 @@ class LLMCaller:
                 model=completion.model,
                 response=completion.text,
                 stop_reason=completion.stop_reason,
-                input_tokens=completion.usage.input_tokens,
-                output_tokens=completion.usage.output_tokens,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cache_write_tokens=usage.cache_write_tokens,
+                cache_read_tokens=usage.cache_read_tokens,
+                cost_usd=cost,
             )
         )
-        return replace(completion, attempts=number, model_requested=target.model)
+        return replace(completion, attempts=number, model_requested=target.model, cost_usd=cost)
+
+    def _cost(self, model: str, usage: Usage, log: logging.Logger) -> float | None:
+        cost = self._pricer.cost_usd(model, usage)
+        if cost is None and model not in self._unpriced:
+            self._unpriced.add(model)
+            log.warning(
+                "no price known for %s; its calls' cost is recorded as unknown "
+                "(add the model under pricing: in the config)",
+                model,
+            )
+        return cost
 
     def _emit(self, record: CallRecord) -> None:
         if self._record is not None:

@@ -44,6 +44,15 @@ class FallbackModel(_Strict):
 FallbackEntry = str | FallbackModel
 
 
+class ModelPrice(_Strict):
+    """USD per million tokens. Cache prices default to Anthropic's multipliers of ``input``."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cache_write: float | None = Field(default=None, ge=0)
+    cache_read: float | None = Field(default=None, ge=0)
+
+
 class LLMDefaults(_Strict):
     """Pipeline-wide defaults for ``kind: llm`` steps; any step may override each key."""
 
@@ -176,6 +185,7 @@ class PipelineSpec(_Strict):
     description: str | None = None
     llm: LLMDefaults = Field(default_factory=LLMDefaults)
     vars: dict[str, VarValue] = Field(default_factory=dict)
+    pricing: dict[str, ModelPrice] = Field(default_factory=dict)
     steps: list[StepSpec] = Field(min_length=1)
 
     _source_path: Path | None = PrivateAttr(default=None)

@@ -86,4 +86,7 @@ def _metrics(completion: Completion) -> dict[str, Any]:
         "stop_reason": completion.stop_reason,
         "input_tokens": completion.usage.input_tokens,
         "output_tokens": completion.usage.output_tokens,
+        "cache_write_tokens": completion.usage.cache_write_tokens,
+        "cache_read_tokens": completion.usage.cache_read_tokens,
+        "cost_usd": completion.cost_usd,
     }

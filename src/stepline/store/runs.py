@@ -31,6 +31,9 @@ class RunSummary:
     duration_s: float | None = None
     steps_done: int = 0
     steps_total: int = 0
+    requests: int = 0
+    cost_usd: float | None = None
+    unpriced_calls: int = 0
     problem: str | None = None
 
 
@@ -100,4 +103,7 @@ class RunStore:
             duration_s=state.duration_s,
             steps_done=state.completed_count,
             steps_total=len(state.steps),
+            requests=state.usage.requests,
+            cost_usd=state.usage.cost_known,
+            unpriced_calls=state.usage.unpriced_calls,
         )

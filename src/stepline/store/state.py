@@ -65,6 +65,39 @@ class StepState(BaseModel):
     metrics: dict[str, Any] = Field(default_factory=dict)
 
 
+class RunUsage(BaseModel):
+    """What a run's LLM requests used and cost, over all attempts, re-runs and resumes."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+    cost_usd: float = 0.0
+    priced_calls: int = 0
+    unpriced_calls: int = 0
+
+    @property
+    def cost_known(self) -> float | None:
+        """The cost, or None when calls were made and none of them could be priced."""
+        return None if self.unpriced_calls and not self.priced_calls else self.cost_usd
+
+    def add_call(self, call: dict[str, Any]) -> None:
+        """Count one call record (failed attempts add a request, but no tokens)."""
+        self.requests += 1
+        if call.get("outcome") != "ok":
+            return
+        for key in ("input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tokens"):
+            setattr(self, key, getattr(self, key) + int(call.get(key) or 0))
+        if call.get("cost_usd") is None:
+            self.unpriced_calls += 1
+        else:
+            self.priced_calls += 1
+            self.cost_usd = round(self.cost_usd + float(call["cost_usd"]), 8)
+
+
 class RunState(BaseModel):
     """A whole run's record, in config order."""
 
@@ -88,6 +121,7 @@ class RunState(BaseModel):
     error: str | None = None
     pid: int | None = None
     vars: dict[str, Any] = Field(default_factory=dict)
+    usage: RunUsage = Field(default_factory=RunUsage)
     steps: list[StepState] = Field(default_factory=list)
 
     def step(self, step_id: str) -> StepState | None:

@@ -1,0 +1,68 @@
+"""What a call cost: token counts times a price table shipped with stepline.
+
+The table (``prices.json``, USD per million tokens, with the date it was taken) covers the
+models whose prices were published when it was written; ``pricing:`` in a config adds or
+overrides models. A model found in neither has an unknown cost, never $0: totals then say
+how many calls they could not price.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+from stepline.providers.base import Usage
+from stepline.spec import ModelPrice
+
+CACHE_WRITE_MULTIPLIER = 1.25  # Anthropic: a 5-minute cache write costs 1.25x input
+CACHE_READ_MULTIPLIER = 0.1  # a cache read costs 0.1x input
+_DATE_SUFFIX = re.compile(r"-\d{8}$")
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    """Prices by model name, and the date they were taken."""
+
+    updated: str
+    models: Mapping[str, ModelPrice]
+
+
+@lru_cache(maxsize=1)
+def shipped_prices() -> PriceTable:
+    data = json.loads(resources.files("stepline.providers").joinpath("prices.json").read_text())
+    models = {name: ModelPrice.model_validate(price) for name, price in data["models"].items()}
+    return PriceTable(updated=data["updated"], models=models)
+
+
+class Pricer:
+    """Prices calls with the shipped table, overridden by a config's ``pricing:``."""
+
+    def __init__(self, overrides: Mapping[str, ModelPrice] | None = None) -> None:
+        self._prices = {**shipped_prices().models, **(overrides or {})}
+
+    def price(self, model: str) -> ModelPrice | None:
+        """The price of ``model``, also found by its name without a ``-YYYYMMDD`` suffix."""
+        return self._prices.get(model) or self._prices.get(_DATE_SUFFIX.sub("", model))
+
+    def cost_usd(self, model: str, usage: Usage) -> float | None:
+        """The call's cost in USD, or None when the model's price is unknown."""
+        price = self.price(model)
+        if price is None:
+            return None
+        cache_write = price.cache_write
+        if cache_write is None:
+            cache_write = price.input * CACHE_WRITE_MULTIPLIER
+        cache_read = price.cache_read
+        if cache_read is None:
+            cache_read = price.input * CACHE_READ_MULTIPLIER
+        micro_usd = (
+            usage.input_tokens * price.input
+            + usage.output_tokens * price.output
+            + usage.cache_write_tokens * cache_write
+            + usage.cache_read_tokens * cache_read
+        )
+        return round(micro_usd / 1_000_000, 8)

@@ -74,6 +74,9 @@ SetOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
+NoCacheOption = Annotated[
+    bool, typer.Option("--no-cache", help="Skip cached LLM replies (fresh ones are stored).")
+]
 
 
 @app.callback(invoke_without_command=True)
@@ -127,6 +130,7 @@ def run_command(
     dry_run: DryRunOption = False,
     pause: PauseOption = None,
     set_: SetOption = None,
+    no_cache: NoCacheOption = False,
     workdir: WorkdirOption = None,
     as_json: JsonOption = False,
     debug: DebugOption = False,
@@ -136,7 +140,9 @@ def run_command(
 
     settings = _settings(workdir)
     config_path = settings.config_path(config)
-    options = _options(from_step=from_step, to_step=to_step, set_=set_, run_id=run_id)
+    options = _options(
+        from_step=from_step, to_step=to_step, set_=set_, run_id=run_id, no_cache=no_cache
+    )
     if dry_run:
         _show_preview(
             api.preview_new_run(config_path, input, settings=settings, options=options), as_json
@@ -159,6 +165,7 @@ def resume_command(
     dry_run: DryRunOption = False,
     pause: PauseOption = None,
     set_: SetOption = None,
+    no_cache: NoCacheOption = False,
     workdir: WorkdirOption = None,
     as_json: JsonOption = False,
     debug: DebugOption = False,
@@ -167,7 +174,7 @@ def resume_command(
     from stepline.engine import api
 
     settings = _settings(workdir)
-    options = _options(from_step=from_step, to_step=to_step, set_=set_)
+    options = _options(from_step=from_step, to_step=to_step, set_=set_, no_cache=no_cache)
     config_path = config  # else the path recorded in the run, else its snapshot
     if dry_run:
         _show_preview(
@@ -273,6 +280,50 @@ def _show_calls(
         render.make_consoles()[0].print(render.calls_table(selected))
 
 
+cache_app = typer.Typer(help="Inspect and clean the LLM response cache (<workdir>/cache.sqlite).")
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("stats")
+def cache_stats_command(
+    workdir: WorkdirOption = None, as_json: JsonOption = False, debug: DebugOption = False
+) -> None:
+    """How many replies are cached, how much space they take, and how old they are."""
+    cache = RunStore(_settings(workdir).workdir).cache()
+    stats = cache.stats()
+    if as_json:
+        _print_json({"path": str(cache.path), **dataclasses.asdict(stats)})
+    else:
+        render.make_consoles()[0].print(render.cache_stats(cache.path, stats))
+
+
+@cache_app.command("clear")
+def cache_clear_command(workdir: WorkdirOption = None, debug: DebugOption = False) -> None:
+    """Remove every cached reply."""
+    removed = RunStore(_settings(workdir).workdir).cache().clear()
+    typer.echo(f"Removed {removed} cached {'reply' if removed == 1 else 'replies'}.")
+
+
+@cache_app.command("prune")
+def cache_prune_command(
+    older_than: Annotated[
+        str, typer.Option("--older-than", help="Remove entries older than this, e.g. 30d.")
+    ] = "30d",
+    workdir: WorkdirOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Remove cached replies older than --older-than (default 30d)."""
+    from stepline.spec import parse_duration
+
+    try:
+        seconds = parse_duration(older_than)
+    except ValueError as exc:
+        raise InputError(f"--older-than: {exc}") from None
+    removed = RunStore(_settings(workdir).workdir).cache().prune(older_than_s=seconds)
+    noun = "reply" if removed == 1 else "replies"
+    typer.echo(f"Removed {removed} cached {noun} older than {older_than}.")
+
+
 @app.command("validate")
 def validate_command(
     config: ConfigOption = None,
@@ -298,11 +349,16 @@ def _options(
     to_step: str | None,
     set_: list[str] | None,
     run_id: str | None = None,
+    no_cache: bool = False,
 ) -> RunOptions:
     from stepline.engine.prepare import RunOptions
 
     return RunOptions(
-        from_step=from_step, to_step=to_step, variables=_parse_sets(set_), run_id=run_id
+        from_step=from_step,
+        to_step=to_step,
+        variables=_parse_sets(set_),
+        run_id=run_id,
+        refresh_cache=no_cache,
     )
 
 

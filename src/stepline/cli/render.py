@@ -11,6 +11,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from rich.text import Text
 from stepline.engine.events import Event, EventType
 from stepline.engine.plan import Action
 from stepline.spec import format_duration
+from stepline.store.cache import CacheStats
 from stepline.store.runs import RunSummary
 from stepline.store.state import RunState, RunStatus, StepStatus
 
@@ -323,3 +325,16 @@ def print_call(console: Console, number: int, call: dict[str, Any]) -> None:
         if call.get(key) is not None:
             console.print(f"[bold]{key}[/]")
             console.print(str(call[key]), markup=False, highlight=False)
+
+
+def cache_stats(path: Path, stats: CacheStats) -> str:
+    """``pipeline cache stats``: one short paragraph."""
+    if not stats.entries:
+        return f"{path}: empty"
+    oldest = datetime.fromtimestamp(stats.oldest or 0, UTC)
+    newest = datetime.fromtimestamp(stats.newest or 0, UTC)
+    return (
+        f"{escape(str(path))}: {stats.entries} cached repl"
+        f"{'y' if stats.entries == 1 else 'ies'}, {stats.bytes / 1024:.0f} KiB\n"
+        f"  oldest {oldest:%Y-%m-%d %H:%M} UTC, newest {newest:%Y-%m-%d %H:%M} UTC"
+    )

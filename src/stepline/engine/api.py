@@ -126,7 +126,9 @@ def _plan_new_run(
     state = new_state(spec, run_dir, input_path, data.hash)
     state.vars = dict(options.variables)
     needs, hashes, variables, decisions = plan_for(spec, state, run_dir, data, options)
-    return PreparedRun(spec, run_dir, state, data, needs, hashes, variables, decisions)
+    return PreparedRun(
+        spec, run_dir, state, data, needs, hashes, variables, decisions, options.refresh_cache
+    )
 
 
 def _plan_resume(run_dir: RunDir, *, options: RunOptions, config_path: Path | None) -> PreparedRun:
@@ -140,7 +142,9 @@ def _plan_resume(run_dir: RunDir, *, options: RunOptions, config_path: Path | No
     state.vars = {**state.vars, **options.variables}
     data = input_data(run_dir.resolve(state.input_copy), Path(state.input_path).name)
     needs, hashes, variables, decisions = plan_for(spec, state, run_dir, data, options)
-    return PreparedRun(spec, run_dir, state, data, needs, hashes, variables, decisions)
+    return PreparedRun(
+        spec, run_dir, state, data, needs, hashes, variables, decisions, options.refresh_cache
+    )
 
 
 def _resume_spec(state: RunState, run_dir: RunDir, config_path: Path | None) -> PipelineSpec:

@@ -1,7 +1,7 @@
 """Step fingerprints: a hash of what a step is (its resolved spec) and of what it read.
 
 Display-only keys (label, pause, critical, timeout) and reliability settings (retry,
-fallback_models) are left out, so editing them never causes
+fallback_models, cache) are left out, so editing them never causes
 a re-run. For a Python step the module file's content is part of its spec: editing the function
 re-runs the step.
 """
@@ -32,8 +32,10 @@ def spec_hash(
     if isinstance(step, LLMStep):
         for key in LLMDefaults.model_fields:
             fields.pop(key, None)
-        # How patiently a call is retried, and where it falls back to, does not shape a reply.
-        fields["llm"] = spec.llm_params(step).model_dump(exclude={"retry", "fallback_models"})
+        # Retries, fallbacks and caching decide how a reply is obtained, not what it says.
+        fields["llm"] = spec.llm_params(step).model_dump(
+            exclude={"retry", "fallback_models", "cache"}
+        )
     if isinstance(step, PythonStep):
         fields["source"] = function_source_hash(step, spec.base_dir)
     fields["vars"] = {name: variables[name] for name in sorted(needs.vars) if name in variables}

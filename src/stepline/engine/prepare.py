@@ -35,6 +35,7 @@ class RunOptions:
     variables: dict[str, str] = field(default_factory=dict)
     run_id: str | None = None
     check_credentials: bool = True
+    refresh_cache: bool = False
 
 
 @dataclass

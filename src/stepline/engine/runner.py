@@ -30,6 +30,7 @@ from stepline.settings import Settings
 from stepline.spec import PipelineSpec, StepBase, format_duration
 from stepline.steps import InputData, StepEnvironment, StepOutcome, execute_step
 from stepline.store.rundir import RunDir
+from stepline.store.runs import RunStore
 from stepline.store.state import RunState, RunStatus, StepState, StepStatus, now, save_state
 from stepline.threads import run_in_thread
 
@@ -57,6 +58,7 @@ class PreparedRun:
     spec_hashes: dict[str, str]
     variables: dict[str, Any]
     decisions: list[Decision]
+    refresh_cache: bool = False  # --no-cache: skip cache reads, store fresh replies
 
 
 @dataclass
@@ -90,8 +92,13 @@ class Runner:
         self.hooks = hooks
         self.events = EventLog(prepared.run_dir, hooks.listener)
         self.providers = ProviderPool(settings, hooks.provider_factory)
+        self.cache = RunStore(settings.workdir).cache()
         self.llm = LLMCaller(
-            self.providers, record=self._record_call, pricer=Pricer(prepared.spec.pricing)
+            self.providers,
+            record=self._record_call,
+            pricer=Pricer(prepared.spec.pricing),
+            cache=self.cache,
+            refresh_cache=prepared.refresh_cache,
         )
         self.outputs: dict[str, Any] = {}
         self.output_hashes: dict[str, str] = {}
@@ -132,6 +139,7 @@ class Runner:
             raise
         finally:
             await self.providers.aclose()
+            self.cache.close()
 
     async def _follow_plan(self) -> RunResult:
         for decision in self.run.decisions:

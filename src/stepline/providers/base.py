@@ -6,8 +6,8 @@ layer (retries, cache, fallbacks, records) wraps providers at this seam without 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,29 @@ class Completion:
     attempts: int = 1
     model_requested: str | None = None
     cost_usd: float | None = None
+    cache_hit: bool = False
+    request_hash: str | None = None
+
+    def to_cache(self) -> dict[str, Any]:
+        """What the response cache keeps of a completion (no attempt or cost details)."""
+        return {
+            "text": self.text,
+            "model": self.model,
+            "stop_reason": self.stop_reason,
+            "usage": asdict(self.usage),
+        }
+
+    @classmethod
+    def from_cache(cls, data: dict[str, Any]) -> Completion:
+        return cls(
+            text=data["text"],
+            model=data["model"],
+            stop_reason=data.get("stop_reason"),
+            usage=Usage(**data.get("usage", {})),
+            attempts=0,
+            cost_usd=0.0,
+            cache_hit=True,
+        )
 
 
 class Provider(Protocol):

@@ -1,4 +1,4 @@
-"""The one path every LLM call takes: retry policy -> provider -> fallback models, recorded.
+"""The one path every LLM call takes: cache -> retry policy -> provider -> fallbacks, recorded.
 
 Each attempt (successful or not) becomes a ``CallRecord`` handed to the run's recorder, so a
 person can see every request a step made, which model answered, and what it cost in tokens
@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from stepline.errors import ProviderError, RetryableProviderError
 from stepline.hashing import hash_value
@@ -45,6 +45,7 @@ class CallRecord:
     cache_write_tokens: int | None = None
     cache_read_tokens: int | None = None
     cost_usd: float | None = None
+    cache_hit: bool = False
     error: str | None = None
     status_code: int | None = None
     item_key: str | None = None
@@ -54,6 +55,16 @@ class CallRecord:
 
 
 RecordCall = Callable[[CallRecord], None]
+
+
+class ResponseStore(Protocol):
+    """Where completions are cached by request hash (``store.cache.ResponseCache``)."""
+
+    def get(self, key: str, *, ttl_s: float) -> dict[str, Any] | None: ...
+
+    def put(self, key: str, model: str, completion: dict[str, Any]) -> None: ...
+
+    def delete(self, key: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -90,15 +101,74 @@ class LLMCaller:
     """Makes LLM calls for the steps of one run."""
 
     def __init__(
-        self, pool: ProviderPool, record: RecordCall | None = None, pricer: Pricer | None = None
+        self,
+        pool: ProviderPool,
+        record: RecordCall | None = None,
+        pricer: Pricer | None = None,
+        *,
+        cache: ResponseStore | None = None,
+        refresh_cache: bool = False,
     ) -> None:
         self._pool = pool
         self._record = record
         self._pricer = pricer or Pricer()
+        self._cache = cache
+        self._refresh_cache = refresh_cache
         self._unpriced: set[str] = set()
 
     async def complete(
         self, *, step_id: str, request: LLMRequest, params: LLMParams, log: logging.Logger
+    ) -> Completion:
+        """Answer from the cache, else ask the models in order; cache what they answer."""
+        primary = targets(params)[0]
+        key = request_hash(primary, request)
+        use_cache = self._cache is not None and params.cache.enabled
+        if use_cache and not self._refresh_cache:
+            hit = self._cached(step_id, primary, replace(request, model=primary.model), key, params)
+            if hit is not None:
+                return hit
+        completion = await self._ask_models(step_id, request, params, log)
+        if use_cache and self._cache is not None:
+            self._cache.put(key, completion.model, completion.to_cache())
+        return replace(completion, request_hash=key)
+
+    def discard(self, completion: Completion) -> None:
+        """Drop a reply the step rejected (not JSON, refused) so a retry asks the model again."""
+        if self._cache is not None and completion.request_hash is not None:
+            self._cache.delete(completion.request_hash)
+
+    def _cached(
+        self, step_id: str, target: Target, request: LLMRequest, key: str, params: LLMParams
+    ) -> Completion | None:
+        assert self._cache is not None
+        data = self._cache.get(key, ttl_s=params.cache.ttl)
+        if data is None:
+            return None
+        completion = Completion.from_cache(data)
+        self._emit(
+            CallRecord(
+                step=step_id,
+                attempt=0,
+                provider=target.provider,
+                model_requested=target.model,
+                request_hash=key,
+                system=request.system,
+                prompt=request.prompt,
+                outcome="ok",
+                latency_s=0.0,
+                model=completion.model,
+                response=completion.text,
+                stop_reason=completion.stop_reason,
+                input_tokens=completion.usage.input_tokens,
+                output_tokens=completion.usage.output_tokens,
+                cost_usd=0.0,
+                cache_hit=True,
+            )
+        )
+        return replace(completion, model_requested=target.model, request_hash=key)
+
+    async def _ask_models(
+        self, step_id: str, request: LLMRequest, params: LLMParams, log: logging.Logger
     ) -> Completion:
         """Ask the primary model, then the fallbacks in order, each with its retry budget."""
         candidates = targets(params)

@@ -4,6 +4,7 @@ from stepline.spec.durations import Duration, format_duration, parse_duration
 from stepline.spec.loader import config_hash, load_spec, parse_spec
 from stepline.spec.models import (
     STEP_KINDS,
+    CacheSpec,
     FallbackModel,
     LLMDefaults,
     LLMParams,
@@ -19,6 +20,7 @@ from stepline.spec.models import (
 )
 
 __all__ = [
+    "CacheSpec",
     "STEP_KINDS",
     "Duration",
     "FallbackModel",

@@ -33,6 +33,13 @@ class RetrySpec(_Strict):
     max_delay: Duration = 60.0
 
 
+class CacheSpec(_Strict):
+    """Whether replies are cached (in ``<workdir>/cache.sqlite``) and for how long."""
+
+    enabled: bool = True
+    ttl: Duration = 7 * 86400.0
+
+
 class FallbackModel(_Strict):
     """A model to try when the primary has used its attempts (provider/base_url: inherited)."""
 
@@ -63,6 +70,7 @@ class LLMDefaults(_Strict):
     base_url: str | None = None
     retry: RetrySpec = Field(default_factory=RetrySpec)
     fallback_models: list[FallbackEntry] = Field(default_factory=list)
+    cache: CacheSpec = Field(default_factory=CacheSpec)
 
 
 class LLMParams(_Strict):
@@ -75,6 +83,7 @@ class LLMParams(_Strict):
     base_url: str | None
     retry: RetrySpec
     fallback_models: list[FallbackModel]
+    cache: CacheSpec
 
     @field_validator("fallback_models", mode="before")
     @classmethod
@@ -116,6 +125,7 @@ class LLMStep(StepBase):
     base_url: str | None = None
     retry: RetrySpec | None = None
     fallback_models: list[FallbackEntry] | None = None
+    cache: CacheSpec | None = None
 
     @model_validator(mode="after")
     def _one_source_each(self) -> LLMStep:

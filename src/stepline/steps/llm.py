@@ -36,7 +36,11 @@ async def run_llm_step(step: LLMStep, env: StepEnvironment) -> StepOutcome:
         )
     except ProviderError as exc:
         raise StepFailed(step.id, exc.message, hint=exc.hint) from exc
-    value = _output_value(step, completion)
+    try:
+        value = _output_value(step, completion)
+    except StepFailed:
+        env.llm.discard(completion)
+        raise
     metrics = _metrics(completion)
     if completion.stop_reason == "max_tokens":
         metrics["warning"] = f"the reply was cut off at max_tokens ({params.max_tokens})"

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from stepline.errors import InputError, RunStoreError
+from stepline.store.cache import CACHE_FILE, ResponseCache
 from stepline.store.lock import is_locked
 from stepline.store.rundir import RunDir, check_run_id, new_run_id
 from stepline.store.state import RunState, RunStatus, load_state
@@ -49,6 +50,10 @@ class RunStore:
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
+
+    def cache(self) -> ResponseCache:
+        """The LLM response cache every run in this work folder shares."""
+        return ResponseCache(self.workdir / CACHE_FILE)
 
     def planned_run(self, run_id: str | None = None) -> RunDir:
         """The folder a new run will use, checked but not created yet."""

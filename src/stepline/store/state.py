@@ -78,6 +78,7 @@ class RunUsage(BaseModel):
     cost_usd: float = 0.0
     priced_calls: int = 0
     unpriced_calls: int = 0
+    cache_hits: int = 0
 
     @property
     def cost_known(self) -> float | None:
@@ -86,6 +87,9 @@ class RunUsage(BaseModel):
 
     def add_call(self, call: dict[str, Any]) -> None:
         """Count one call record (failed attempts add a request, but no tokens)."""
+        if call.get("cache_hit"):
+            self.cache_hits += 1  # no request made, nothing spent
+            return
         self.requests += 1
         if call.get("outcome") != "ok":
             return

@@ -1,0 +1,167 @@
+"""The LLM response cache: ``<workdir>/cache.sqlite``, shared by every run in the work folder.
+
+One opener sets WAL mode (readers never block the writer), a busy timeout (several runs may
+write at once) and ``synchronous=FULL`` (an entry that exists survives a crash, so a resumed
+run never pays twice for a reply it already received). Migrations are ordered and tracked in
+``PRAGMA user_version``. Keys are the caller's tagged request hashes; SQL is parameterised.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stepline.errors import RunStoreError
+
+CACHE_FILE = "cache.sqlite"
+
+MIGRATIONS = (
+    """
+    CREATE TABLE responses (
+        key TEXT PRIMARY KEY,
+        model TEXT NOT NULL,
+        completion TEXT NOT NULL,
+        created_at REAL NOT NULL
+    )
+    """,
+    "CREATE INDEX responses_created_at ON responses (created_at)",
+)
+
+
+@dataclass(frozen=True)
+class CacheLookup:
+    """A cached completion (as a dict), or why there is none: ``no entry`` or ``expired``."""
+
+    completion: dict[str, Any] | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    entries: int
+    bytes: int
+    oldest: float | None
+    newest: float | None
+
+
+class ResponseCache:
+    """Cached completions by request hash, with a time-to-live chosen at lookup."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+
+    def get(self, key: str, *, ttl_s: float) -> dict[str, Any] | None:
+        """The cached completion for ``key`` if it is younger than ``ttl_s``."""
+        return self.lookup(key, ttl_s=ttl_s).completion
+
+    def lookup(self, key: str, *, ttl_s: float) -> CacheLookup:
+        """Like ``get``, saying why there is no usable entry."""
+        with self._connect(write=False) as db:
+            row = db.execute(
+                "SELECT completion, created_at FROM responses WHERE key = ?", (key,)
+            ).fetchone()
+        if row is None:
+            return CacheLookup(None, "no entry")
+        if time.time() - row[1] > ttl_s:
+            return CacheLookup(None, "expired")
+        return CacheLookup(json.loads(row[0]), "hit")
+
+    def put(self, key: str, model: str, completion: dict[str, Any]) -> None:
+        with self._connect() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO responses (key, model, completion, created_at) "
+                "VALUES (?, ?, ?, ?)",
+                (key, model, json.dumps(completion, ensure_ascii=False), time.time()),
+            )
+
+    def delete(self, key: str) -> None:
+        with self._connect() as db:
+            db.execute("DELETE FROM responses WHERE key = ?", (key,))
+
+    def stats(self) -> CacheStats:
+        if not self.path.exists():
+            return CacheStats(0, 0, None, None)
+        with self._connect(write=False) as db:
+            entries, oldest, newest = db.execute(
+                "SELECT COUNT(*), MIN(created_at), MAX(created_at) FROM responses"
+            ).fetchone()
+        return CacheStats(entries, self.path.stat().st_size, oldest, newest)
+
+    def clear(self) -> int:
+        """Remove every entry; return how many there were."""
+        return self._delete("DELETE FROM responses", ())
+
+    def prune(self, *, older_than_s: float) -> int:
+        """Remove entries older than ``older_than_s``; return how many."""
+        return self._delete(
+            "DELETE FROM responses WHERE created_at < ?", (time.time() - older_than_s,)
+        )
+
+    def _delete(self, sql: str, parameters: tuple[Any, ...]) -> int:
+        if not self.path.exists():
+            return 0
+        with self._connect() as db:
+            removed = db.execute(sql, parameters).rowcount
+        with self._connect(write=False) as db:
+            db.execute("VACUUM")  # give the space back; VACUUM cannot run in a transaction
+        return int(removed)
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    @contextmanager
+    def _connect(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """The (kept-open) connection; a write runs in one IMMEDIATE transaction."""
+        try:
+            db = self._open()
+            if write:
+                db.execute("BEGIN IMMEDIATE")
+            yield db
+            if write:
+                db.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            self.close()  # rolls back whatever was open
+            raise RunStoreError(
+                f"the response cache {self.path} is damaged or unusable ({exc})",
+                hint="delete the file; it only holds copies of replies (the runs keep theirs)",
+            ) from None
+
+    def _open(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")
+                _migrate(db)
+            except BaseException:
+                db.close()
+                raise
+            self._db = db
+        return self._db
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise RunStoreError(
+            "the response cache was written by a newer stepline",
+            hint="upgrade stepline, or remove the cache file",
+        )
+    if version == len(MIGRATIONS):
+        return
+    db.execute("BEGIN IMMEDIATE")
+    version = db.execute("PRAGMA user_version").fetchone()[0]  # another process may have won
+    for number, statement in enumerate(MIGRATIONS[version:], start=version + 1):
+        db.execute(statement)
+        db.execute(f"PRAGMA user_version = {number}")
+    db.execute("COMMIT")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stepline.providers.anthropic import retry_after_seconds
+from stepline.providers.retry import retry_after_seconds
 from tests.e2e.test_errors import assert_clean_error
 from tests.fakes import Disconnect, ErrorReply, FakeLLMServer, Reply
 from tests.helpers import write

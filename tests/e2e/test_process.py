@@ -138,7 +138,7 @@ def test_second_process_cannot_run_the_same_run(slow_pipeline: Path):
 def test_help_and_list_do_not_import_the_heavy_libraries(tmp_path: Path, args: list[str]):
     probe = (
         "import atexit, sys\n"
-        "atexit.register(lambda: print('HEAVY', sorted(m for m in ('anthropic', 'jinja2')"
+        "atexit.register(lambda: print('HEAVY', sorted(m for m in ('anthropic', 'jinja2', 'openai')"
         " if m in sys.modules), file=sys.stderr))\n"
         "from stepline.cli.app import main\n"
         f"main({args!r})\n"

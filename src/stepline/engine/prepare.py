@@ -18,6 +18,7 @@ from stepline.engine.runner import PreparedRun
 from stepline.errors import InputError
 from stepline.hashing import hash_bytes
 from stepline.providers import check_credentials
+from stepline.providers.caller import targets
 from stepline.settings import Settings
 from stepline.spec import LLMStep, PipelineSpec, PythonStep, config_hash
 from stepline.steps import InputData
@@ -173,4 +174,5 @@ def preflight(
         if isinstance(step, PythonStep):
             resolve_function(step, spec.base_dir)
         elif isinstance(step, LLMStep) and options.check_credentials:
-            check_credentials(spec.llm_params(step).provider, settings)
+            for target in targets(spec.llm_params(step)):  # the fallbacks' providers too
+                check_credentials(target.provider, settings, target.base_url)

@@ -7,7 +7,6 @@ own message and, for authentication failures, the name of the variable to set.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import anthropic
@@ -19,9 +18,9 @@ from stepline.errors import (
     RetryableProviderError,
 )
 from stepline.providers.base import Completion, LLMRequest, Usage
+from stepline.providers.retry import RETRYABLE_STATUSES, retry_after_seconds
 
 API_KEY_VARIABLE = "ANTHROPIC_API_KEY"
-RETRYABLE_STATUSES = frozenset({408, 409, 429, 529})
 
 
 class AnthropicProvider:
@@ -96,18 +95,3 @@ def _api_message(exc: anthropic.APIStatusError) -> str:
         if isinstance(error, dict) and error.get("message"):
             return str(error["message"])
     return exc.message
-
-
-def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """The wait a response asks for: ``retry-after-ms``, else ``retry-after`` in seconds."""
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) * scale
-        except ValueError:
-            continue  # an HTTP date: rare from LLM APIs; fall back to our own backoff
-        if seconds >= 0:
-            return seconds
-    return None

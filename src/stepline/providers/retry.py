@@ -8,7 +8,7 @@ message that says so instead of sleeping past what the user allowed.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -24,6 +24,9 @@ from stepline.errors import ProviderError, RetryableProviderError
 from stepline.spec import RetrySpec
 
 T = TypeVar("T")
+
+RETRYABLE_STATUSES = frozenset({408, 409, 429, 529})
+"""Statuses worth retrying besides every 5xx: timeout, conflict, rate limit, overloaded."""
 
 
 @dataclass(frozen=True)
@@ -86,3 +89,18 @@ def _refuse_long_waits(exc: RetryableProviderError, policy: RetrySpec) -> None:
             hint="raise retry.max_delay to wait that long, or try again later",
             status_code=exc.status_code,
         ) from exc
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """The wait a response asks for: ``retry-after-ms``, else ``retry-after`` in seconds."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) * scale
+        except ValueError:
+            continue  # an HTTP date: rare from LLM APIs; fall back to our own backoff
+        if seconds >= 0:
+            return seconds
+    return None

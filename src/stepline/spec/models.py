@@ -21,6 +21,9 @@ STEP_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 FUNCTION_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
 
 
+ProviderName = Literal["anthropic", "openai"]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -44,7 +47,7 @@ class FallbackModel(_Strict):
     """A model to try when the primary has used its attempts (provider/base_url: inherited)."""
 
     model: str = Field(min_length=1)
-    provider: Literal["anthropic"] | None = None
+    provider: ProviderName | None = None
     base_url: str | None = None
 
 
@@ -63,7 +66,7 @@ class ModelPrice(_Strict):
 class LLMDefaults(_Strict):
     """Pipeline-wide defaults for ``kind: llm`` steps; any step may override each key."""
 
-    provider: Literal["anthropic"] = "anthropic"
+    provider: ProviderName = "anthropic"
     model: str | None = None
     max_tokens: int = Field(default=1024, gt=0)
     temperature: float | None = Field(default=None, ge=0, le=2)
@@ -76,7 +79,7 @@ class LLMDefaults(_Strict):
 class LLMParams(_Strict):
     """The LLM settings one step actually uses: defaults merged with the step's overrides."""
 
-    provider: Literal["anthropic"]
+    provider: ProviderName
     model: str
     max_tokens: int
     temperature: float | None
@@ -118,7 +121,7 @@ class LLMStep(StepBase):
     prompt: str | None = None
     prompt_file: str | None = None
     output: Literal["text", "json"] = "text"
-    provider: Literal["anthropic"] | None = None
+    provider: ProviderName | None = None
     model: str | None = None
     max_tokens: int | None = Field(default=None, gt=0)
     temperature: float | None = Field(default=None, ge=0, le=2)

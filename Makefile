@@ -1,5 +1,5 @@
 # Two commands do all set-up on a fresh machine with Python >= 3.11 and make:
-#   make demo   builds .venv and runs the example pipeline end to end (no API key needed)
+#   make demo   builds .venv and runs an LLM pipeline end to end offline (no API key needed)
 #   make test   builds .venv and runs ruff, mypy and pytest
 PYTHON ?= python3
 VENV := .venv
@@ -14,12 +14,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
+# The LLM steps answer from a cassette of hand-written example replies (--replay), so the demo
+# needs no key and no network; drop --replay (and set ANTHROPIC_API_KEY) to ask Claude.
 demo: $(STAMP)
-	@run_id=$$($(BIN)/pipeline run configs/action-items/meeting-notes.txt \
-		-c configs/action-items/pipeline.yaml --json \
+	@run_id=$$($(BIN)/pipeline run configs/notes-to-backlog/meeting-notes.txt \
+		-c configs/notes-to-backlog/pipeline.yaml \
+		--replay configs/notes-to-backlog/demo-cassette.jsonl --json \
 		| $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)["run_id"])') \
 	&& $(BIN)/pipeline show $$run_id \
-	&& echo && $(BIN)/pipeline show $$run_id --step report
+	&& echo && $(BIN)/pipeline show $$run_id --step backlog
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -104,3 +104,26 @@ def test_notes_to_backlog_runs_against_the_llm(cli, fake_llm: FakeLLMServer, tmp
     backlog = json.loads((tmp_path / ".pipeline/backlog/steps/04-backlog.json").read_text())
     assert "## Fix SSO plus-sign emails (bug, readiness 1.0)" in backlog
     assert "> Question: Which columns does sales need?" in backlog
+
+
+def test_notes_to_backlog_demo_replays_offline(cli, tmp_path: Path):
+    """What make demo runs: LLM steps answered from the shipped cassette, no key, no server."""
+    example = copy_example("notes-to-backlog", tmp_path)
+
+    result = cli(
+        "run",
+        str(example / "meeting-notes.txt"),
+        "-c",
+        str(example / "pipeline.yaml"),
+        "--replay",
+        str(example / "demo-cassette.jsonl"),
+        "--run-id",
+        "demo",
+    )
+
+    assert result.exit_code == 0, result.output
+    backlog = json.loads((tmp_path / ".pipeline/demo/steps/04-backlog.json").read_text())
+    assert "## Fix SSO login for emails with a plus sign (bug, readiness 1.0)" in backlog
+    assert "> Question: Which report columns does sales need" in backlog
+    for line in (example / "demo-cassette.jsonl").read_text().splitlines():
+        assert json.loads(line)["example"].startswith("Hand-written example reply")

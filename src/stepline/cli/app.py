@@ -74,6 +74,14 @@ SetOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
+ReplayOption = Annotated[
+    Path | None,
+    typer.Option("--replay", help="Answer LLM steps from this cassette (JSONL), offline."),
+]
+RecordOption = Annotated[
+    Path | None,
+    typer.Option("--record", help="Append every real LLM completion to this cassette."),
+]
 NoCacheOption = Annotated[
     bool, typer.Option("--no-cache", help="Skip cached LLM replies (fresh ones are stored).")
 ]
@@ -131,6 +139,8 @@ def run_command(
     pause: PauseOption = None,
     set_: SetOption = None,
     no_cache: NoCacheOption = False,
+    replay: ReplayOption = None,
+    record: RecordOption = None,
     workdir: WorkdirOption = None,
     as_json: JsonOption = False,
     debug: DebugOption = False,
@@ -141,7 +151,13 @@ def run_command(
     settings = _settings(workdir)
     config_path = settings.config_path(config)
     options = _options(
-        from_step=from_step, to_step=to_step, set_=set_, run_id=run_id, no_cache=no_cache
+        from_step=from_step,
+        to_step=to_step,
+        set_=set_,
+        run_id=run_id,
+        no_cache=no_cache,
+        replay=replay,
+        record=record,
     )
     if dry_run:
         _show_preview(
@@ -166,6 +182,8 @@ def resume_command(
     pause: PauseOption = None,
     set_: SetOption = None,
     no_cache: NoCacheOption = False,
+    replay: ReplayOption = None,
+    record: RecordOption = None,
     workdir: WorkdirOption = None,
     as_json: JsonOption = False,
     debug: DebugOption = False,
@@ -174,7 +192,14 @@ def resume_command(
     from stepline.engine import api
 
     settings = _settings(workdir)
-    options = _options(from_step=from_step, to_step=to_step, set_=set_, no_cache=no_cache)
+    options = _options(
+        from_step=from_step,
+        to_step=to_step,
+        set_=set_,
+        no_cache=no_cache,
+        replay=replay,
+        record=record,
+    )
     config_path = config  # else the path recorded in the run, else its snapshot
     if dry_run:
         _show_preview(
@@ -350,6 +375,8 @@ def _options(
     set_: list[str] | None,
     run_id: str | None = None,
     no_cache: bool = False,
+    replay: Path | None = None,
+    record: Path | None = None,
 ) -> RunOptions:
     from stepline.engine.prepare import RunOptions
 
@@ -359,6 +386,8 @@ def _options(
         variables=_parse_sets(set_),
         run_id=run_id,
         refresh_cache=no_cache,
+        replay=replay,
+        record=record,
     )
 
 

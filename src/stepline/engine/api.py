@@ -16,8 +16,8 @@ from stepline.engine.prepare import (
     align_steps,
     input_data,
     new_state,
-    plan_for,
     preflight,
+    prepare_run,
 )
 from stepline.engine.references import analyse_spec
 from stepline.engine.runner import Hooks, PreparedRun, Runner, RunResult
@@ -125,10 +125,7 @@ def _plan_new_run(
     run_dir = RunStore(settings.workdir).planned_run(options.run_id)
     state = new_state(spec, run_dir, input_path, data.hash)
     state.vars = dict(options.variables)
-    needs, hashes, variables, decisions = plan_for(spec, state, run_dir, data, options)
-    return PreparedRun(
-        spec, run_dir, state, data, needs, hashes, variables, decisions, options.refresh_cache
-    )
+    return prepare_run(spec, state, run_dir, data, options)
 
 
 def _plan_resume(run_dir: RunDir, *, options: RunOptions, config_path: Path | None) -> PreparedRun:
@@ -141,10 +138,7 @@ def _plan_resume(run_dir: RunDir, *, options: RunOptions, config_path: Path | No
     state.config_hash = config_hash(spec.source_text)
     state.vars = {**state.vars, **options.variables}
     data = input_data(run_dir.resolve(state.input_copy), Path(state.input_path).name)
-    needs, hashes, variables, decisions = plan_for(spec, state, run_dir, data, options)
-    return PreparedRun(
-        spec, run_dir, state, data, needs, hashes, variables, decisions, options.refresh_cache
-    )
+    return prepare_run(spec, state, run_dir, data, options)
 
 
 def _resume_spec(state: RunState, run_dir: RunDir, config_path: Path | None) -> PipelineSpec:

@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from stepline.engine.fingerprint import spec_hash
 from stepline.engine.plan import INPUT_KEY, Action, Decision, StepFacts, plan_run
-from stepline.engine.references import StepNeeds, analyse_spec
+from stepline.engine.references import analyse_spec
 from stepline.engine.runner import PreparedRun
 from stepline.errors import InputError
 from stepline.hashing import hash_bytes
@@ -37,6 +36,8 @@ class RunOptions:
     run_id: str | None = None
     check_credentials: bool = True
     refresh_cache: bool = False
+    replay: Path | None = None  # answer LLM steps from this cassette, offline
+    record: Path | None = None  # append every real completion to this cassette
 
 
 @dataclass
@@ -108,14 +109,14 @@ def align_steps(previous: list[StepState], spec: PipelineSpec) -> list[StepState
     return aligned
 
 
-def plan_for(
+def prepare_run(
     spec: PipelineSpec,
     state: RunState,
     run_dir: RunDir,
     input: InputData,
     options: RunOptions,
-) -> tuple[dict[str, StepNeeds], dict[str, str], dict[str, Any], list[Decision]]:
-    """Check the spec against the variables and decide what runs."""
+) -> PreparedRun:
+    """Check the spec against the variables, decide what runs, and bundle it for the runner."""
     variables = {**spec.vars, **state.vars, **options.variables}
     needs = analyse_spec(spec, variables)
     hashes = {  # a disabled step is neither imported nor checked for a model
@@ -149,7 +150,19 @@ def plan_for(
                 depends_on=frozenset(depends_on),
             )
         )
-    return needs, hashes, variables, plan_run(facts, from_index=from_index, to_index=to_index)
+    return PreparedRun(
+        spec=spec,
+        run_dir=run_dir,
+        state=state,
+        input=input,
+        needs=needs,
+        spec_hashes=hashes,
+        variables=variables,
+        decisions=plan_run(facts, from_index=from_index, to_index=to_index),
+        refresh_cache=options.refresh_cache,
+        replay=options.replay,
+        record=options.record,
+    )
 
 
 def current_output_hashes(records: list[StepState], run_dir: RunDir) -> dict[str, str]:
@@ -167,12 +180,14 @@ def preflight(
     spec: PipelineSpec, decisions: list[Decision], settings: Settings, options: RunOptions
 ) -> None:
     """Fail (exit 2) on what would stop a step that is about to run."""
+    if options.replay is not None and not options.replay.is_file():
+        raise InputError(f"cassette not found: {options.replay}")
     for decision in decisions:
         if decision.action is not Action.RUN:
             continue
         step = spec.steps[decision.number - 1]
         if isinstance(step, PythonStep):
             resolve_function(step, spec.base_dir)
-        elif isinstance(step, LLMStep) and options.check_credentials:
+        elif isinstance(step, LLMStep) and options.check_credentials and not options.replay:
             for target in targets(spec.llm_params(step)):  # the fallbacks' providers too
                 check_credentials(target.provider, settings, target.base_url)

@@ -29,6 +29,7 @@ from stepline.providers.pricing import Pricer
 from stepline.settings import Settings
 from stepline.spec import PipelineSpec, StepBase, format_duration
 from stepline.steps import InputData, StepEnvironment, StepOutcome, execute_step
+from stepline.store.cassette import Cassette
 from stepline.store.rundir import RunDir
 from stepline.store.runs import RunStore
 from stepline.store.state import RunState, RunStatus, StepState, StepStatus, now, save_state
@@ -59,6 +60,8 @@ class PreparedRun:
     variables: dict[str, Any]
     decisions: list[Decision]
     refresh_cache: bool = False  # --no-cache: skip cache reads, store fresh replies
+    replay: Path | None = None  # --replay: answer LLM steps from this cassette only
+    record: Path | None = None  # --record: append real completions to this cassette
 
 
 @dataclass
@@ -97,8 +100,10 @@ class Runner:
             self.providers,
             record=self._record_call,
             pricer=Pricer(prepared.spec.pricing),
-            cache=self.cache,
+            cache=None if prepared.replay else self.cache,  # replayed replies are not real
             refresh_cache=prepared.refresh_cache,
+            replay=Cassette(prepared.replay) if prepared.replay else None,
+            recorder=Cassette(prepared.record) if prepared.record else None,
         )
         self.outputs: dict[str, Any] = {}
         self.output_hashes: dict[str, str] = {}

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
 
-from stepline.errors import ProviderError, RetryableProviderError
+from stepline.errors import ProviderError, ProviderRequestError, RetryableProviderError
 from stepline.hashing import hash_value
 from stepline.providers.base import Completion, LLMRequest, Usage
 from stepline.providers.pool import ProviderPool
@@ -46,6 +46,7 @@ class CallRecord:
     cache_read_tokens: int | None = None
     cost_usd: float | None = None
     cache_hit: bool = False
+    replayed: bool = False
     error: str | None = None
     status_code: int | None = None
     item_key: str | None = None
@@ -67,6 +68,14 @@ class ResponseStore(Protocol):
     def delete(self, key: str) -> None: ...
 
 
+class Recording(Protocol):
+    """A cassette of recorded completions (``store.cassette.Cassette``)."""
+
+    def get(self, key: str) -> dict[str, Any] | None: ...
+
+    def append(self, key: str, request: dict[str, Any], completion: dict[str, Any]) -> None: ...
+
+
 @dataclass(frozen=True)
 class Target:
     """A model to ask: the primary or one of the fallbacks, with its provider and endpoint."""
@@ -84,17 +93,19 @@ def targets(params: LLMParams) -> list[Target]:
 
 def request_hash(target: Target, request: LLMRequest) -> str:
     """A tagged hash of everything that shapes the reply (never the credentials)."""
-    return hash_value(
-        {
-            "provider": target.provider,
-            "base_url": target.base_url,
-            "model": target.model,
-            "system": request.system,
-            "prompt": request.prompt,
-            "max_tokens": request.max_tokens,
-            "temperature": request.temperature,
-        }
-    )
+    return hash_value(_request_fields(target, request))
+
+
+def _request_fields(target: Target, request: LLMRequest) -> dict[str, Any]:
+    return {
+        "provider": target.provider,
+        "base_url": target.base_url,
+        "model": target.model,
+        "system": request.system,
+        "prompt": request.prompt,
+        "max_tokens": request.max_tokens,
+        "temperature": request.temperature,
+    }
 
 
 class LLMCaller:
@@ -108,28 +119,37 @@ class LLMCaller:
         *,
         cache: ResponseStore | None = None,
         refresh_cache: bool = False,
+        replay: Recording | None = None,
+        recorder: Recording | None = None,
     ) -> None:
         self._pool = pool
         self._record = record
         self._pricer = pricer or Pricer()
         self._cache = cache
         self._refresh_cache = refresh_cache
+        self._replay = replay
+        self._recorder = recorder
         self._unpriced: set[str] = set()
 
     async def complete(
         self, *, step_id: str, request: LLMRequest, params: LLMParams, log: logging.Logger
     ) -> Completion:
-        """Answer from the cache, else ask the models in order; cache what they answer."""
+        """Answer from a replayed cassette, else the cache, else the models in order."""
         primary = targets(params)[0]
+        request = replace(request, model=primary.model)
         key = request_hash(primary, request)
+        if self._replay is not None:
+            return self._replayed(step_id, primary, request, key)
         use_cache = self._cache is not None and params.cache.enabled
-        if use_cache and not self._refresh_cache:
-            hit = self._cached(step_id, primary, replace(request, model=primary.model), key, params)
-            if hit is not None:
-                return hit
+        if use_cache and self._cache is not None and not self._refresh_cache:
+            data = self._cache.get(key, ttl_s=params.cache.ttl)
+            if data is not None:
+                return self._answered_from_store(step_id, primary, request, key, data, "cache")
         completion = await self._ask_models(step_id, request, params, log)
         if use_cache and self._cache is not None:
             self._cache.put(key, completion.model, completion.to_cache())
+        if self._recorder is not None:
+            self._recorder.append(key, _request_fields(primary, request), completion.to_cache())
         return replace(completion, request_hash=key)
 
     def discard(self, completion: Completion) -> None:
@@ -137,14 +157,28 @@ class LLMCaller:
         if self._cache is not None and completion.request_hash is not None:
             self._cache.delete(completion.request_hash)
 
-    def _cached(
-        self, step_id: str, target: Target, request: LLMRequest, key: str, params: LLMParams
-    ) -> Completion | None:
-        assert self._cache is not None
-        data = self._cache.get(key, ttl_s=params.cache.ttl)
+    def _replayed(self, step_id: str, target: Target, request: LLMRequest, key: str) -> Completion:
+        assert self._replay is not None
+        data = self._replay.get(key)
         if data is None:
-            return None
-        completion = Completion.from_cache(data)
+            raise ProviderRequestError(
+                f"no recorded reply for this request in the cassette (request {key})",
+                hint="record it with --record FILE against a real provider, "
+                "or check that the prompt, model and input match the recording",
+            )
+        return self._answered_from_store(step_id, target, request, key, data, "replay")
+
+    def _answered_from_store(
+        self,
+        step_id: str,
+        target: Target,
+        request: LLMRequest,
+        key: str,
+        data: dict[str, Any],
+        source: str,
+    ) -> Completion:
+        """A completion from the response cache or a cassette: no request, no cost."""
+        completion = replace(Completion.from_cache(data), cache_hit=source == "cache")
         self._emit(
             CallRecord(
                 step=step_id,
@@ -162,7 +196,8 @@ class LLMCaller:
                 input_tokens=completion.usage.input_tokens,
                 output_tokens=completion.usage.output_tokens,
                 cost_usd=0.0,
-                cache_hit=True,
+                cache_hit=source == "cache",
+                replayed=source == "replay",
             )
         )
         return replace(completion, model_requested=target.model, request_hash=key)

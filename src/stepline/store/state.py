@@ -79,6 +79,7 @@ class RunUsage(BaseModel):
     priced_calls: int = 0
     unpriced_calls: int = 0
     cache_hits: int = 0
+    replayed: int = 0
 
     @property
     def cost_known(self) -> float | None:
@@ -89,6 +90,9 @@ class RunUsage(BaseModel):
         """Count one call record (failed attempts add a request, but no tokens)."""
         if call.get("cache_hit"):
             self.cache_hits += 1  # no request made, nothing spent
+            return
+        if call.get("replayed"):
+            self.replayed += 1  # answered from a cassette: offline, nothing spent
             return
         self.requests += 1
         if call.get("outcome") != "ok":

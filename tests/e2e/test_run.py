@@ -178,3 +178,24 @@ def test_workdir_from_environment_and_flag(cli, tmp_path: Path, monkeypatch):
     assert (tmp_path / "from-flag" / "b" / "state.json").is_file()
     assert not (tmp_path / ".pipeline").exists()
     assert [row["run_id"] for row in json.loads(cli("list", "--json").stdout)] == ["a"]
+
+
+def test_show_step_prints_long_text_without_wrapping_it(cli, tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "40")
+    line = "word " * 30
+    write(tmp_path / "in.txt", line)
+    write(
+        tmp_path / "pipeline-config.yaml",
+        """
+        name: long
+        steps:
+          - id: echo
+            kind: shell
+            command: ["python3", "-c", "import sys; print(open(sys.argv[1]).read())", "in.txt"]
+        """,
+    )
+    assert cli("run", "in.txt", "--run-id", "l").exit_code == 0
+
+    shown = cli("show", "l", "--step", "echo")
+
+    assert line.strip() in shown.stdout

@@ -265,15 +265,15 @@ def print_run(console: Console, state: RunState, status: RunStatus, workdir: Pat
 def print_output(console: Console, value: Any) -> None:
     """A step's output: text as is, anything else as indented JSON."""
     if isinstance(value, str):
-        console.print(value, markup=False, highlight=False)
+        console.print(value, markup=False, highlight=False, soft_wrap=True)
     else:
         console.print_json(json.dumps(value, ensure_ascii=False))
 
 
 def print_error(console: Console, message: str, hint: str | None) -> None:
-    console.print(f"[red]error:[/] {escape(message)}")
+    console.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
     if hint:
-        console.print(f"[dim]hint:[/] {escape(hint)}")
+        console.print(f"[dim]hint:[/] {escape(hint)}", soft_wrap=True)
 
 
 def calls_table(calls: list[tuple[int, dict[str, Any]]]) -> Table:
@@ -324,7 +324,7 @@ def print_call(console: Console, number: int, call: dict[str, Any]) -> None:
     for key in ("system", "prompt", "response"):
         if call.get(key) is not None:
             console.print(f"[bold]{key}[/]")
-            console.print(str(call[key]), markup=False, highlight=False)
+            console.print(str(call[key]), markup=False, highlight=False, soft_wrap=True)
 
 
 def cache_stats(path: Path, stats: CacheStats) -> str:

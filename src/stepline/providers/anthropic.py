@@ -12,13 +12,11 @@ from typing import Any
 import anthropic
 
 from stepline.errors import (
-    ProviderAuthError,
     ProviderError,
-    ProviderRequestError,
     RetryableProviderError,
 )
 from stepline.providers.base import Completion, LLMRequest, Usage
-from stepline.providers.retry import RETRYABLE_STATUSES, retry_after_seconds
+from stepline.providers.retry import error_for_status
 
 API_KEY_VARIABLE = "ANTHROPIC_API_KEY"
 
@@ -74,15 +72,10 @@ def _request_arguments(request: LLMRequest) -> dict[str, Any]:
 
 def translate_status_error(exc: anthropic.APIStatusError) -> ProviderError:
     """Map an HTTP error to the provider error that says what to do about it."""
-    status = exc.status_code
-    detail = _api_message(exc)
-    message = f"Anthropic API {status}: {detail}"
-    if status == 401:
-        return ProviderAuthError(message, hint=f"check {API_KEY_VARIABLE}", status_code=status)
-    if status in RETRYABLE_STATUSES or status >= 500:
-        retry_after = retry_after_seconds(exc.response.headers)
-        return RetryableProviderError(message, status_code=status, retry_after=retry_after)
-    return ProviderRequestError(message, status_code=status)
+    message = f"Anthropic API {exc.status_code}: {_api_message(exc)}"
+    return error_for_status(
+        exc.status_code, message, exc.response.headers, key_variable=API_KEY_VARIABLE
+    )
 
 
 def _api_message(exc: anthropic.APIStatusError) -> str:

@@ -13,13 +13,11 @@ from typing import Any
 import openai
 
 from stepline.errors import (
-    ProviderAuthError,
     ProviderError,
-    ProviderRequestError,
     RetryableProviderError,
 )
 from stepline.providers.base import Completion, LLMRequest, Usage
-from stepline.providers.retry import RETRYABLE_STATUSES, retry_after_seconds
+from stepline.providers.retry import error_for_status
 
 API_KEY_VARIABLE = "OPENAI_API_KEY"
 NO_KEY = "no-key"  # local servers ignore the header; the SDK insists on one
@@ -87,6 +85,7 @@ def _usage(usage: Any) -> Usage:
 
 
 def translate_status_error(exc: openai.APIStatusError) -> ProviderError:
+    """Map an HTTP error to the provider error that says what to do about it."""
     status = exc.status_code
     body = exc.body
     detail = exc.message
@@ -95,9 +94,4 @@ def translate_status_error(exc: openai.APIStatusError) -> ProviderError:
         if isinstance(error, dict) and error.get("message"):
             detail = str(error["message"])
     message = f"OpenAI-compatible API {status}: {detail}"
-    if status == 401:
-        return ProviderAuthError(message, hint=f"check {API_KEY_VARIABLE}", status_code=status)
-    if status in RETRYABLE_STATUSES or status >= 500:
-        retry_after = retry_after_seconds(exc.response.headers)
-        return RetryableProviderError(message, status_code=status, retry_after=retry_after)
-    return ProviderRequestError(message, status_code=status)
+    return error_for_status(status, message, exc.response.headers, key_variable=API_KEY_VARIABLE)

@@ -20,7 +20,12 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from stepline.errors import ProviderError, RetryableProviderError
+from stepline.errors import (
+    ProviderAuthError,
+    ProviderError,
+    ProviderRequestError,
+    RetryableProviderError,
+)
 from stepline.spec import RetrySpec
 
 T = TypeVar("T")
@@ -104,3 +109,15 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
         if seconds >= 0:
             return seconds
     return None
+
+
+def error_for_status(
+    status: int, message: str, headers: Mapping[str, str], *, key_variable: str
+) -> ProviderError:
+    """The provider error an HTTP status means: retryable, an auth problem, or a refusal."""
+    if status == 401:
+        return ProviderAuthError(message, hint=f"check {key_variable}", status_code=status)
+    if status in RETRYABLE_STATUSES or status >= 500:
+        retry_after = retry_after_seconds(headers)
+        return RetryableProviderError(message, status_code=status, retry_after=retry_after)
+    return ProviderRequestError(message, status_code=status)

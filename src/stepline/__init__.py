@@ -50,12 +50,12 @@ def run(
     options = RunOptions(
         from_step=from_step, to_step=to_step, variables=dict(variables or {}), run_id=run_id
     )
-    return api.run_blocking(
-        lambda h: api.start_run(
-            Path(config), Path(input), settings=settings, options=options, hooks=h
-        ),
-        hooks or _default_hooks(),
-        handle_signals=False,
+    return api.run(
+        Path(config),
+        Path(input),
+        settings=settings,
+        options=options,
+        hooks=hooks or _default_hooks(),
     )
 
 
@@ -75,16 +75,12 @@ def resume(
 
     settings = _settings(workdir)
     options = RunOptions(from_step=from_step, to_step=to_step, variables=dict(variables or {}))
-    return api.run_blocking(
-        lambda h: api.resume_run(
-            run_id,
-            settings=settings,
-            options=options,
-            hooks=h,
-            config_path=Path(config) if config is not None else None,
-        ),
-        hooks or _default_hooks(),
-        handle_signals=False,
+    return api.resume(
+        run_id,
+        settings=settings,
+        options=options,
+        hooks=hooks or _default_hooks(),
+        config_path=Path(config) if config is not None else None,
     )
 
 

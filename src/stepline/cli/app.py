@@ -25,7 +25,7 @@ from stepline.store.runs import RunStore, RunSummary, effective_status
 from stepline.store.state import RunStatus, load_state
 
 if TYPE_CHECKING:
-    from stepline.engine.prepare import Preview, RunOptions
+    from stepline.engine.prepare import Preview
     from stepline.engine.runner import Hooks, RunResult
 
 app = typer.Typer(
@@ -147,15 +147,16 @@ def run_command(
 ) -> None:
     """Start a new run of the pipeline on INPUT."""
     from stepline.engine import api
+    from stepline.engine.prepare import RunOptions
 
     settings = _settings(workdir)
     config_path = settings.config_path(config)
-    options = _options(
+    options = RunOptions(
         from_step=from_step,
         to_step=to_step,
-        set_=set_,
+        variables=_parse_sets(set_),
         run_id=run_id,
-        no_cache=no_cache,
+        refresh_cache=no_cache,
         replay=replay,
         record=record,
     )
@@ -164,10 +165,8 @@ def run_command(
             api.preview_new_run(config_path, input, settings=settings, options=options), as_json
         )
     hooks = _hooks(settings, pause, as_json)
-    result = api.run_blocking(
-        lambda h: api.start_run(config_path, input, settings=settings, options=options, hooks=h),
-        hooks,
-        handle_signals=True,
+    result = api.run(
+        config_path, input, settings=settings, options=options, hooks=hooks, handle_signals=True
     )
     _finish(result, settings, as_json)
 
@@ -190,13 +189,14 @@ def resume_command(
 ) -> None:
     """Continue RUN_ID: reuse completed, unchanged steps; run the rest."""
     from stepline.engine import api
+    from stepline.engine.prepare import RunOptions
 
     settings = _settings(workdir)
-    options = _options(
+    options = RunOptions(
         from_step=from_step,
         to_step=to_step,
-        set_=set_,
-        no_cache=no_cache,
+        variables=_parse_sets(set_),
+        refresh_cache=no_cache,
         replay=replay,
         record=record,
     )
@@ -207,11 +207,12 @@ def resume_command(
             as_json,
         )
     hooks = _hooks(settings, pause, as_json)
-    result = api.run_blocking(
-        lambda h: api.resume_run(
-            run_id, settings=settings, options=options, hooks=h, config_path=config_path
-        ),
-        hooks,
+    result = api.resume(
+        run_id,
+        settings=settings,
+        options=options,
+        hooks=hooks,
+        config_path=config_path,
         handle_signals=True,
     )
     _finish(result, settings, as_json)
@@ -366,29 +367,6 @@ def validate_command(
 
 def _settings(workdir: Path | None) -> Settings:
     return load_settings(workdir=workdir)
-
-
-def _options(
-    *,
-    from_step: str | None,
-    to_step: str | None,
-    set_: list[str] | None,
-    run_id: str | None = None,
-    no_cache: bool = False,
-    replay: Path | None = None,
-    record: Path | None = None,
-) -> RunOptions:
-    from stepline.engine.prepare import RunOptions
-
-    return RunOptions(
-        from_step=from_step,
-        to_step=to_step,
-        variables=_parse_sets(set_),
-        run_id=run_id,
-        refresh_cache=no_cache,
-        replay=replay,
-        record=record,
-    )
 
 
 def _parse_sets(values: list[str] | None) -> dict[str, str]:

@@ -7,8 +7,10 @@ its folder's lock from before the state is read until the last state write.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Coroutine
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from stepline.engine.prepare import (
     Preview,
@@ -77,7 +79,8 @@ async def start_run(
     run_dir.create()
     with RunLock(run_dir.lock_path, run_dir.run_id):
         copy = run_dir.copy_input(input_path)
-        prepared.input = input_data(run_dir.resolve(copy), input_path.name)
+        # Same bytes as planned with; only the path moves to the copy inside the run.
+        prepared.input = replace(prepared.input, path=run_dir.resolve(copy).resolve())
         run_dir.write_config(prepared.spec.source_text)
         return await Runner(prepared, settings, hooks).execute()
 
@@ -100,16 +103,46 @@ async def resume_run(
         return await Runner(prepared, settings, hooks).execute()
 
 
-def run_blocking(
-    work: Callable[[Hooks], Awaitable[RunResult]], hooks: Hooks, *, handle_signals: bool
+def run(
+    config_path: Path,
+    input_path: Path,
+    *,
+    settings: Settings,
+    options: RunOptions,
+    hooks: Hooks,
+    handle_signals: bool = False,
 ) -> RunResult:
-    """Run ``work`` on a new event loop; ``handle_signals`` makes SIGINT/SIGTERM stop it cleanly."""
+    """``start_run`` on a new event loop (what the CLI and ``stepline.run`` call)."""
+    work = start_run(config_path, input_path, settings=settings, options=options, hooks=hooks)
+    return _blocking(work, hooks, handle_signals=handle_signals)
+
+
+def resume(
+    run_id: str,
+    *,
+    settings: Settings,
+    options: RunOptions,
+    hooks: Hooks,
+    config_path: Path | None = None,
+    handle_signals: bool = False,
+) -> RunResult:
+    """``resume_run`` on a new event loop (what the CLI and ``stepline.resume`` call)."""
+    work = resume_run(
+        run_id, settings=settings, options=options, hooks=hooks, config_path=config_path
+    )
+    return _blocking(work, hooks, handle_signals=handle_signals)
+
+
+def _blocking(
+    work: Coroutine[Any, Any, RunResult], hooks: Hooks, *, handle_signals: bool
+) -> RunResult:
+    """Await ``work``; with ``handle_signals`` SIGINT/SIGTERM stop the run cleanly."""
 
     async def main() -> RunResult:
         if handle_signals:
             hooks.interrupts.install()
         try:
-            return await work(hooks)
+            return await work
         finally:
             if handle_signals:
                 hooks.interrupts.uninstall()
@@ -168,7 +201,8 @@ __all__ = [
     "preview_new_run",
     "preview_resume",
     "resume_run",
-    "run_blocking",
+    "resume",
+    "run",
     "start_run",
     "validate_config",
 ]

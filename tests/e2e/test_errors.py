@@ -191,13 +191,18 @@ def test_model_reply_that_is_not_json_fails_keeps_it_and_resumes(
     cli, fake_llm: FakeLLMServer, tmp_path: Path
 ):
     write_backlog_pipeline(tmp_path)
-    fake_llm.script(Reply(text="Sure! Here are the items: fix login, add export."))
+    chatty = [Reply(text=f"Sure! Here are the items ({n}): fix login.") for n in (1, 2, 3)]
+    fake_llm.script(*chatty)
 
     failed = cli("run", "notes.txt", "--run-id", "r")
 
-    assert_clean_error(failed, 1, 'step "extract"', "not JSON", "01-extract.failed.txt")
-    kept = tmp_path / ".pipeline" / "r" / "steps" / "01-extract.failed.txt"
-    assert kept.read_text().startswith("Sure! Here are")
+    assert_clean_error(
+        failed, 1, 'step "extract"', "not JSON", "after 2 repair attempts", "01-extract.failed.txt"
+    )
+    kept = (tmp_path / ".pipeline" / "r" / "steps" / "01-extract.failed.txt").read_text()
+    assert "----- reply 1 of 3 -----\nSure! Here are the items (1)" in kept
+    assert "----- reply 3 of 3 -----\nSure! Here are the items (3)" in kept
+    assert len(fake_llm.requests) == 3
 
     fake_llm.script(Reply(text=REPLY))
     assert cli("resume", "r").exit_code == 0

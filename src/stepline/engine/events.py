@@ -29,6 +29,10 @@ class EventType(StrEnum):
     PAUSE_PASSED = "pause_passed"
     OUTPUT_EDITED = "output_edited"
     LOG = "log"
+    LLM_PROGRESS = "llm_progress"  # transient: shown live, never written to events.jsonl
+
+
+TRANSIENT = frozenset({EventType.LLM_PROGRESS})
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,7 @@ class EventLog:
         self._listener = listener
 
     def emit(self, event: Event) -> None:
-        self._run_dir.append_event(event.to_json())
+        if event.type not in TRANSIENT:
+            self._run_dir.append_event(event.to_json())
         if self._listener is not None:
             self._listener(event)

@@ -1,9 +1,9 @@
 """Step fingerprints: a hash of what a step is (its resolved spec) and of what it read.
 
-Display-only keys (label, pause, critical, timeout) and reliability settings (retry,
-fallback_models, cache) are left out, so editing them never causes
-a re-run. For a Python step the module file's content is part of its spec: editing the function
-re-runs the step.
+Display-only keys (label, pause, critical, timeout) and the settings that decide how an LLM
+reply is obtained (retry, fallback_models, cache, timeout, stream, repair_attempts, cassette)
+are left out, so editing them never causes a re-run. For a Python step the module file's
+content is part of its spec: editing the function re-runs the step.
 """
 
 from __future__ import annotations
@@ -17,8 +17,23 @@ from stepline.spec import LLMDefaults, LLMStep, PipelineSpec, PythonStep, StepBa
 from stepline.steps.python import function_source_hash
 
 _NOT_IN_FINGERPRINT = frozenset(
-    {"label", "pause", "critical", "enabled", "timeout", "prompt_file", "system_file"}
+    {
+        "label",
+        "pause",
+        "critical",
+        "enabled",
+        "timeout",
+        "prompt_file",
+        "system_file",
+        "schema_file",
+    }
 )
+
+
+_HOW_NOT_WHAT = frozenset(
+    {"retry", "fallback_models", "cache", "timeout", "stream", "repair_attempts", "cassette"}
+)
+"""LLM settings that decide how a reply is obtained, not what it says."""
 
 
 def spec_hash(
@@ -32,10 +47,7 @@ def spec_hash(
     if isinstance(step, LLMStep):
         for key in LLMDefaults.model_fields:
             fields.pop(key, None)
-        # Retries, fallbacks and caching decide how a reply is obtained, not what it says.
-        fields["llm"] = spec.llm_params(step).model_dump(
-            exclude={"retry", "fallback_models", "cache"}
-        )
+        fields["llm"] = spec.llm_params(step).model_dump(exclude=set(_HOW_NOT_WHAT))
     if isinstance(step, PythonStep):
         fields["source"] = function_source_hash(step, spec.base_dir)
     fields["vars"] = {name: variables[name] for name in sorted(needs.vars) if name in variables}

@@ -23,6 +23,7 @@ from stepline.engine.plan import INPUT_KEY, Action, Decision
 from stepline.engine.references import StepNeeds
 from stepline.errors import RunInterrupted, RunStoreError, StepFailed, StepLineError
 from stepline.hashing import hash_value
+from stepline.providers.base import StreamProgress
 from stepline.providers.caller import CallRecord, LLMCaller
 from stepline.providers.pool import ProviderFactory, ProviderPool
 from stepline.providers.pricing import Pricer
@@ -104,10 +105,26 @@ class Runner:
             refresh_cache=prepared.refresh_cache,
             replay=Cassette(prepared.replay) if prepared.replay else None,
             recorder=Cassette(prepared.record) if prepared.record else None,
+            cassettes=self._cassette,
+            show_progress=self._show_progress,
         )
+        self._cassettes: dict[Path, Cassette] = {}
         self.outputs: dict[str, Any] = {}
         self.output_hashes: dict[str, str] = {}
         self.total = len(prepared.spec.steps)
+
+    def _cassette(self, name: str) -> Cassette:
+        """The cassette a ``provider: replay`` step names, relative to the config's folder."""
+        path = (self.run.spec.base_dir / name).resolve()
+        if path not in self._cassettes:
+            self._cassettes[path] = Cassette(path)
+        return self._cassettes[path]
+
+    def _show_progress(self, step_id: str, progress: StreamProgress) -> None:
+        """Tell the listener how a streamed reply is coming along (not kept in events.jsonl)."""
+        step = self.run.spec.steps[self.run.spec.step_ids.index(step_id)]
+        data = {"output_tokens": progress.output_tokens, "elapsed_s": progress.elapsed_s}
+        self._emit(EventType.LLM_PROGRESS, step, message=progress.model, data=data)
 
     def _record_call(self, call: CallRecord) -> None:
         """Append the call record; the run's totals are saved with the next state write."""
@@ -217,12 +234,12 @@ class Runner:
             )
         env = self._environment(step)
         try:
-            async with asyncio.timeout(step.timeout):
+            async with asyncio.timeout(step.step_timeout):
                 return await self.hooks.interrupts.guard(execute_step(step, env))
         except TimeoutError:
             raise StepFailed(
                 step.id,
-                f"timed out after {format_duration(step.timeout or 0)}",
+                f"timed out after {format_duration(step.step_timeout or 0)}",
                 hint="raise the step's timeout: or make it faster",
             ) from None
 

@@ -32,12 +32,19 @@ def check_credentials(provider: str, settings: Settings, base_url: str | None = 
                 "OPENAI_BASE_URL) to a local server such as http://localhost:11434/v1",
             )
         return key
-    raise InputError(f'unknown provider "{provider}"', hint="providers: anthropic, openai")
+    if provider == "replay":
+        return None  # answers from a cassette; the cassette's presence is checked apart
+    raise InputError(f'unknown provider "{provider}"', hint="providers: anthropic, openai, replay")
 
 
 def create_provider(provider: str, *, settings: Settings, base_url: str | None) -> Provider:
     """Build the adapter for ``provider`` (credentials come from ``settings``)."""
     api_key = check_credentials(provider, settings, base_url)
+    if provider == "replay":
+        raise InputError(
+            "provider replay can only be a step's own provider, not a fallback",
+            hint="remove the replay entry from fallback_models",
+        )
     if provider == "openai":
         from stepline.providers.openai import OpenAICompatibleProvider
 

@@ -3,26 +3,58 @@
 The SDK is imported only when a run needs it, so ``pipeline --help`` and ``pipeline list`` stay
 fast. SDK exceptions are translated here into stepline's provider errors, with the provider's
 own message and, for authentication failures, the name of the variable to set.
+
+Streaming matters for two reasons besides live progress: the SDK refuses non-streaming calls
+whose ``max_tokens`` could take longer than ten minutes, and a long reply that is streamed keeps
+the connection busy, so idle-connection timeouts in proxies do not cut it off. A stream can fail
+after its ``200`` status line: the API then sends an SSE ``error`` event (the SDK raises an
+``APIStatusError`` carrying status 200 and the error's type), or the connection drops (the SDK
+lets the transport's own exception through). Both are mapped to the status the error type
+stands for, so the retry policy treats them like their non-streaming equivalents.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import anthropic
+import httpx2
+from anthropic.resources.messages import messages as messages_resource
 
-from stepline.errors import (
-    ProviderError,
-    RetryableProviderError,
-)
-from stepline.providers.base import Completion, LLMRequest, Usage
+from stepline.errors import ProviderError, RetryableProviderError
+from stepline.providers.base import Completion, Delivery, LLMRequest, StreamProgress, Usage
 from stepline.providers.retry import error_for_status
+
+try:  # the SDK's per-model limits for unstreamed calls; private, so optional
+    from anthropic._constants import MODEL_NONSTREAMING_TOKENS
+except ImportError:  # pragma: no cover - depends on the SDK version
+    MODEL_NONSTREAMING_TOKENS = {}
 
 API_KEY_VARIABLE = "ANTHROPIC_API_KEY"
 
+STATUS_FOR_ERROR_TYPE = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+"""The HTTP status each Anthropic error type is sent with (for errors inside a stream)."""
+
+NONSTREAMING_MAX_TOKENS = 21_333
+"""Above this the SDK refuses a non-streaming call: 128k tokens an hour would pass 10 minutes."""
+
+CHARS_PER_TOKEN = 4  # a progress estimate only; the final count comes from the API
+
 
 class AnthropicProvider:
-    """Non-streaming Messages calls; one request per ``complete`` (no SDK retries)."""
+    """Messages calls, streamed or not; one HTTP request per ``complete`` (no SDK retries)."""
 
     name = "anthropic"
 
@@ -31,57 +63,126 @@ class AnthropicProvider:
         # requests a provider sees is exactly the configured attempts.
         self._client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0)
 
-    async def complete(self, request: LLMRequest) -> Completion:
+    async def complete(self, request: LLMRequest, delivery: Delivery) -> Completion:
+        arguments = _request_arguments(request, delivery)
         try:
-            message = await self._client.messages.create(**_request_arguments(request))
+            if delivery.stream or must_stream(request):
+                message = await self._stream(arguments, request.model, delivery)
+            else:
+                message = await self._client.messages.create(**arguments)
         except anthropic.APIStatusError as exc:
             raise translate_status_error(exc) from exc
         except anthropic.APITimeoutError as exc:
             raise RetryableProviderError("Anthropic API: the request timed out") from exc
         except anthropic.APIConnectionError as exc:
             raise RetryableProviderError(f"Anthropic API: cannot connect ({exc})") from exc
-        text = "".join(block.text for block in message.content if block.type == "text")
-        usage = Usage(
-            input_tokens=message.usage.input_tokens,
-            output_tokens=message.usage.output_tokens,
-            cache_write_tokens=message.usage.cache_creation_input_tokens or 0,
-            cache_read_tokens=message.usage.cache_read_input_tokens or 0,
-        )
-        return Completion(
-            text=text, model=message.model, stop_reason=message.stop_reason, usage=usage
-        )
+        except httpx2.TransportError as exc:  # a stream cut off after its status line
+            reason = str(exc) or type(exc).__name__
+            raise RetryableProviderError(
+                f"Anthropic API: the connection broke during the reply ({reason})"
+            ) from exc
+        return _completion(message, deprecation_notice(request.model))
+
+    async def _stream(self, arguments: dict[str, Any], model: str, delivery: Delivery) -> Any:
+        started = time.monotonic()
+        characters = 0
+        async with self._client.messages.stream(**arguments) as stream:
+            async for event in stream:
+                if event.type == "text" and delivery.on_progress is not None:
+                    characters += len(event.text)
+                    delivery.on_progress(
+                        StreamProgress(
+                            model=model,
+                            output_tokens=characters // CHARS_PER_TOKEN,
+                            elapsed_s=time.monotonic() - started,
+                        )
+                    )
+            return await stream.get_final_message()
 
     async def aclose(self) -> None:
         await self._client.close()
 
 
-def _request_arguments(request: LLMRequest) -> dict[str, Any]:
+def must_stream(request: LLMRequest) -> bool:
+    """Whether the SDK would refuse this call unstreamed (it may run past ten minutes)."""
+    limit = MODEL_NONSTREAMING_TOKENS.get(request.model, NONSTREAMING_MAX_TOKENS)
+    return request.max_tokens > min(limit, NONSTREAMING_MAX_TOKENS)
+
+
+def _request_arguments(request: LLMRequest, delivery: Delivery) -> dict[str, Any]:
     arguments: dict[str, Any] = {
         "model": request.model,
         "max_tokens": request.max_tokens,
-        "messages": [{"role": "user", "content": request.prompt}],
+        "messages": request.messages(),
     }
     if request.system is not None:
         arguments["system"] = request.system
+    if request.stop:
+        arguments["stop_sequences"] = list(request.stop)
+    if delivery.timeout is not None:
+        arguments["timeout"] = delivery.timeout
+    # The SDK (2.x) no longer types sampling parameters; the wire format still takes them, and
+    # a model that refuses one answers 400 with its own message. ``extra`` goes the same way.
+    body = dict(request.extra)
     if request.temperature is not None:
-        # The SDK (2.x) no longer types sampling parameters; the wire format still takes
-        # them, and a model that refuses one answers 400 with its own message.
-        arguments["extra_body"] = {"temperature": request.temperature}
+        body["temperature"] = request.temperature
+    if body:
+        arguments["extra_body"] = body
     return arguments
 
 
-def translate_status_error(exc: anthropic.APIStatusError) -> ProviderError:
-    """Map an HTTP error to the provider error that says what to do about it."""
-    message = f"Anthropic API {exc.status_code}: {_api_message(exc)}"
-    return error_for_status(
-        exc.status_code, message, exc.response.headers, key_variable=API_KEY_VARIABLE
+def _completion(message: Any, notice: str | None) -> Completion:
+    text = "".join(block.text for block in message.content if block.type == "text")
+    usage = Usage(
+        input_tokens=message.usage.input_tokens,
+        output_tokens=message.usage.output_tokens,
+        cache_write_tokens=message.usage.cache_creation_input_tokens or 0,
+        cache_read_tokens=message.usage.cache_read_input_tokens or 0,
+    )
+    return Completion(
+        text=text,
+        model=message.model,
+        stop_reason=message.stop_reason,
+        usage=usage,
+        notices=(notice,) if notice else (),
     )
 
 
+def deprecation_notice(model: str) -> str | None:
+    """The SDK's end-of-life date for a deprecated model, as a sentence for the step's log.
+
+    The SDK says so with a ``DeprecationWarning``, which Python hides by default; reading its
+    table instead puts the notice where a user of a run looks.
+    """
+    table = getattr(messages_resource, "DEPRECATED_MODELS", {})
+    end_of_life = table.get(model) if isinstance(table, dict) else None
+    if end_of_life is None:
+        return None
+    return f"model {model} is deprecated and reaches end of life on {end_of_life}; migrate"
+
+
+def translate_status_error(exc: anthropic.APIStatusError) -> ProviderError:
+    """Map an HTTP error (or an error event inside a stream) to what to do about it."""
+    status = exc.status_code
+    error_type = _error_type(exc)
+    if status < 400:  # an SSE error event: the status line said 200 before the error
+        status = STATUS_FOR_ERROR_TYPE.get(error_type or "", 500)
+        message = f"Anthropic API error during the reply ({error_type}): {_api_message(exc)}"
+    else:
+        message = f"Anthropic API {status}: {_api_message(exc)}"
+    return error_for_status(status, message, exc.response.headers, key_variable=API_KEY_VARIABLE)
+
+
+def _error_type(exc: anthropic.APIStatusError) -> str | None:
+    body = exc.body
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and isinstance(error.get("type"), str):
+            return str(error["type"])
+    return None
+
+
 def _api_message(exc: anthropic.APIStatusError) -> str:
-    message = getattr(exc, "api_message", None)
-    if message:
-        return str(message)
     body = exc.body
     if isinstance(body, dict):
         error = body.get("error")

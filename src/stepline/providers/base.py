@@ -6,19 +6,60 @@ layer (retries, cache, fallbacks, records) wraps providers at this seam without 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A message after the first prompt: the model's reply, or our answer to it."""
+
+    role: Literal["user", "assistant"]
+    content: str
 
 
 @dataclass(frozen=True)
 class LLMRequest:
-    """Everything a provider needs for one call; contains no credentials."""
+    """Everything that shapes one call's reply; contains no credentials.
+
+    ``schema`` and ``prompt_version`` are not sent: they are part of the request's identity
+    (its cache key) because they decide whether a reply is accepted and when it is stale.
+    """
 
     model: str
     prompt: str
     max_tokens: int
     system: str | None = None
     temperature: float | None = None
+    stop: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+    followups: tuple[Turn, ...] = ()  # repair turns: the rejected reply, then what was wrong
+    schema: dict[str, Any] | None = None
+    prompt_version: str | None = None
+
+    def messages(self) -> list[dict[str, str]]:
+        """The conversation in the shape both chat APIs take (system prompt apart)."""
+        first = {"role": "user", "content": self.prompt}
+        return [first] + [{"role": turn.role, "content": turn.content} for turn in self.followups]
+
+
+@dataclass(frozen=True)
+class StreamProgress:
+    """How far a streamed reply has come, for a live progress line."""
+
+    model: str
+    output_tokens: int  # the provider's count where it reports one, else an estimate
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How one request travels; nothing here changes the reply, so none of it is hashed."""
+
+    stream: bool = False
+    timeout: float | None = None  # seconds; None keeps the SDK's default
+    on_progress: Callable[[StreamProgress], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +89,7 @@ class Completion:
     cost_usd: float | None = None
     cache_hit: bool = False
     request_hash: str | None = None
+    notices: tuple[str, ...] = ()  # things the provider wants the user told (deprecations)
 
     def to_cache(self) -> dict[str, Any]:
         """What the response cache keeps of a completion (no attempt or cost details)."""
@@ -76,6 +118,6 @@ class Provider(Protocol):
 
     name: str
 
-    async def complete(self, request: LLMRequest) -> Completion: ...
+    async def complete(self, request: LLMRequest, delivery: Delivery) -> Completion: ...
 
     async def aclose(self) -> None: ...

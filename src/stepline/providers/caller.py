@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 from stepline.errors import ProviderError, ProviderRequestError, RetryableProviderError
 from stepline.hashing import hash_value
-from stepline.providers.base import Completion, LLMRequest, Usage
+from stepline.providers.base import Completion, Delivery, LLMRequest, StreamProgress, Usage
 from stepline.providers.pool import ProviderPool
 from stepline.providers.pricing import Pricer
 from stepline.providers.retry import Attempt, with_retries
@@ -50,12 +50,15 @@ class CallRecord:
     error: str | None = None
     status_code: int | None = None
     item_key: str | None = None
+    followups: list[dict[str, str]] = field(default_factory=list)  # repair turns sent after it
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
 RecordCall = Callable[[CallRecord], None]
+ShowProgress = Callable[[str, StreamProgress], None]
+REPLAY = "replay"
 
 
 class ResponseStore(Protocol):
@@ -72,6 +75,8 @@ class Recording(Protocol):
     """A cassette of recorded completions (``store.cassette.Cassette``)."""
 
     def get(self, key: str) -> dict[str, Any] | None: ...
+
+    def endpoints(self) -> list[tuple[str, str | None]]: ...
 
     def append(self, key: str, request: dict[str, Any], completion: dict[str, Any]) -> None: ...
 
@@ -97,7 +102,12 @@ def request_hash(target: Target, request: LLMRequest) -> str:
 
 
 def _request_fields(target: Target, request: LLMRequest) -> dict[str, Any]:
-    return {
+    """The hashed identity of a request.
+
+    Keys added after the first release enter only when set, so adding a setting never
+    invalidates the caches and cassettes users already have.
+    """
+    fields: dict[str, Any] = {
         "provider": target.provider,
         "base_url": target.base_url,
         "model": target.model,
@@ -106,6 +116,15 @@ def _request_fields(target: Target, request: LLMRequest) -> dict[str, Any]:
         "max_tokens": request.max_tokens,
         "temperature": request.temperature,
     }
+    optional = {
+        "stop": list(request.stop),
+        "extra": request.extra,
+        "followups": [asdict(turn) for turn in request.followups],
+        "schema": request.schema,
+        "prompt_version": request.prompt_version,
+    }
+    fields.update((key, value) for key, value in optional.items() if value)
+    return fields
 
 
 class LLMCaller:
@@ -121,6 +140,8 @@ class LLMCaller:
         refresh_cache: bool = False,
         replay: Recording | None = None,
         recorder: Recording | None = None,
+        cassettes: Callable[[str], Recording] | None = None,
+        show_progress: ShowProgress | None = None,
     ) -> None:
         self._pool = pool
         self._record = record
@@ -129,7 +150,10 @@ class LLMCaller:
         self._refresh_cache = refresh_cache
         self._replay = replay
         self._recorder = recorder
+        self._cassettes = cassettes
+        self._show_progress = show_progress
         self._unpriced: set[str] = set()
+        self._noticed: set[str] = set()
 
     async def complete(
         self, *, step_id: str, request: LLMRequest, params: LLMParams, log: logging.Logger
@@ -137,9 +161,11 @@ class LLMCaller:
         """Answer from a replayed cassette, else the cache, else the models in order."""
         primary = targets(params)[0]
         request = replace(request, model=primary.model)
-        key = request_hash(primary, request)
         if self._replay is not None:
-            return self._replayed(step_id, primary, request, key)
+            return self._replayed(step_id, primary, request, self._replay)
+        if primary.provider == REPLAY:
+            return self._replayed(step_id, primary, request, self._cassette(params))
+        key = request_hash(primary, request)
         use_cache = self._cache is not None and params.cache.enabled
         if use_cache and self._cache is not None and not self._refresh_cache:
             data = self._cache.get(key, ttl_s=params.cache.ttl)
@@ -157,16 +183,29 @@ class LLMCaller:
         if self._cache is not None and completion.request_hash is not None:
             self._cache.delete(completion.request_hash)
 
-    def _replayed(self, step_id: str, target: Target, request: LLMRequest, key: str) -> Completion:
-        assert self._replay is not None
-        data = self._replay.get(key)
-        if data is None:
-            raise ProviderRequestError(
-                f"no recorded reply for this request in the cassette (request {key})",
-                hint="record it with --record FILE against a real provider, "
-                "or check that the prompt, model and input match the recording",
-            )
-        return self._answered_from_store(step_id, target, request, key, data, "replay")
+    def _cassette(self, params: LLMParams) -> Recording:
+        if self._cassettes is None or params.cassette is None:
+            raise ProviderRequestError("provider replay needs a cassette: file")
+        return self._cassettes(params.cassette)
+
+    def _replayed(
+        self, step_id: str, target: Target, request: LLMRequest, cassette: Recording
+    ) -> Completion:
+        """The recorded reply; ``provider: replay`` answers as whichever endpoint recorded it."""
+        if target.provider == REPLAY:
+            recorded = [Target(p, target.model, url) for p, url in cassette.endpoints()]
+        else:
+            recorded = [target]
+        keys = [(each, request_hash(each, request)) for each in recorded or [target]]
+        for each, key in keys:
+            data = cassette.get(key)
+            if data is not None:
+                return self._answered_from_store(step_id, each, request, key, data, "replay")
+        raise ProviderRequestError(
+            f"no recorded reply for this request in the cassette (request {keys[0][1]})",
+            hint="record it with --record FILE against a real provider, "
+            "or check that the prompt, model and input match the recording",
+        )
 
     def _answered_from_store(
         self,
@@ -188,6 +227,7 @@ class LLMCaller:
                 request_hash=key,
                 system=request.system,
                 prompt=request.prompt,
+                followups=_followups(request),
                 outcome="ok",
                 latency_s=0.0,
                 model=completion.model,
@@ -238,7 +278,7 @@ class LLMCaller:
         async def attempt() -> Completion:
             nonlocal attempts
             attempts += 1
-            return await self._attempt(step_id, target, request, attempts, log)
+            return await self._attempt(step_id, target, request, params, attempts, log)
 
         def on_retry(failed: Attempt) -> None:
             log.warning(
@@ -256,6 +296,7 @@ class LLMCaller:
         step_id: str,
         target: Target,
         request: LLMRequest,
+        params: LLMParams,
         number: int,
         log: logging.Logger,
     ) -> Completion:
@@ -268,12 +309,13 @@ class LLMCaller:
             request_hash=request_hash(target, request),
             system=request.system,
             prompt=request.prompt,
+            followups=_followups(request),
             outcome="pending",
             latency_s=0.0,
         )
         started = time.monotonic()
         try:
-            completion = await provider.complete(request)
+            completion = await provider.complete(request, self._delivery(step_id, params))
         except ProviderError as exc:
             self._emit(
                 replace(
@@ -285,6 +327,7 @@ class LLMCaller:
                 )
             )
             raise
+        self._tell_notices(completion, log)
         usage = completion.usage
         cost = self._cost(completion.model or target.model, usage, log)
         self._emit(
@@ -304,6 +347,21 @@ class LLMCaller:
         )
         return replace(completion, attempts=number, model_requested=target.model, cost_usd=cost)
 
+    def _delivery(self, step_id: str, params: LLMParams) -> Delivery:
+        show = self._show_progress
+        return Delivery(
+            stream=bool(params.stream),
+            timeout=params.timeout,
+            on_progress=(lambda progress: show(step_id, progress)) if show else None,
+        )
+
+    def _tell_notices(self, completion: Completion, log: logging.Logger) -> None:
+        """Log each provider notice (a deprecated model...) once per run."""
+        for notice in completion.notices:
+            if notice not in self._noticed:
+                self._noticed.add(notice)
+                log.warning("%s", notice)
+
     def _cost(self, model: str, usage: Usage, log: logging.Logger) -> float | None:
         cost = self._pricer.cost_usd(model, usage)
         if cost is None and model not in self._unpriced:
@@ -318,6 +376,10 @@ class LLMCaller:
     def _emit(self, record: CallRecord) -> None:
         if self._record is not None:
             self._record(record)
+
+
+def _followups(request: LLMRequest) -> list[dict[str, str]]:
+    return request.messages()[1:]
 
 
 def _fallback(primary: Target, entry: FallbackModel) -> Target:

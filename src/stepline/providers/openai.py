@@ -8,15 +8,14 @@ retry layer. Local servers need no key; a placeholder is sent where none is set.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import httpx2
 import openai
 
-from stepline.errors import (
-    ProviderError,
-    RetryableProviderError,
-)
-from stepline.providers.base import Completion, LLMRequest, Usage
+from stepline.errors import ProviderError, RetryableProviderError
+from stepline.providers.base import Completion, Delivery, LLMRequest, StreamProgress, Usage
 from stepline.providers.retry import error_for_status
 
 API_KEY_VARIABLE = "OPENAI_API_KEY"
@@ -25,7 +24,7 @@ STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "content_filter": "r
 
 
 class OpenAICompatibleProvider:
-    """Non-streaming chat completions; one request per ``complete``."""
+    """Chat completions, streamed or not; one HTTP request per ``complete``."""
 
     name = "openai"
 
@@ -34,15 +33,27 @@ class OpenAICompatibleProvider:
             api_key=api_key or NO_KEY, base_url=base_url, max_retries=0
         )
 
-    async def complete(self, request: LLMRequest) -> Completion:
+    async def complete(self, request: LLMRequest, delivery: Delivery) -> Completion:
+        arguments = _request_arguments(request, delivery)
         try:
-            response = await self._client.chat.completions.create(**_request_arguments(request))
+            if delivery.stream:
+                return await self._stream(arguments, request, delivery)
+            response = await self._client.chat.completions.create(**arguments)
         except openai.APIStatusError as exc:
             raise translate_status_error(exc) from exc
         except openai.APITimeoutError as exc:
             raise RetryableProviderError("OpenAI-compatible API: the request timed out") from exc
         except openai.APIConnectionError as exc:
             raise RetryableProviderError(f"OpenAI-compatible API: cannot connect ({exc})") from exc
+        except openai.APIError as exc:  # an error event inside a stream
+            raise RetryableProviderError(
+                f"OpenAI-compatible API error during the reply: {exc.message}"
+            ) from exc
+        except httpx2.TransportError as exc:  # a stream cut off after its status line
+            reason = str(exc) or type(exc).__name__
+            raise RetryableProviderError(
+                f"OpenAI-compatible API: the connection broke during the reply ({reason})"
+            ) from exc
         if not response.choices:
             raise ProviderError("OpenAI-compatible API: the response has no choices")
         choice = response.choices[0]
@@ -53,15 +64,45 @@ class OpenAICompatibleProvider:
             usage=_usage(response.usage),
         )
 
+    async def _stream(
+        self, arguments: dict[str, Any], request: LLMRequest, delivery: Delivery
+    ) -> Completion:
+        """Collect a streamed reply; usage arrives in a last chunk with no choices."""
+        started = time.monotonic()
+        parts: list[str] = []
+        model, finish_reason, usage = request.model, None, None
+        chunks = 0
+        stream = await self._client.chat.completions.create(
+            **arguments, stream=True, stream_options={"include_usage": True}
+        )
+        async with stream:
+            async for chunk in stream:
+                model = chunk.model or model
+                usage = chunk.usage or usage
+                for choice in chunk.choices[:1]:
+                    finish_reason = choice.finish_reason or finish_reason
+                    if choice.delta.content:
+                        parts.append(choice.delta.content)
+                        chunks += 1
+                        if delivery.on_progress is not None:
+                            elapsed = time.monotonic() - started
+                            delivery.on_progress(StreamProgress(model, chunks, elapsed))
+        return Completion(
+            text="".join(parts),
+            model=model,
+            stop_reason=STOP_REASONS.get(finish_reason or "", finish_reason),
+            usage=_usage(usage),
+        )
+
     async def aclose(self) -> None:
         await self._client.close()
 
 
-def _request_arguments(request: LLMRequest) -> dict[str, Any]:
+def _request_arguments(request: LLMRequest, delivery: Delivery) -> dict[str, Any]:
     messages: list[dict[str, str]] = []
     if request.system is not None:
         messages.append({"role": "system", "content": request.system})
-    messages.append({"role": "user", "content": request.prompt})
+    messages.extend(request.messages())
     arguments: dict[str, Any] = {
         "model": request.model,
         "messages": messages,
@@ -69,6 +110,12 @@ def _request_arguments(request: LLMRequest) -> dict[str, Any]:
     }
     if request.temperature is not None:
         arguments["temperature"] = request.temperature
+    if request.stop:
+        arguments["stop"] = list(request.stop)
+    if request.extra:
+        arguments["extra_body"] = dict(request.extra)
+    if delivery.timeout is not None:
+        arguments["timeout"] = delivery.timeout
     return arguments
 
 

@@ -2,7 +2,7 @@
 
 The YAML is composed into nodes first so every value keeps its line number; pydantic's error
 locations are then mapped back onto those lines, and unknown keys get a "did you mean".
-Prompt and system files are read here, so the rest of stepline only sees text.
+Prompt, system and schema files are read here, so the rest of stepline only sees text.
 """
 
 from __future__ import annotations
@@ -16,7 +16,13 @@ from pydantic import BaseModel, ValidationError
 
 from stepline.errors import SpecError
 from stepline.hashing import hash_text
-from stepline.spec.models import STEP_KINDS, LLMDefaults, LLMStep, PipelineSpec
+from stepline.spec.models import (
+    STEP_KINDS,
+    LLMDefaults,
+    LLMStep,
+    PipelineSpec,
+    check_json_schema,
+)
 
 Location = tuple[str | int, ...]
 
@@ -128,7 +134,7 @@ def _suggested_keys(errors: list[Any], data: Any) -> set[Location]:
     for error in errors:
         if error["type"] == "extra_forbidden":
             location = _data_location(error["loc"], data)
-            valid = list(_model_at(location[:-1], data).model_fields)
+            valid = config_keys(_model_at(location[:-1], data))
             for close in difflib.get_close_matches(str(location[-1]), valid, n=1):
                 suggested.add(location[:-1] + (close,))
     return suggested
@@ -177,7 +183,7 @@ def _what(error: Any, location: Location, data: Any) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         key = str(location[-1])
-        valid = sorted(_model_at(location[:-1], data).model_fields) if location else []
+        valid = sorted(config_keys(_model_at(location[:-1], data))) if location else []
         close = difflib.get_close_matches(key, valid, n=1)
         suggestion = (
             f'; did you mean "{close[0]}"?' if close else f"; valid keys: {', '.join(valid)}"
@@ -201,6 +207,11 @@ def _what(error: Any, location: Location, data: Any) -> str:
     return message.removeprefix("Value error, ")
 
 
+def config_keys(model: type[BaseModel]) -> list[str]:
+    """The keys a config may use for ``model``: field names, or their aliases where set."""
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
 def _model_at(location: Location, data: Any) -> type[BaseModel]:
     """The model whose keys are valid at ``location`` (for did-you-mean suggestions)."""
     if len(location) >= 2 and location[0] == "steps":
@@ -215,21 +226,41 @@ def _model_at(location: Location, data: Any) -> type[BaseModel]:
 
 
 def _read_step_files(spec: PipelineSpec, lines: dict[Location, int], label: str) -> PipelineSpec:
-    """Replace ``prompt_file`` / ``system_file`` references with the files' text."""
+    """Replace ``prompt_file`` / ``system_file`` / ``schema_file`` with the files' content."""
     steps = []
     for index, step in enumerate(spec.steps):
-        if isinstance(step, LLMStep) and (step.prompt_file or step.system_file):
-            update: dict[str, str] = {}
-            for key in ("prompt_file", "system_file"):
+        if isinstance(step, LLMStep) and (step.prompt_file or step.system_file or step.schema_file):
+            update: dict[str, Any] = {}
+            for key in ("prompt_file", "system_file", "schema_file"):
                 relative = getattr(step, key)
                 if relative:
                     line = lines.get(("steps", index, key))
                     where = f"{label}:{line}" if line else label
-                    text_key = key.removesuffix("_file")
-                    update[text_key] = _read_relative(spec.base_dir, relative, where, step.id)
+                    text = _read_relative(spec.base_dir, relative, where, step.id)
+                    if key == "schema_file":
+                        update["output_schema"] = _parse_schema(text, relative, where, step.id)
+                    else:
+                        update[key.removesuffix("_file")] = text
             step = step.model_copy(update=update)
         steps.append(step)
     return spec.model_copy(update={"steps": steps})
+
+
+def _parse_schema(text: str, relative: str, where: str, step_id: str) -> dict[str, Any]:
+    """A schema file's JSON Schema (JSON, or YAML for hand-written ones), checked."""
+    try:
+        schema = yaml.safe_load(text)  # YAML is a superset of JSON, so both parse here
+    except yaml.YAMLError as exc:
+        raise SpecError(
+            f'{where}: step "{step_id}": {relative} is not JSON or YAML: {exc}'
+        ) from None
+    if not isinstance(schema, dict):
+        raise SpecError(f'{where}: step "{step_id}": {relative} must hold a JSON Schema object')
+    try:
+        check_json_schema(schema)
+    except ValueError as exc:
+        raise SpecError(f'{where}: step "{step_id}": {relative}: {exc}') from None
+    return schema
 
 
 def _read_relative(base_dir: Path, relative: str, where: str, step_id: str) -> str:

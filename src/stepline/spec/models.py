@@ -21,7 +21,8 @@ STEP_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 FUNCTION_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
 
 
-ProviderName = Literal["anthropic", "openai"]
+ProviderName = Literal["anthropic", "openai", "replay"]
+"""``replay`` answers from a recorded cassette (``cassette:``) with no network."""
 
 
 class _Strict(BaseModel):
@@ -70,7 +71,14 @@ class LLMDefaults(_Strict):
     model: str | None = None
     max_tokens: int = Field(default=1024, gt=0)
     temperature: float | None = Field(default=None, ge=0, le=2)
+    stop: list[str] | None = Field(default=None, max_length=16)
+    extra: dict[str, Any] = Field(default_factory=dict)
     base_url: str | None = None
+    timeout: Duration | None = None
+    stream: bool | None = None
+    prompt_version: str | None = None
+    repair_attempts: int = Field(default=2, ge=0, le=10)
+    cassette: str | None = None
     retry: RetrySpec = Field(default_factory=RetrySpec)
     fallback_models: list[FallbackEntry] = Field(default_factory=list)
     cache: CacheSpec = Field(default_factory=CacheSpec)
@@ -83,7 +91,14 @@ class LLMParams(_Strict):
     model: str
     max_tokens: int
     temperature: float | None
+    stop: list[str] | None
+    extra: dict[str, Any]
     base_url: str | None
+    timeout: float | None  # seconds per request; None: the SDK's default (10 minutes)
+    stream: bool | None  # None: stream only when max_tokens needs it
+    prompt_version: str | None
+    repair_attempts: int
+    cassette: str | None
     retry: RetrySpec
     fallback_models: list[FallbackModel]
     cache: CacheSpec
@@ -111,6 +126,11 @@ class StepBase(_Strict):
         """What progress lines and tables show: the label, else the id."""
         return self.label or self.id
 
+    @property
+    def step_timeout(self) -> float | None:
+        """The limit on the whole step (``timeout:``), enforced by the runner."""
+        return self.timeout
+
 
 class LLMStep(StepBase):
     """One call to a language model; the reply (text or parsed JSON) is the output."""
@@ -121,14 +141,32 @@ class LLMStep(StepBase):
     prompt: str | None = None
     prompt_file: str | None = None
     output: Literal["text", "json"] = "text"
+    output_schema: dict[str, Any] | None = Field(default=None, alias="schema")
+    schema_file: str | None = None
     provider: ProviderName | None = None
     model: str | None = None
     max_tokens: int | None = Field(default=None, gt=0)
     temperature: float | None = Field(default=None, ge=0, le=2)
+    stop: list[str] | None = Field(default=None, max_length=16)
+    extra: dict[str, Any] | None = None
     base_url: str | None = None
+    stream: bool | None = None
+    prompt_version: str | None = None
+    repair_attempts: int | None = Field(default=None, ge=0, le=10)
+    cassette: str | None = None
     retry: RetrySpec | None = None
     fallback_models: list[FallbackEntry] | None = None
     cache: CacheSpec | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _schema_means_json(cls, data: Any) -> Any:
+        has_schema = isinstance(data, dict) and (
+            data.get("schema") is not None or data.get("schema_file") is not None
+        )
+        if has_schema and "output" not in data:
+            return {**data, "output": "json"}
+        return data
 
     @model_validator(mode="after")
     def _one_source_each(self) -> LLMStep:
@@ -136,7 +174,18 @@ class LLMStep(StepBase):
             raise ValueError("set exactly one of prompt and prompt_file")
         if self.system is not None and self.system_file is not None:
             raise ValueError("set at most one of system and system_file")
+        if self.output_schema is not None and self.schema_file is not None:
+            raise ValueError("set at most one of schema and schema_file")
+        if self.output == "text" and (self.output_schema or self.schema_file):
+            raise ValueError("a schema needs output: json (or leave output: out)")
+        if self.output_schema is not None:
+            check_json_schema(self.output_schema)
         return self
+
+    @property
+    def step_timeout(self) -> float | None:
+        """None: an LLM step's ``timeout`` bounds each request, so retries still happen."""
+        return None
 
 
 class PythonStep(StepBase):
@@ -164,6 +213,20 @@ class ShellStep(StepBase):
 
 _TEMPLATE_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
 _HIDDEN_TAG = re.compile("\x00(\\d+)\x00")
+
+
+def check_json_schema(schema: dict[str, Any]) -> None:
+    """Raise ValueError naming the problem when ``schema`` is not a valid JSON Schema."""
+    import jsonschema  # here, not at the top: only configs with schemas pay for the import
+
+    validator = jsonschema.validators.validator_for(schema)
+    try:
+        validator.check_schema(schema)
+    except jsonschema.SchemaError as error:
+        path = "/".join(str(part) for part in error.absolute_path) or "(the root)"
+        raise ValueError(
+            f"the schema is not a valid JSON Schema at {path}: {error.message}"
+        ) from None
 
 
 def split_command(command: str) -> list[str]:
@@ -247,11 +310,16 @@ class PipelineSpec(_Strict):
             for key in LLMDefaults.model_fields
             if getattr(step, key) is not None
         }
-        merged = {**defaults, **overrides}
+        merged = {**defaults, **overrides, "extra": {**self.llm.extra, **(step.extra or {})}}
         if not merged.get("model"):
             raise SpecError(
                 f'step "{step.id}": no model is set',
                 hint="set llm.model at the top of the config or model: on the step",
+            )
+        if merged["provider"] == "replay" and not merged.get("cassette"):
+            raise SpecError(
+                f'step "{step.id}": provider replay needs a cassette',
+                hint="set cassette: (a JSONL file made with --record) in llm: or on the step",
             )
         return LLMParams.model_validate(merged)
 

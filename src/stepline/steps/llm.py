@@ -1,54 +1,77 @@
 """``kind: llm``: render the prompt, ask the provider, return the reply (text or JSON).
 
-JSON replies are parsed leniently about presentation (a Markdown code fence around the JSON is
-fine) and strictly about content (anything that is not JSON fails the step, and the reply is
-kept for a person to read).
+A JSON reply that does not parse, or does not match the step's schema, is not the end: the
+model is shown what was wrong and asked again, up to ``repair_attempts`` times, the way a person
+would correct a colleague. Every reply, rejected ones included, stays in the call records. A
+successful repair chain stays cached, so a re-run replays it for free; a failed one is dropped
+from the cache, so a retry asks afresh.
 """
 
 from __future__ import annotations
 
-import json
-import re
+from dataclasses import replace
 from typing import Any
 
 from stepline.errors import ProviderError, StepFailed
-from stepline.providers.base import Completion, LLMRequest
-from stepline.spec import LLMStep
+from stepline.providers.base import Completion, LLMRequest, Turn
+from stepline.spec import LLMParams, LLMStep
 from stepline.steps.base import StepEnvironment, StepOutcome
+from stepline.steps.structured import ReplyProblem, repair_request_text, structured_value
 from stepline.templates import render
-
-_FENCE = re.compile(r"^\s*```[\w-]*\s*\n(.*?)\n\s*```\s*$", re.DOTALL)
 
 
 async def run_llm_step(step: LLMStep, env: StepEnvironment) -> StepOutcome:
     params = env.spec.llm_params(step)
-    context = env.template_context()
-    request = LLMRequest(
+    request = build_request(step, params, env.template_context())
+    replies: list[Completion] = []
+    while True:
+        completion = await _ask(step, env, request, params)
+        replies.append(completion)
+        try:
+            value = _output_value(step, completion)
+        except ReplyProblem as problem:
+            if len(replies) > params.repair_attempts:
+                _discard(env, replies)
+                raise _unusable(step, problem, replies) from None
+            env.log.warning("%s; asking the model to repair it", problem.message)
+            request = _with_repair_turn(request, completion, problem)
+            continue
+        except StepFailed:
+            _discard(env, replies)
+            raise
+        metrics = _metrics(replies)
+        if completion.stop_reason == "max_tokens":
+            metrics["warning"] = f"the reply was cut off at max_tokens ({params.max_tokens})"
+            env.log.warning("%s; raise max_tokens if the output is incomplete", metrics["warning"])
+        return StepOutcome(value=value, metrics=metrics)
+
+
+def build_request(step: LLMStep, params: LLMParams, context: dict[str, Any]) -> LLMRequest:
+    """The step's request, with its prompt and system prompt rendered."""
+    return LLMRequest(
         model=params.model,
         prompt=render(step.prompt or "", context, where="prompt"),
         system=render(step.system, context, where="system") if step.system is not None else None,
         max_tokens=params.max_tokens,
         temperature=params.temperature,
+        stop=tuple(params.stop or ()),
+        extra=params.extra,
+        schema=step.output_schema,
+        prompt_version=params.prompt_version,
     )
+
+
+async def _ask(
+    step: LLMStep, env: StepEnvironment, request: LLMRequest, params: LLMParams
+) -> Completion:
     try:
-        completion = await env.llm.complete(
-            step_id=step.id, request=request, params=params, log=env.log
-        )
+        return await env.llm.complete(step_id=step.id, request=request, params=params, log=env.log)
     except ProviderError as exc:
         raise StepFailed(step.id, exc.message, hint=exc.hint) from exc
-    try:
-        value = _output_value(step, completion)
-    except StepFailed:
-        env.llm.discard(completion)
-        raise
-    metrics = _metrics(completion)
-    if completion.stop_reason == "max_tokens":
-        metrics["warning"] = f"the reply was cut off at max_tokens ({params.max_tokens})"
-        env.log.warning("%s; raise max_tokens if the output is incomplete", metrics["warning"])
-    return StepOutcome(value=value, metrics=metrics)
 
 
 def _output_value(step: LLMStep, completion: Completion) -> Any:
+    """The step's output; ``ReplyProblem`` for JSON a repair may fix, StepFailed otherwise."""
     if completion.stop_reason == "refusal":
         raise StepFailed(
             step.id,
@@ -65,32 +88,59 @@ def _output_value(step: LLMStep, completion: Completion) -> Any:
             hint="raise max_tokens for this step (or in llm:) and resume",
             artifact=completion.text,
         )
-    try:
-        return parse_json_reply(completion.text)
-    except json.JSONDecodeError as exc:
-        raise StepFailed(
-            step.id,
-            f"the model's reply is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
-            hint="ask for JSON only in the prompt, or use output: text",
-            artifact=completion.text,
-        ) from None
+    return structured_value(completion.text, step.output_schema)
 
 
-def parse_json_reply(text: str) -> Any:
-    """Parse a reply as JSON, tolerating a surrounding Markdown code fence."""
-    match = _FENCE.match(text)
-    return json.loads(match.group(1) if match else text)
+def _with_repair_turn(
+    request: LLMRequest, completion: Completion, problem: ReplyProblem
+) -> LLMRequest:
+    turns = (
+        Turn("assistant", completion.text),
+        Turn("user", repair_request_text(problem, request.schema)),
+    )
+    return replace(request, followups=request.followups + turns)
 
 
-def _metrics(completion: Completion) -> dict[str, Any]:
-    return {
-        "model": completion.model,
-        "model_requested": completion.model_requested,
-        "attempts": completion.attempts,
-        "stop_reason": completion.stop_reason,
-        "input_tokens": completion.usage.input_tokens,
-        "output_tokens": completion.usage.output_tokens,
-        "cache_write_tokens": completion.usage.cache_write_tokens,
-        "cache_read_tokens": completion.usage.cache_read_tokens,
-        "cost_usd": completion.cost_usd,
+def _unusable(step: LLMStep, problem: ReplyProblem, replies: list[Completion]) -> StepFailed:
+    repairs = len(replies) - 1
+    after = f" (after {repairs} repair attempt{'s' if repairs != 1 else ''})" if repairs else ""
+    hint = (
+        "make the prompt say exactly which JSON to return, raise repair_attempts, "
+        "or try a stronger model; every reply is in pipeline show RUN --calls"
+    )
+    return StepFailed(step.id, problem.message + after, hint=hint, artifact=_all_texts(replies))
+
+
+def _all_texts(replies: list[Completion]) -> str:
+    """The rejected replies, for the ``.failed.txt`` file a person reads."""
+    if len(replies) == 1:
+        return replies[0].text
+    return "\n\n".join(
+        f"----- reply {number} of {len(replies)} -----\n{reply.text}"
+        for number, reply in enumerate(replies, start=1)
+    )
+
+
+def _discard(env: StepEnvironment, replies: list[Completion]) -> None:
+    for completion in replies:
+        env.llm.discard(completion)
+
+
+def _metrics(replies: list[Completion]) -> dict[str, Any]:
+    """The step's usage: the answering call's facts, tokens and cost summed over repairs."""
+    last = replies[-1]
+    costs = [reply.cost_usd for reply in replies]
+    metrics: dict[str, Any] = {
+        "model": last.model,
+        "model_requested": last.model_requested,
+        "attempts": sum(reply.attempts for reply in replies),
+        "stop_reason": last.stop_reason,
+        "input_tokens": sum(reply.usage.input_tokens for reply in replies),
+        "output_tokens": sum(reply.usage.output_tokens for reply in replies),
+        "cache_write_tokens": sum(reply.usage.cache_write_tokens for reply in replies),
+        "cache_read_tokens": sum(reply.usage.cache_read_tokens for reply in replies),
+        "cost_usd": None if None in costs else sum(cost or 0.0 for cost in costs),
     }
+    if len(replies) > 1:
+        metrics["repairs"] = len(replies) - 1
+    return metrics

@@ -24,10 +24,22 @@ class Cassette:
 
     def get(self, key: str) -> dict[str, Any] | None:
         """The recorded completion for ``key``."""
+        entry = self._loaded().get(key)
+        return entry["completion"] if entry else None
+
+    def endpoints(self) -> list[tuple[str, str | None]]:
+        """Each (provider, base_url) the cassette was recorded against, first seen first."""
+        seen = {
+            (str(entry.get("provider")), entry.get("base_url")): None
+            for entry in self._loaded().values()
+            if entry.get("provider")
+        }
+        return list(seen)
+
+    def _loaded(self) -> dict[str, dict[str, Any]]:
         if self._entries is None:
             self._entries = self._load()
-        entry = self._entries.get(key)
-        return entry["completion"] if entry else None
+        return self._entries
 
     def append(self, key: str, request: dict[str, Any], completion: dict[str, Any]) -> None:
         line = {

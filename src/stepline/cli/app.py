@@ -82,6 +82,16 @@ RecordOption = Annotated[
     Path | None,
     typer.Option("--record", help="Append every real LLM completion to this cassette."),
 ]
+ModelOption = Annotated[
+    str | None,
+    typer.Option("--model", help="Use this model for every LLM step (kept on resume)."),
+]
+ProviderOption = Annotated[
+    str | None,
+    typer.Option(
+        "--provider", help="Use this provider for every LLM step: anthropic, openai or replay."
+    ),
+]
 NoCacheOption = Annotated[
     bool, typer.Option("--no-cache", help="Skip cached LLM replies (fresh ones are stored).")
 ]
@@ -138,6 +148,8 @@ def run_command(
     dry_run: DryRunOption = False,
     pause: PauseOption = None,
     set_: SetOption = None,
+    model: ModelOption = None,
+    provider: ProviderOption = None,
     no_cache: NoCacheOption = False,
     replay: ReplayOption = None,
     record: RecordOption = None,
@@ -155,6 +167,7 @@ def run_command(
         from_step=from_step,
         to_step=to_step,
         variables=_parse_sets(set_),
+        overrides=_overrides(model, provider),
         run_id=run_id,
         refresh_cache=no_cache,
         replay=replay,
@@ -180,6 +193,8 @@ def resume_command(
     dry_run: DryRunOption = False,
     pause: PauseOption = None,
     set_: SetOption = None,
+    model: ModelOption = None,
+    provider: ProviderOption = None,
     no_cache: NoCacheOption = False,
     replay: ReplayOption = None,
     record: RecordOption = None,
@@ -196,6 +211,7 @@ def resume_command(
         from_step=from_step,
         to_step=to_step,
         variables=_parse_sets(set_),
+        overrides=_overrides(model, provider),
         refresh_cache=no_cache,
         replay=replay,
         record=record,
@@ -398,6 +414,11 @@ def _hooks(settings: Settings, pause: bool | None, as_json: bool) -> Hooks:
     )
 
 
+def _overrides(model: str | None, provider: str | None) -> dict[str, str]:
+    given = {"model": model, "provider": provider}
+    return {key: value for key, value in given.items() if value}
+
+
 def _show_preview(preview: Preview, as_json: bool) -> NoReturn:
     prepared = preview.prepared
     if as_json:
@@ -409,10 +430,11 @@ def _show_preview(preview: Preview, as_json: bool) -> NoReturn:
                     for d in prepared.decisions
                 ],
                 "warnings": preview.warnings,
+                "llm": [dataclasses.asdict(estimate) for estimate in preview.estimates],
             }
         )
     else:
-        render.print_plan(render.make_consoles()[0], prepared, preview.warnings)
+        render.print_plan(render.make_consoles()[0], preview)
     raise typer.Exit(0)
 
 

@@ -30,8 +30,10 @@ from stepline.store.runs import RunSummary
 from stepline.store.state import RunState, RunStatus, StepStatus
 
 if TYPE_CHECKING:  # the runner pulls in jinja2; list and --help must stay light
+    from stepline.engine.estimates import LLMEstimate
     from stepline.engine.pauses import PausePoint
-    from stepline.engine.runner import PreparedRun, RunResult
+    from stepline.engine.prepare import Preview
+    from stepline.engine.runner import RunResult
 
 STATUS_STYLE = {
     "completed": "green",
@@ -206,8 +208,9 @@ def format_cost(cost_usd: float | None, unpriced: int = 0) -> str:
     return f"{text} + {unpriced} unpriced" if unpriced else text
 
 
-def print_plan(console: Console, prepared: PreparedRun, warnings: list[str]) -> None:
-    """The --dry-run plan: what each step would do, and why."""
+def print_plan(console: Console, preview: Preview) -> None:
+    """The --dry-run plan: what each step would do and why, then the LLM steps' outlook."""
+    prepared = preview.prepared
     table = Table(title=f"Plan for {prepared.state.pipeline} · {prepared.state.run_id}")
     for column in ("#", "step", "action", "why"):
         table.add_column(column)
@@ -220,9 +223,43 @@ def print_plan(console: Console, prepared: PreparedRun, warnings: list[str]) -> 
             escape(decision.reason),
         )
     console.print(table)
-    for warning in warnings:
+    if preview.estimates:
+        console.print(estimates_table(preview.estimates))
+        console.print(
+            "[dim]Input tokens are estimated (~4 characters per token); the cost prices that "
+            "input and a full max_tokens reply.[/]"
+        )
+    for estimate in preview.estimates:
+        if estimate.note:
+            console.print(f"  [dim]{escape(estimate.step)}: {escape(estimate.note)}[/]")
+    for warning in preview.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}")
     console.print("[dim]Dry run: nothing was written.[/]")
+
+
+def estimates_table(estimates: list[LLMEstimate]) -> Table:
+    table = Table(title="LLM steps")
+    table.add_column("step")
+    for column in ("model", "cache"):
+        table.add_column(column, no_wrap=True)
+    for column in ("input", "max out", "cost ≤"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for estimate in estimates:
+        tokens = f"~{estimate.input_tokens:,}" if estimate.input_tokens is not None else "?"
+        if estimate.cost_usd is not None:
+            cost = f"${estimate.cost_usd:.4f}"
+        else:
+            cost = "?" if estimate.input_tokens is None else "unpriced"
+        cache_style = "green" if estimate.cache in ("hit", "replay (recorded)") else "yellow"
+        table.add_row(
+            escape(estimate.step),
+            escape(estimate.model),
+            f"[{cache_style}]{escape(estimate.cache)}[/]",
+            tokens,
+            f"{estimate.max_output_tokens:,}",
+            cost,
+        )
+    return table
 
 
 def runs_table(rows: list[RunSummary]) -> Table:

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from stepline.engine.estimates import estimate_llm_steps
 from stepline.engine.prepare import (
     Preview,
     RunOptions,
@@ -52,7 +53,7 @@ def preview_new_run(
 ) -> Preview:
     """What ``run`` would do (for --dry-run); writes nothing."""
     prepared = _plan_new_run(config_path, input_path, settings=settings, options=options)
-    return Preview(prepared, _soft_preflight(prepared, settings, options))
+    return _preview(prepared, settings, options)
 
 
 def preview_resume(
@@ -61,7 +62,7 @@ def preview_resume(
     """What ``resume`` would do (for --dry-run); writes nothing and takes no lock."""
     run_dir = RunStore(settings.workdir).open(run_id)
     prepared = _plan_resume(run_dir, options=options, config_path=config_path)
-    return Preview(prepared, _soft_preflight(prepared, settings, options))
+    return _preview(prepared, settings, options)
 
 
 async def start_run(
@@ -158,7 +159,8 @@ def _plan_new_run(
     run_dir = RunStore(settings.workdir).planned_run(options.run_id)
     state = new_state(spec, run_dir, input_path, data.hash)
     state.vars = dict(options.variables)
-    return prepare_run(spec, state, run_dir, data, options)
+    state.overrides = dict(options.overrides)
+    return prepare_run(spec.with_llm_overrides(state.overrides), state, run_dir, data, options)
 
 
 def _plan_resume(run_dir: RunDir, *, options: RunOptions, config_path: Path | None) -> PreparedRun:
@@ -170,8 +172,9 @@ def _plan_resume(run_dir: RunDir, *, options: RunOptions, config_path: Path | No
         state.config_path = str(spec.source_path)  # a snapshot never replaces the real path
     state.config_hash = config_hash(spec.source_text)
     state.vars = {**state.vars, **options.variables}
+    state.overrides = {**state.overrides, **options.overrides}
     data = input_data(run_dir.resolve(state.input_copy), Path(state.input_path).name)
-    return prepare_run(spec, state, run_dir, data, options)
+    return prepare_run(spec.with_llm_overrides(state.overrides), state, run_dir, data, options)
 
 
 def _resume_spec(state: RunState, run_dir: RunDir, config_path: Path | None) -> PipelineSpec:
@@ -184,6 +187,11 @@ def _resume_spec(state: RunState, run_dir: RunDir, config_path: Path | None) -> 
     base_dir = recorded.parent if recorded is not None and recorded.parent.is_dir() else None
     text = run_dir.config_path.read_text(encoding="utf-8")
     return parse_spec(text, source=run_dir.config_path.resolve(), base_dir=base_dir)
+
+
+def _preview(prepared: PreparedRun, settings: Settings, options: RunOptions) -> Preview:
+    estimates = estimate_llm_steps(prepared, settings.workdir, replay=options.replay)
+    return Preview(prepared, _soft_preflight(prepared, settings, options), estimates)
 
 
 def _soft_preflight(prepared: PreparedRun, settings: Settings, options: RunOptions) -> list[str]:

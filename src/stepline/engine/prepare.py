@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stepline.engine.estimates import LLMEstimate
 from stepline.engine.fingerprint import spec_hash
 from stepline.engine.plan import INPUT_KEY, Action, Decision, StepFacts, plan_run
 from stepline.engine.references import analyse_spec
@@ -33,6 +34,7 @@ class RunOptions:
     from_step: str | None = None
     to_step: str | None = None
     variables: dict[str, str] = field(default_factory=dict)
+    overrides: dict[str, str] = field(default_factory=dict)  # --model / --provider
     run_id: str | None = None
     check_credentials: bool = True
     refresh_cache: bool = False
@@ -42,10 +44,11 @@ class RunOptions:
 
 @dataclass
 class Preview:
-    """A prepared run plus problems that would stop it (for --dry-run)."""
+    """A prepared run, problems that would stop it, and LLM estimates (for --dry-run)."""
 
     prepared: PreparedRun
     warnings: list[str] = field(default_factory=list)
+    estimates: list[LLMEstimate] = field(default_factory=list)
 
 
 def read_input(path: Path) -> tuple[bytes, str]:

@@ -107,6 +107,7 @@ class Runner:
             recorder=Cassette(prepared.record) if prepared.record else None,
             cassettes=self._cassette,
             show_progress=self._show_progress,
+            pipeline=prepared.spec.name,
         )
         self._cassettes: dict[Path, Cassette] = {}
         self.outputs: dict[str, Any] = {}

@@ -21,6 +21,7 @@ from stepline.providers.base import Completion, Delivery, LLMRequest, StreamProg
 from stepline.providers.pool import ProviderPool
 from stepline.providers.pricing import Pricer
 from stepline.providers.retry import Attempt, with_retries
+from stepline.providers.tokens import fewest_tokens, request_characters
 from stepline.spec import FallbackModel, LLMParams
 
 
@@ -66,7 +67,9 @@ class ResponseStore(Protocol):
 
     def get(self, key: str, *, ttl_s: float) -> dict[str, Any] | None: ...
 
-    def put(self, key: str, model: str, completion: dict[str, Any]) -> None: ...
+    def put(
+        self, key: str, model: str, completion: dict[str, Any], *, label: str | None = None
+    ) -> None: ...
 
     def delete(self, key: str) -> None: ...
 
@@ -94,6 +97,11 @@ def targets(params: LLMParams) -> list[Target]:
     """The primary model, then each fallback (inheriting provider and base_url)."""
     first = Target(params.provider, params.model, params.base_url)
     return [first] + [_fallback(first, entry) for entry in params.fallback_models]
+
+
+def cache_label(pipeline: str, step_id: str) -> str:
+    """Which step a cache entry belongs to (only for telling a changed key from a new one)."""
+    return f"{pipeline}/{step_id}"
 
 
 def request_hash(target: Target, request: LLMRequest) -> str:
@@ -142,8 +150,10 @@ class LLMCaller:
         recorder: Recording | None = None,
         cassettes: Callable[[str], Recording] | None = None,
         show_progress: ShowProgress | None = None,
+        pipeline: str = "",
     ) -> None:
         self._pool = pool
+        self._pipeline = pipeline
         self._record = record
         self._pricer = pricer or Pricer()
         self._cache = cache
@@ -173,7 +183,8 @@ class LLMCaller:
                 return self._answered_from_store(step_id, primary, request, key, data, "cache")
         completion = await self._ask_models(step_id, request, params, log)
         if use_cache and self._cache is not None:
-            self._cache.put(key, completion.model, completion.to_cache())
+            label = cache_label(self._pipeline, step_id)
+            self._cache.put(key, completion.model, completion.to_cache(), label=label)
         if self._recorder is not None:
             self._recorder.append(key, _request_fields(primary, request), completion.to_cache())
         return replace(completion, request_hash=key)
@@ -191,21 +202,16 @@ class LLMCaller:
     def _replayed(
         self, step_id: str, target: Target, request: LLMRequest, cassette: Recording
     ) -> Completion:
-        """The recorded reply; ``provider: replay`` answers as whichever endpoint recorded it."""
-        if target.provider == REPLAY:
-            recorded = [Target(p, target.model, url) for p, url in cassette.endpoints()]
-        else:
-            recorded = [target]
-        keys = [(each, request_hash(each, request)) for each in recorded or [target]]
-        for each, key in keys:
-            data = cassette.get(key)
-            if data is not None:
-                return self._answered_from_store(step_id, each, request, key, data, "replay")
-        raise ProviderRequestError(
-            f"no recorded reply for this request in the cassette (request {keys[0][1]})",
-            hint="record it with --record FILE against a real provider, "
-            "or check that the prompt, model and input match the recording",
-        )
+        found = find_recorded(cassette, target, request)
+        if found is None:
+            raise ProviderRequestError(
+                "no recorded reply for this request in the cassette "
+                f"(request {recorded_keys(cassette, target, request)[0][1]})",
+                hint="record it with --record FILE against a real provider, "
+                "or check that the prompt, model and input match the recording",
+            )
+        answered_by, key, data = found
+        return self._answered_from_store(step_id, answered_by, request, key, data, "replay")
 
     def _answered_from_store(
         self,
@@ -273,6 +279,7 @@ class LLMCaller:
         log: logging.Logger,
     ) -> Completion:
         request = replace(request, model=target.model)
+        self._check_fits(target, request)
         attempts = 0
 
         async def attempt() -> Completion:
@@ -347,6 +354,21 @@ class LLMCaller:
         )
         return replace(completion, attempts=number, model_requested=target.model, cost_usd=cost)
 
+    def _check_fits(self, target: Target, request: LLMRequest) -> None:
+        """Refuse, before paying for it, a prompt that cannot fit the model's context window."""
+        window = self._pricer.context_window(target.model)
+        if window is None:
+            return
+        at_least = fewest_tokens(request)
+        if at_least > window:
+            raise ProviderRequestError(
+                f"the prompt is too large for {target.model}: at least {at_least:,} tokens "
+                f"(from {request_characters(request):,} characters), and its context window "
+                f"is {window:,} tokens",
+                hint="shorten the input or the prompt, split the work (fan-out), "
+                "or use a model with a larger context window",
+            )
+
     def _delivery(self, step_id: str, params: LLMParams) -> Delivery:
         show = self._show_progress
         return Delivery(
@@ -376,6 +398,28 @@ class LLMCaller:
     def _emit(self, record: CallRecord) -> None:
         if self._record is not None:
             self._record(record)
+
+
+def recorded_keys(
+    cassette: Recording, target: Target, request: LLMRequest
+) -> list[tuple[Target, str]]:
+    """Where a request may be in a cassette; ``provider: replay`` answers as whichever
+    endpoint recorded the cassette."""
+    if target.provider != REPLAY:
+        return [(target, request_hash(target, request))]
+    recorded = [Target(p, target.model, url) for p, url in cassette.endpoints()] or [target]
+    return [(each, request_hash(each, request)) for each in recorded]
+
+
+def find_recorded(
+    cassette: Recording, target: Target, request: LLMRequest
+) -> tuple[Target, str, dict[str, Any]] | None:
+    """The recorded completion for ``request``, with the endpoint and key it was found under."""
+    for each, key in recorded_keys(cassette, target, request):
+        data = cassette.get(key)
+        if data is not None:
+            return each, key, data
+    return None
 
 
 def _followups(request: LLMRequest) -> list[dict[str, str]]:

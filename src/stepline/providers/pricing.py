@@ -1,5 +1,7 @@
 """What a call cost: token counts times a price table shipped with stepline.
 
+The same table holds each model's context window, for refusing prompts that cannot fit.
+
 The table (``prices.json``, USD per million tokens, with the date it was taken) covers the
 models whose prices were published when it was written; ``pricing:`` in a config adds or
 overrides models. A model found in neither has an unknown cost, never $0: totals then say
@@ -47,6 +49,11 @@ class Pricer:
     def price(self, model: str) -> ModelPrice | None:
         """The price of ``model``, also found by its name without a ``-YYYYMMDD`` suffix."""
         return self._prices.get(model) or self._prices.get(_DATE_SUFFIX.sub("", model))
+
+    def context_window(self, model: str) -> int | None:
+        """The most tokens ``model`` reads (prompt and reply), where the table knows it."""
+        price = self.price(model)
+        return price.context_window if price is not None else None
 
     def cost_usd(self, model: str, usage: Usage) -> float | None:
         """The call's cost in USD, or None when the model's price is unknown."""

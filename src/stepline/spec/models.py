@@ -9,8 +9,9 @@ from __future__ import annotations
 import difflib
 import re
 import shlex
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
@@ -23,6 +24,9 @@ FUNCTION_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
 
 ProviderName = Literal["anthropic", "openai", "replay"]
 """``replay`` answers from a recorded cassette (``cassette:``) with no network."""
+
+LLM_OVERRIDES = ("model", "provider")
+"""The LLM settings the command line may force on every step."""
 
 
 class _Strict(BaseModel):
@@ -56,12 +60,17 @@ FallbackEntry = str | FallbackModel
 
 
 class ModelPrice(_Strict):
-    """USD per million tokens. Cache prices default to Anthropic's multipliers of ``input``."""
+    """USD per million tokens. Cache prices default to Anthropic's multipliers of ``input``.
+
+    ``context_window`` (tokens the model reads at most) lets a too-large prompt fail before it
+    is sent and paid for.
+    """
 
     input: float = Field(ge=0)
     output: float = Field(ge=0)
     cache_write: float | None = Field(default=None, ge=0)
     cache_read: float | None = Field(default=None, ge=0)
+    context_window: int | None = Field(default=None, gt=0)
 
 
 class LLMDefaults(_Strict):
@@ -322,6 +331,25 @@ class PipelineSpec(_Strict):
                 hint="set cassette: (a JSONL file made with --record) in llm: or on the step",
             )
         return LLMParams.model_validate(merged)
+
+    def with_llm_overrides(self, overrides: Mapping[str, str]) -> PipelineSpec:
+        """This spec with ``model`` / ``provider`` forced on every LLM step (--model, --provider).
+
+        Steps' own settings lose to the command line; fallback models are kept.
+        """
+        update = {key: value for key, value in overrides.items() if key in LLM_OVERRIDES}
+        if not update:
+            return self
+        if update.get("provider") not in (None, *get_args(ProviderName)):
+            raise InputError(
+                f'unknown provider "{update["provider"]}"',
+                hint="providers: " + ", ".join(get_args(ProviderName)),
+            )
+        steps = [
+            step.model_copy(update=update) if isinstance(step, LLMStep) else step
+            for step in self.steps
+        ]
+        return self.model_copy(update={"llm": self.llm.model_copy(update=update), "steps": steps})
 
     def step_index(self, selector: str) -> int:
         """Find a step by 1-based number or id (for --from-step / --to-step)."""

@@ -48,12 +48,23 @@ class StepEnvironment:
     log: logging.Logger
 
     def template_context(self) -> dict[str, Any]:
-        return {
-            "input": self.input.template_value(),
-            "steps": dict(self.outputs),
-            "run": {"id": self.run_id, "dir": str(self.run_dir)},
-            "vars": dict(self.vars),
-        }
+        return template_context(self.input, self.outputs, self.run_id, self.run_dir, self.vars)
+
+
+def template_context(
+    input: InputData,
+    outputs: Mapping[str, Any],
+    run_id: str,
+    run_dir: Path,
+    variables: Mapping[str, Any],
+) -> dict[str, Any]:
+    """What templates see: ``input``, ``steps`` (earlier outputs), ``run`` and ``vars``."""
+    return {
+        "input": input.template_value(),
+        "steps": dict(outputs),
+        "run": {"id": run_id, "dir": str(run_dir)},
+        "vars": dict(variables),
+    }
 
 
 @dataclass

@@ -31,12 +31,19 @@ MIGRATIONS = (
     )
     """,
     "CREATE INDEX responses_created_at ON responses (created_at)",
+    # 3: which pipeline step stored the entry, so a dry run can tell "key changed" from "new"
+    "ALTER TABLE responses ADD COLUMN label TEXT",
+    "CREATE INDEX responses_label ON responses (label)",
 )
 
 
 @dataclass(frozen=True)
 class CacheLookup:
-    """A cached completion (as a dict), or why there is none: ``no entry`` or ``expired``."""
+    """A cached completion (as a dict), or why there is none.
+
+    ``reason`` is ``hit``, ``expired``, ``key changed`` (the same step has entries, none for
+    this request: the prompt, model or settings differ) or ``no entry``.
+    """
 
     completion: dict[str, Any] | None
     reason: str
@@ -61,24 +68,35 @@ class ResponseCache:
         """The cached completion for ``key`` if it is younger than ``ttl_s``."""
         return self.lookup(key, ttl_s=ttl_s).completion
 
-    def lookup(self, key: str, *, ttl_s: float) -> CacheLookup:
-        """Like ``get``, saying why there is no usable entry."""
+    def lookup(self, key: str, *, ttl_s: float, label: str | None = None) -> CacheLookup:
+        """Like ``get``, saying why there is no usable entry (``label``: the asking step)."""
+        if not self.path.exists():
+            return CacheLookup(None, "no entry")  # a dry run creates no cache file
         with self._connect(write=False) as db:
             row = db.execute(
                 "SELECT completion, created_at FROM responses WHERE key = ?", (key,)
             ).fetchone()
-        if row is None:
-            return CacheLookup(None, "no entry")
+            if row is None:
+                known = (
+                    label is not None
+                    and db.execute(
+                        "SELECT 1 FROM responses WHERE label = ? LIMIT 1", (label,)
+                    ).fetchone()
+                )
+                return CacheLookup(None, "key changed" if known else "no entry")
         if time.time() - row[1] > ttl_s:
             return CacheLookup(None, "expired")
         return CacheLookup(json.loads(row[0]), "hit")
 
-    def put(self, key: str, model: str, completion: dict[str, Any]) -> None:
+    def put(
+        self, key: str, model: str, completion: dict[str, Any], *, label: str | None = None
+    ) -> None:
+        """Store a completion; ``label`` names the step that asked (pipeline/step)."""
         with self._connect() as db:
             db.execute(
-                "INSERT OR REPLACE INTO responses (key, model, completion, created_at) "
-                "VALUES (?, ?, ?, ?)",
-                (key, model, json.dumps(completion, ensure_ascii=False), time.time()),
+                "INSERT OR REPLACE INTO responses (key, model, completion, created_at, label) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (key, model, json.dumps(completion, ensure_ascii=False), time.time(), label),
             )
 
     def delete(self, key: str) -> None:

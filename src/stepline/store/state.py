@@ -129,6 +129,7 @@ class RunState(BaseModel):
     error: str | None = None
     pid: int | None = None
     vars: dict[str, Any] = Field(default_factory=dict)
+    overrides: dict[str, str] = Field(default_factory=dict)  # --model / --provider
     usage: RunUsage = Field(default_factory=RunUsage)
     steps: list[StepState] = Field(default_factory=list)
 

@@ -1,0 +1,174 @@
+"""--dry-run's LLM outlook (cache status, token and cost estimates) and the context-window check."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_errors import assert_clean_error
+from tests.fakes import FakeLLMServer, Reply
+from tests.helpers import write
+
+CONFIG = """
+name: estimated
+llm:
+  model: claude-haiku-4-5
+  max_tokens: 1000
+  CACHE
+PRICING
+steps:
+  - id: ask
+    kind: llm
+    prompt: "Summarise: {{ input.text }}"
+  - id: followup
+    kind: llm
+    prompt: "Refine: {{ steps.ask }}"
+"""
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path, fake_llm: FakeLLMServer):
+    def make(cache: str = "", pricing: str = "", text: str = "x" * 400) -> Path:
+        write(tmp_path / "in.txt", text)
+        fake_llm.responder = lambda request: Reply(text="done", input_tokens=7, output_tokens=3)
+        config = CONFIG.replace("CACHE", cache).replace("PRICING", pricing)
+        return write(tmp_path / "pipeline-config.yaml", config)
+
+    return make
+
+
+def dry_run(cli, *args: str) -> dict:
+    result = cli("run", "in.txt", "--dry-run", "--json", *args)
+    assert result.exit_code == 0, result.output
+    return {entry["step"]: entry for entry in json.loads(result.stdout)["llm"]}
+
+
+def test_dry_run_estimates_tokens_and_an_upper_bound_on_cost(cli, pipeline, tmp_path: Path):
+    pipeline()
+
+    llm = dry_run(cli)
+
+    ask = llm["ask"]
+    prompt_chars = len("Summarise: ") + 400
+    assert ask["input_tokens"] == -(-prompt_chars // 4)
+    assert ask["cache"] == "miss (no entry)"
+    # claude-haiku-4-5: $1 input, $5 output per million tokens; a full 1000-token reply.
+    assert ask["cost_usd"] == pytest.approx((ask["input_tokens"] * 1.0 + 1000 * 5.0) / 1e6)
+    assert llm["followup"]["input_tokens"] is None
+    assert 'needs the output of step "ask"' in llm["followup"]["note"]
+    assert not (tmp_path / ".pipeline").exists(), "a dry run writes nothing"
+
+
+def test_dry_run_sees_a_cache_hit_and_prices_it_at_zero(cli, fake_llm: FakeLLMServer, pipeline):
+    pipeline()
+    assert cli("run", "in.txt", "--run-id", "first").exit_code == 0
+
+    llm = dry_run(cli)
+
+    assert llm["ask"]["cache"] == "hit"
+    assert llm["ask"]["cost_usd"] == 0
+
+
+def test_resume_dry_run_renders_prompts_from_reused_outputs(cli, pipeline):
+    pipeline()
+    assert cli("run", "in.txt", "--run-id", "r").exit_code == 0
+
+    result = cli("resume", "r", "--from-step", "followup", "--dry-run", "--json")
+
+    llm = {entry["step"]: entry for entry in json.loads(result.stdout)["llm"]}
+    assert list(llm) == ["followup"]
+    assert llm["followup"]["input_tokens"] == -(-len("Refine: done") // 4)
+    assert llm["followup"]["cache"] == "hit"
+
+
+def test_dry_run_says_why_the_cache_misses(cli, pipeline, tmp_path: Path):
+    pipeline(cache="cache: {ttl: 1h}")
+    assert cli("run", "in.txt", "--run-id", "first").exit_code == 0
+
+    write(tmp_path / "in.txt", "different notes")
+    assert dry_run(cli)["ask"]["cache"] == "miss (key changed)"
+
+    write(tmp_path / "in.txt", "x" * 400)
+    db = sqlite3.connect(tmp_path / ".pipeline" / "cache.sqlite")
+    with db:
+        db.execute("UPDATE responses SET created_at = ?", (time.time() - 7200,))
+    db.close()
+    assert dry_run(cli)["ask"]["cache"] == "miss (expired)"
+
+
+def test_dry_run_table_in_the_terminal(cli, pipeline):
+    pipeline()
+
+    result = cli("run", "in.txt", "--dry-run")
+
+    assert result.exit_code == 0
+    assert "LLM steps" in result.stdout and "miss (no entry)" in result.stdout
+    assert "~103" in result.stdout and "estimated" in result.stdout
+
+
+def test_dry_run_with_a_cassette_says_whether_the_request_is_recorded(
+    cli, pipeline, tmp_path: Path
+):
+    pipeline()
+    assert cli("run", "in.txt", "--record", "tape.jsonl").exit_code == 0
+
+    llm = dry_run(cli, "--replay", "tape.jsonl")
+    assert llm["ask"]["cache"] == "replay (recorded)"
+
+    write(tmp_path / "in.txt", "other")
+    assert dry_run(cli, "--replay", "tape.jsonl")["ask"]["cache"] == "replay (not recorded)"
+
+
+def test_prompt_larger_than_the_context_window_fails_before_sending(
+    cli, fake_llm: FakeLLMServer, pipeline, tmp_path: Path
+):
+    small_window = "pricing:\n  tiny-model: {input: 1, output: 1, context_window: 100}"
+    pipeline(pricing=small_window, text="word " * 200)
+    config = tmp_path / "pipeline-config.yaml"
+    config.write_text(config.read_text().replace("claude-haiku-4-5", "tiny-model"))
+
+    result = cli("run", "in.txt", "--run-id", "big")
+
+    assert_clean_error(
+        result, 1, 'step "ask"', "too large for tiny-model", "context window is 100 tokens"
+    )
+    assert fake_llm.count() == 0
+    state = json.loads((tmp_path / ".pipeline/big/state.json").read_text())
+    assert state["status"] == "failed"
+
+
+def test_prompt_that_fits_is_sent(cli, fake_llm: FakeLLMServer, pipeline, tmp_path: Path):
+    roomy = "pricing:\n  tiny-model: {input: 1, output: 1, context_window: 1000}"
+    pipeline(pricing=roomy, text="word " * 200)
+    config = tmp_path / "pipeline-config.yaml"
+    config.write_text(config.read_text().replace("claude-haiku-4-5", "tiny-model"))
+
+    assert cli("run", "in.txt").exit_code == 0
+    assert fake_llm.count() == 2
+
+
+def test_an_old_cache_file_is_migrated_and_kept(cli, fake_llm: FakeLLMServer, pipeline, tmp_path):
+    pipeline()
+    (tmp_path / ".pipeline").mkdir()
+    db = sqlite3.connect(tmp_path / ".pipeline" / "cache.sqlite")
+    db.execute(
+        "CREATE TABLE responses (key TEXT PRIMARY KEY, model TEXT NOT NULL, "
+        "completion TEXT NOT NULL, created_at REAL NOT NULL)"
+    )
+    db.execute("CREATE INDEX responses_created_at ON responses (created_at)")
+    db.execute("INSERT INTO responses VALUES ('k', 'm', '{\"text\": \"old\"}', 0)")
+    db.execute("PRAGMA user_version = 2")
+    db.commit()
+    db.close()
+
+    assert cli("run", "in.txt").exit_code == 0
+
+    db = sqlite3.connect(tmp_path / ".pipeline" / "cache.sqlite")
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 4
+    assert db.execute("SELECT COUNT(*) FROM responses WHERE key = 'k'").fetchone()[0] == 1
+    labels = {row[0] for row in db.execute("SELECT label FROM responses WHERE key != 'k'")}
+    assert labels == {"estimated/ask", "estimated/followup"}

@@ -63,16 +63,19 @@ def is_plain(console: Console) -> bool:
 
 
 class _Running:
-    """A live line: spinner, ``[n/N] title...`` and the elapsed time, redrawn by rich."""
+    """A live line: spinner, ``[n/N] title...``, the elapsed time and, while a reply streams,
+    how many tokens have arrived; redrawn by rich."""
 
     def __init__(self, label: str) -> None:
         self.label = label
         self.started = time.monotonic()
         self.spinner = Spinner("dots")
+        self.detail = ""
 
     def __rich__(self) -> RenderableType:
         elapsed = format_duration(time.monotonic() - self.started)
-        self.spinner.update(text=Text.from_markup(f"{self.label} [dim]{elapsed}[/]"))
+        detail = f" · {self.detail}" if self.detail else ""
+        self.spinner.update(text=Text.from_markup(f"{self.label} [dim]{elapsed}{detail}[/]"))
         return self.spinner
 
 
@@ -83,11 +86,16 @@ class ProgressPrinter:
         self.console = console
         self.plain = is_plain(console)
         self._live: Live | None = None
+        self._running: _Running | None = None
 
     def __call__(self, event: Event) -> None:
         label = f"[{event.number}/{event.total}] {escape(event.title or event.step or '')}"
         message = escape(event.message or "")
-        if event.type is EventType.STEP_STARTED:
+        if event.type is EventType.LLM_PROGRESS:
+            if self._running is not None:  # plain output skips it: one line per token is noise
+                tokens = event.data.get("output_tokens", 0)
+                self._running.detail = f"{message} streaming, ~{tokens:,} tokens"
+        elif event.type is EventType.STEP_STARTED:
             self._start(label)
         elif event.type in MARK:
             self._stop()
@@ -108,15 +116,14 @@ class ProgressPrinter:
         if self.plain:
             self.console.print(f"{label}...")
             return
-        self._live = Live(
-            _Running(f"{label}..."), console=self.console, refresh_per_second=8, transient=True
-        )
+        self._running = _Running(f"{label}...")
+        self._live = Live(self._running, console=self.console, refresh_per_second=8, transient=True)
         self._live.start()
 
     def _stop(self) -> None:
         if self._live is not None:
             self._live.stop()
-            self._live = None
+            self._live = self._running = None
 
     @staticmethod
     def _suffix(event: Event) -> str:

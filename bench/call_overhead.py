@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from stepline.providers.base import Completion, LLMRequest, Usage
+from stepline.providers.base import Completion, Delivery, LLMRequest, Usage
 from stepline.providers.caller import LLMCaller
 from stepline.providers.pool import ProviderPool
 from stepline.settings import Settings
@@ -42,7 +42,7 @@ PARAMS = LLMParams(
 class InstantProvider:
     name = "instant"
 
-    async def complete(self, request: LLMRequest) -> Completion:
+    async def complete(self, request: LLMRequest, delivery: Delivery) -> Completion:
         return Completion(text="category: billing", model=request.model, usage=Usage(600, 5))
 
     async def aclose(self) -> None:
@@ -78,7 +78,7 @@ async def per_call_seconds(calls: int, folder: Path) -> dict[str, float]:
 
     return {
         "provider called directly (baseline)": await timed(
-            calls, lambda n: provider.complete(request(n))
+            calls, lambda n: provider.complete(request(n), Delivery())
         ),
         "call path, cache off (records only)": await timed(
             calls, lambda n: call(plain, n, no_cache)

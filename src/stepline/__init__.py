@@ -36,19 +36,28 @@ def run(
     from_step: str | None = None,
     to_step: str | None = None,
     workdir: StrPath | None = None,
+    model: str | None = None,
+    provider: str | None = None,
     hooks: Hooks | None = None,
 ) -> RunResult:
     """Start a run of the pipeline at ``config`` on ``input``; return how it ended.
 
-    Pause points are passed unless ``hooks`` says otherwise. Errors in the config or the
-    input raise ``stepline.errors.StepLineError`` subclasses before anything is written.
+    ``model`` / ``provider`` force a model or provider on every LLM step, like ``--model`` and
+    ``--provider``. Pause points are passed unless ``hooks`` says otherwise. Errors in the
+    config or the input raise ``stepline.errors.StepLineError`` subclasses before anything is
+    written.
     """
     from stepline.engine import api
     from stepline.engine.prepare import RunOptions
 
     settings = _settings(workdir)
     options = RunOptions(
-        from_step=from_step, to_step=to_step, variables=dict(variables or {}), run_id=run_id
+        from_step=from_step,
+        to_step=to_step,
+        variables=dict(variables or {}),
+        model=model,
+        provider=provider,
+        run_id=run_id,
     )
     return api.run(
         Path(config),
@@ -67,6 +76,8 @@ def resume(
     from_step: str | None = None,
     to_step: str | None = None,
     workdir: StrPath | None = None,
+    model: str | None = None,
+    provider: str | None = None,
     hooks: Hooks | None = None,
 ) -> RunResult:
     """Continue a run: completed, unchanged steps are reused and the rest run."""
@@ -74,7 +85,13 @@ def resume(
     from stepline.engine.prepare import RunOptions
 
     settings = _settings(workdir)
-    options = RunOptions(from_step=from_step, to_step=to_step, variables=dict(variables or {}))
+    options = RunOptions(
+        from_step=from_step,
+        to_step=to_step,
+        variables=dict(variables or {}),
+        model=model,
+        provider=provider,
+    )
     return api.resume(
         run_id,
         settings=settings,

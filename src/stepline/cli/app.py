@@ -167,7 +167,8 @@ def run_command(
         from_step=from_step,
         to_step=to_step,
         variables=_parse_sets(set_),
-        overrides=_overrides(model, provider),
+        model=model,
+        provider=provider,
         run_id=run_id,
         refresh_cache=no_cache,
         replay=replay,
@@ -211,7 +212,8 @@ def resume_command(
         from_step=from_step,
         to_step=to_step,
         variables=_parse_sets(set_),
-        overrides=_overrides(model, provider),
+        model=model,
+        provider=provider,
         refresh_cache=no_cache,
         replay=replay,
         record=record,
@@ -412,11 +414,6 @@ def _hooks(settings: Settings, pause: bool | None, as_json: bool) -> Hooks:
         pauser=render.ask_at_pause(err) if interactive else None,
         pause_mode=mode,
     )
-
-
-def _overrides(model: str | None, provider: str | None) -> dict[str, str]:
-    given = {"model": model, "provider": provider}
-    return {key: value for key, value in given.items() if value}
 
 
 def _show_preview(preview: Preview, as_json: bool) -> NoReturn:

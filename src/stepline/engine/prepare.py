@@ -34,12 +34,19 @@ class RunOptions:
     from_step: str | None = None
     to_step: str | None = None
     variables: dict[str, str] = field(default_factory=dict)
-    overrides: dict[str, str] = field(default_factory=dict)  # --model / --provider
+    model: str | None = None  # --model: forced on every LLM step
+    provider: str | None = None  # --provider: forced on every LLM step
     run_id: str | None = None
     check_credentials: bool = True
     refresh_cache: bool = False
     replay: Path | None = None  # answer LLM steps from this cassette, offline
     record: Path | None = None  # append every real completion to this cassette
+
+    @property
+    def overrides(self) -> dict[str, str]:
+        """The LLM settings the command line forces (kept in the run's state for resumes)."""
+        given = {"model": self.model, "provider": self.provider}
+        return {key: value for key, value in given.items() if value}
 
 
 @dataclass

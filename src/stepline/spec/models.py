@@ -99,18 +99,18 @@ class LLMParams(_Strict):
     provider: ProviderName
     model: str
     max_tokens: int
-    temperature: float | None
-    stop: list[str] | None
-    extra: dict[str, Any]
-    base_url: str | None
-    timeout: float | None  # seconds per request; None: the SDK's default (10 minutes)
-    stream: bool | None  # None: stream only when max_tokens needs it
-    prompt_version: str | None
-    repair_attempts: int
-    cassette: str | None
-    retry: RetrySpec
-    fallback_models: list[FallbackModel]
-    cache: CacheSpec
+    temperature: float | None = None
+    stop: list[str] | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+    base_url: str | None = None
+    timeout: float | None = None  # seconds per request; None: the SDK's default (10 minutes)
+    stream: bool | None = None  # None: stream only when max_tokens needs it
+    prompt_version: str | None = None
+    repair_attempts: int = 2
+    cassette: str | None = None
+    retry: RetrySpec = Field(default_factory=RetrySpec)
+    fallback_models: list[FallbackModel] = Field(default_factory=list)
+    cache: CacheSpec = Field(default_factory=CacheSpec)
 
     @field_validator("fallback_models", mode="before")
     @classmethod

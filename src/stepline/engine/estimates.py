@@ -15,8 +15,14 @@ from stepline.engine.plan import Action
 from stepline.engine.runner import PreparedRun
 from stepline.errors import StepLineError
 from stepline.providers.base import LLMRequest
-from stepline.providers.caller import REPLAY, cache_label, find_recorded, request_hash, targets
 from stepline.providers.pricing import Pricer
+from stepline.providers.requests import (
+    REPLAY,
+    cache_label,
+    find_recorded,
+    request_hash,
+    targets,
+)
 from stepline.providers.tokens import estimate_tokens
 from stepline.spec import LLMParams, LLMStep
 from stepline.steps.base import template_context

@@ -18,7 +18,7 @@ from stepline.engine.runner import PreparedRun
 from stepline.errors import InputError
 from stepline.hashing import hash_bytes
 from stepline.providers import check_credentials
-from stepline.providers.caller import targets
+from stepline.providers.requests import targets
 from stepline.settings import Settings
 from stepline.spec import LLMStep, PipelineSpec, PythonStep, config_hash
 from stepline.steps import InputData

@@ -24,9 +24,10 @@ from stepline.engine.references import StepNeeds
 from stepline.errors import RunInterrupted, RunStoreError, StepFailed, StepLineError
 from stepline.hashing import hash_value
 from stepline.providers.base import StreamProgress
-from stepline.providers.caller import CallRecord, LLMCaller
+from stepline.providers.caller import LLMCaller
 from stepline.providers.pool import ProviderFactory, ProviderPool
 from stepline.providers.pricing import Pricer
+from stepline.providers.records import CallRecord
 from stepline.settings import Settings
 from stepline.spec import PipelineSpec, StepBase, format_duration
 from stepline.steps import InputData, StepEnvironment, StepOutcome, execute_step

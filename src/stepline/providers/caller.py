@@ -12,54 +12,30 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from typing import Any, Protocol
 
 from stepline.errors import ProviderError, ProviderRequestError, RetryableProviderError
-from stepline.hashing import hash_value
 from stepline.providers.base import Completion, Delivery, LLMRequest, StreamProgress, Usage
 from stepline.providers.pool import ProviderPool
 from stepline.providers.pricing import Pricer
+from stepline.providers.records import CallRecord, RecordCall
+from stepline.providers.requests import (
+    REPLAY,
+    Recording,
+    Target,
+    cache_label,
+    find_recorded,
+    recorded_keys,
+    request_fields,
+    request_hash,
+    targets,
+)
 from stepline.providers.retry import Attempt, with_retries
 from stepline.providers.tokens import fewest_tokens, request_characters
-from stepline.spec import FallbackModel, LLMParams
+from stepline.spec import LLMParams
 
-
-@dataclass(frozen=True)
-class CallRecord:
-    """One attempt at one LLM call, as written to the run's ``llm-calls.jsonl``."""
-
-    step: str
-    attempt: int
-    provider: str
-    model_requested: str
-    request_hash: str
-    system: str | None
-    prompt: str
-    outcome: str  # "ok" | "error"
-    latency_s: float
-    model: str | None = None
-    response: str | None = None
-    stop_reason: str | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cache_write_tokens: int | None = None
-    cache_read_tokens: int | None = None
-    cost_usd: float | None = None
-    cache_hit: bool = False
-    replayed: bool = False
-    error: str | None = None
-    status_code: int | None = None
-    item_key: str | None = None
-    followups: list[dict[str, str]] = field(default_factory=list)  # repair turns sent after it
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-RecordCall = Callable[[CallRecord], None]
 ShowProgress = Callable[[str, StreamProgress], None]
-REPLAY = "replay"
 
 
 class ResponseStore(Protocol):
@@ -72,67 +48,6 @@ class ResponseStore(Protocol):
     ) -> None: ...
 
     def delete(self, key: str) -> None: ...
-
-
-class Recording(Protocol):
-    """A cassette of recorded completions (``store.cassette.Cassette``)."""
-
-    def get(self, key: str) -> dict[str, Any] | None: ...
-
-    def endpoints(self) -> list[tuple[str, str | None]]: ...
-
-    def append(self, key: str, request: dict[str, Any], completion: dict[str, Any]) -> None: ...
-
-
-@dataclass(frozen=True)
-class Target:
-    """A model to ask: the primary or one of the fallbacks, with its provider and endpoint."""
-
-    provider: str
-    model: str
-    base_url: str | None
-
-
-def targets(params: LLMParams) -> list[Target]:
-    """The primary model, then each fallback (inheriting provider and base_url)."""
-    first = Target(params.provider, params.model, params.base_url)
-    return [first] + [_fallback(first, entry) for entry in params.fallback_models]
-
-
-def cache_label(pipeline: str, step_id: str) -> str:
-    """Which step a cache entry belongs to (only for telling a changed key from a new one)."""
-    return f"{pipeline}/{step_id}"
-
-
-def request_hash(target: Target, request: LLMRequest) -> str:
-    """A tagged hash of everything that shapes the reply (never the credentials)."""
-    return hash_value(_request_fields(target, request))
-
-
-def _request_fields(target: Target, request: LLMRequest) -> dict[str, Any]:
-    """The hashed identity of a request.
-
-    Keys added after the first release enter only when set, so adding a setting never
-    invalidates the caches and cassettes users already have.
-    """
-    fields: dict[str, Any] = {
-        "provider": target.provider,
-        "base_url": target.base_url,
-        "model": target.model,
-        "system": request.system,
-        "prompt": request.prompt,
-        "max_tokens": request.max_tokens,
-        "temperature": request.temperature,
-    }
-    optional = {
-        "stop": list(request.stop),
-        "extra": request.extra,
-        "followups": [asdict(turn) for turn in request.followups],
-        "schema": request.schema,
-        "prompt_version": request.prompt_version,
-    }
-    fields.update((key, value) for key, value in optional.items() if value)
-    return fields
 
 
 class LLMCaller:
@@ -186,7 +101,7 @@ class LLMCaller:
             label = cache_label(self._pipeline, step_id)
             self._cache.put(key, completion.model, completion.to_cache(), label=label)
         if self._recorder is not None:
-            self._recorder.append(key, _request_fields(primary, request), completion.to_cache())
+            self._recorder.append(key, request_fields(primary, request), completion.to_cache())
         return replace(completion, request_hash=key)
 
     def discard(self, completion: Completion) -> None:
@@ -224,28 +139,15 @@ class LLMCaller:
     ) -> Completion:
         """A completion from the response cache or a cassette: no request, no cost."""
         completion = replace(Completion.from_cache(data), cache_hit=source == "cache")
-        self._emit(
-            CallRecord(
-                step=step_id,
-                attempt=0,
-                provider=target.provider,
-                model_requested=target.model,
-                request_hash=key,
-                system=request.system,
-                prompt=request.prompt,
-                followups=_followups(request),
-                outcome="ok",
-                latency_s=0.0,
-                model=completion.model,
-                response=completion.text,
-                stop_reason=completion.stop_reason,
-                input_tokens=completion.usage.input_tokens,
-                output_tokens=completion.usage.output_tokens,
-                cost_usd=0.0,
-                cache_hit=source == "cache",
-                replayed=source == "replay",
-            )
+        record = CallRecord.pending(
+            step=step_id,
+            attempt=0,
+            provider=target.provider,
+            model=target.model,
+            key=key,
+            request=request,
         )
+        self._emit(replace(record.answered(completion, 0.0), replayed=source == "replay"))
         return replace(completion, model_requested=target.model, request_hash=key)
 
     async def _ask_models(
@@ -307,52 +209,29 @@ class LLMCaller:
         number: int,
         log: logging.Logger,
     ) -> Completion:
+        """One HTTP request to one model, recorded whatever its outcome."""
         provider = self._pool.get(target.provider, target.base_url)
-        pending = CallRecord(
+        record = CallRecord.pending(
             step=step_id,
             attempt=number,
             provider=target.provider,
-            model_requested=target.model,
-            request_hash=request_hash(target, request),
-            system=request.system,
-            prompt=request.prompt,
-            followups=_followups(request),
-            outcome="pending",
-            latency_s=0.0,
+            model=target.model,
+            key=request_hash(target, request),
+            request=request,
         )
         started = time.monotonic()
         try:
             completion = await provider.complete(request, self._delivery(step_id, params))
         except ProviderError as exc:
-            self._emit(
-                replace(
-                    pending,
-                    outcome="error",
-                    latency_s=round(time.monotonic() - started, 4),
-                    error=exc.message,
-                    status_code=exc.status_code,
-                )
-            )
+            self._emit(record.failed(exc, time.monotonic() - started))
             raise
         self._tell_notices(completion, log)
-        usage = completion.usage
-        cost = self._cost(completion.model or target.model, usage, log)
-        self._emit(
-            replace(
-                pending,
-                outcome="ok",
-                latency_s=round(time.monotonic() - started, 4),
-                model=completion.model,
-                response=completion.text,
-                stop_reason=completion.stop_reason,
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cache_write_tokens=usage.cache_write_tokens,
-                cache_read_tokens=usage.cache_read_tokens,
-                cost_usd=cost,
-            )
+        cost = self._cost(completion.model or target.model, completion.usage, log)
+        completion = replace(
+            completion, attempts=number, model_requested=target.model, cost_usd=cost
         )
-        return replace(completion, attempts=number, model_requested=target.model, cost_usd=cost)
+        self._emit(record.answered(completion, time.monotonic() - started))
+        return completion
 
     def _check_fits(self, target: Target, request: LLMRequest) -> None:
         """Refuse, before paying for it, a prompt that cannot fit the model's context window."""
@@ -398,37 +277,3 @@ class LLMCaller:
     def _emit(self, record: CallRecord) -> None:
         if self._record is not None:
             self._record(record)
-
-
-def recorded_keys(
-    cassette: Recording, target: Target, request: LLMRequest
-) -> list[tuple[Target, str]]:
-    """Where a request may be in a cassette; ``provider: replay`` answers as whichever
-    endpoint recorded the cassette."""
-    if target.provider != REPLAY:
-        return [(target, request_hash(target, request))]
-    recorded = [Target(p, target.model, url) for p, url in cassette.endpoints()] or [target]
-    return [(each, request_hash(each, request)) for each in recorded]
-
-
-def find_recorded(
-    cassette: Recording, target: Target, request: LLMRequest
-) -> tuple[Target, str, dict[str, Any]] | None:
-    """The recorded completion for ``request``, with the endpoint and key it was found under."""
-    for each, key in recorded_keys(cassette, target, request):
-        data = cassette.get(key)
-        if data is not None:
-            return each, key, data
-    return None
-
-
-def _followups(request: LLMRequest) -> list[dict[str, str]]:
-    return request.messages()[1:]
-
-
-def _fallback(primary: Target, entry: FallbackModel) -> Target:
-    return Target(
-        provider=entry.provider or primary.provider,
-        model=entry.model,
-        base_url=entry.base_url if entry.base_url is not None else primary.base_url,
-    )

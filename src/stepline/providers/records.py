@@ -1,0 +1,89 @@
+"""Call records: one line per attempt at an LLM call in the run's ``llm-calls.jsonl``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from stepline.errors import ProviderError
+from stepline.providers.base import Completion, LLMRequest
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One attempt at one LLM call, as written to the run's ``llm-calls.jsonl``."""
+
+    step: str
+    attempt: int
+    provider: str
+    model_requested: str
+    request_hash: str
+    system: str | None
+    prompt: str
+    outcome: str  # "ok" | "error"
+    latency_s: float
+    model: str | None = None
+    response: str | None = None
+    stop_reason: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cost_usd: float | None = None
+    cache_hit: bool = False
+    replayed: bool = False
+    error: str | None = None
+    status_code: int | None = None
+    item_key: str | None = None
+    followups: list[dict[str, str]] = field(default_factory=list)  # repair turns sent after it
+
+    @classmethod
+    def pending(
+        cls, *, step: str, attempt: int, provider: str, model: str, key: str, request: LLMRequest
+    ) -> CallRecord:
+        """The record of a call about to be made (or answered from a store)."""
+        return cls(
+            step=step,
+            attempt=attempt,
+            provider=provider,
+            model_requested=model,
+            request_hash=key,
+            system=request.system,
+            prompt=request.prompt,
+            followups=request.messages()[1:],
+            outcome="pending",
+            latency_s=0.0,
+        )
+
+    def answered(self, completion: Completion, latency_s: float) -> CallRecord:
+        usage = completion.usage
+        return replace(
+            self,
+            outcome="ok",
+            latency_s=round(latency_s, 4),
+            model=completion.model,
+            response=completion.text,
+            stop_reason=completion.stop_reason,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            cost_usd=completion.cost_usd,
+            cache_hit=completion.cache_hit,
+        )
+
+    def failed(self, error: ProviderError, latency_s: float) -> CallRecord:
+        return replace(
+            self,
+            outcome="error",
+            latency_s=round(latency_s, 4),
+            error=error.message,
+            status_code=error.status_code,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+RecordCall = Callable[[CallRecord], None]

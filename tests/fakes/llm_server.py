@@ -122,6 +122,10 @@ class Reply:
     cache_read_input_tokens: int = 0
     #: Seconds to wait before answering (concurrency and timeout tests). Cut short by ``stop()``.
     delay: float = 0.0
+    #: Streaming only: seconds to wait before each thinking and text delta, after the status
+    #: line and ``message_start`` have gone out (a slow stream: progress, interrupts, read
+    #: timeouts mid-body). Ignored for non-streaming requests. Cut short by ``stop()``.
+    chunk_delay: float = 0.0
 
 
 @dataclass
@@ -582,6 +586,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
             ping_once()
             for piece in _chunks(reply.thinking):
+                self._wait(reply.chunk_delay)
                 delta = {"type": "thinking_delta", "thinking": piece}
                 self._write_chunk(_sse("content_block_delta", _delta(index, delta)))
             signature = {"type": "signature_delta", "signature": _signature(reply.thinking)}
@@ -597,6 +602,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
         ping_once()
         for piece in _chunks(reply.text):
+            self._wait(reply.chunk_delay)
             self._write_chunk(_sse("content_block_delta", _text_delta(index, piece)))
         self._write_chunk(_sse("content_block_stop", _block_stop(index)))
         self._write_chunk(
@@ -731,6 +737,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._start_stream()
         self._write_chunk(_sse_data(chunk([_choice({"role": "assistant", "content": ""})])))
         for piece in _chunks(reply.text):
+            self._wait(reply.chunk_delay)
             self._write_chunk(_sse_data(chunk([_choice({"content": piece})])))
         finish = OPENAI_FINISH_REASON.get(reply.stop_reason, reply.stop_reason)
         self._write_chunk(_sse_data(chunk([_choice({}, finish)])))

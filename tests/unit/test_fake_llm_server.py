@@ -276,6 +276,52 @@ def test_async_client_streams_and_runs_requests_concurrently(server: FakeLLMServ
     assert server.count(ANTHROPIC_MESSAGES_PATH) == 5
 
 
+def test_chunk_delay_spaces_out_the_deltas(
+    server: FakeLLMServer, client: anthropic.Anthropic
+) -> None:
+    server.script(Reply(text="abcdefghi", thinking="hmm", chunk_delay=0.05))
+    arrivals: list[float] = []
+
+    with client.messages.stream(model=MODEL, max_tokens=64, messages=USER) as stream:
+        for _ in stream.text_stream:
+            arrivals.append(time.monotonic())
+        final = stream.get_final_message()
+
+    assert len(arrivals) == 3
+    assert arrivals[-1] - arrivals[0] >= 0.09  # two more waits between the three text deltas
+    assert [block.type for block in final.content] == ["thinking", "text"]
+
+
+def test_chunk_delay_is_ignored_without_streaming(
+    server: FakeLLMServer, client: anthropic.Anthropic
+) -> None:
+    server.script(Reply(text="abcdefghi", chunk_delay=5))
+    started = time.monotonic()
+
+    assert create(client).content[0].text == "abcdefghi"  # type: ignore[union-attr]
+    assert time.monotonic() - started < 2
+
+
+def test_stop_is_not_blocked_by_a_slow_stream() -> None:
+    server = FakeLLMServer().start()
+    received: list[str] = []
+    try:
+        server.script(Reply(text="abcdefghi", chunk_delay=30))
+        with (
+            anthropic.Anthropic(
+                api_key="k", base_url=server.base_url, max_retries=0, timeout=0.2
+            ) as sdk,
+            pytest.raises((anthropic.APIConnectionError, httpx2.TransportError)),
+            sdk.messages.stream(model=MODEL, max_tokens=64, messages=USER) as stream,
+        ):
+            received.extend(stream.text_stream)
+    finally:
+        started = time.monotonic()
+        server.stop()
+    assert received == []  # the read timed out while the server waited before a delta
+    assert time.monotonic() - started < 1.0
+
+
 # --------------------------------------------------------------------------------------------
 # Anthropic, errors
 # --------------------------------------------------------------------------------------------
@@ -579,6 +625,21 @@ def test_openai_streaming_with_include_usage(server: FakeLLMServer) -> None:
     assert chunks[-1]["choices"] == []
     assert chunks[-1]["usage"]["completion_tokens"] == 6
     assert all(chunk["usage"] is None for chunk in chunks[:-1])
+
+
+def test_openai_streaming_chunk_delay(server: FakeLLMServer) -> None:
+    server.script(Reply(text="abcdefghi", chunk_delay=0.05))
+    started = time.monotonic()
+
+    _, _, raw = http(
+        server.base_url + OPENAI_CHAT_PATH,
+        {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True},
+    )
+
+    assert time.monotonic() - started >= 0.14  # one wait before each of the three deltas
+    chunks = [json.loads(data) for _, data in iter_sse_events(raw) if data != "[DONE]"]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == "abcdefghi"
 
 
 def test_openai_streaming_without_include_usage_has_no_usage(server: FakeLLMServer) -> None:

@@ -76,6 +76,10 @@ class AnthropicProvider:
             raise RetryableProviderError("Anthropic API: the request timed out") from exc
         except anthropic.APIConnectionError as exc:
             raise RetryableProviderError(f"Anthropic API: cannot connect ({exc})") from exc
+        except httpx2.TimeoutException as exc:  # a stream that stalled after its status line
+            raise RetryableProviderError(
+                "Anthropic API: the reply stalled and timed out (timeout: bounds each wait)"
+            ) from exc
         except httpx2.TransportError as exc:  # a stream cut off after its status line
             reason = str(exc) or type(exc).__name__
             raise RetryableProviderError(

@@ -9,6 +9,7 @@ the next fallback model gets its own attempts. Errors that retrying cannot fix (
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -223,7 +224,10 @@ class LLMCaller:
         try:
             completion = await provider.complete(request, self._delivery(step_id, params))
         except ProviderError as exc:
-            self._emit(record.failed(exc, time.monotonic() - started))
+            self._emit(record.failed(exc.message, exc.status_code, time.monotonic() - started))
+            raise
+        except asyncio.CancelledError:  # the request may have reached the provider: say so
+            self._emit(record.failed("interrupted", None, time.monotonic() - started))
             raise
         self._tell_notices(completion, log)
         cost = self._cost(completion.model or target.model, completion.usage, log)

@@ -21,6 +21,17 @@ from stepline.providers.retry import error_for_status
 API_KEY_VARIABLE = "OPENAI_API_KEY"
 NO_KEY = "no-key"  # local servers ignore the header; the SDK insists on one
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "content_filter": "refusal"}
+STATUS_FOR_ERROR_TYPE = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "rate_limit_error": 429,
+    "rate_limit_exceeded": 429,
+    "server_error": 500,
+    "overloaded_error": 529,
+}
+"""An error event's type (or string code) as the HTTP status it stands for; others: 500."""
 
 
 class OpenAICompatibleProvider:
@@ -45,15 +56,6 @@ class OpenAICompatibleProvider:
             raise RetryableProviderError("OpenAI-compatible API: the request timed out") from exc
         except openai.APIConnectionError as exc:
             raise RetryableProviderError(f"OpenAI-compatible API: cannot connect ({exc})") from exc
-        except openai.APIError as exc:  # an error event inside a stream
-            raise RetryableProviderError(
-                f"OpenAI-compatible API error during the reply: {exc.message}"
-            ) from exc
-        except httpx2.TransportError as exc:  # a stream cut off after its status line
-            reason = str(exc) or type(exc).__name__
-            raise RetryableProviderError(
-                f"OpenAI-compatible API: the connection broke during the reply ({reason})"
-            ) from exc
         if not response.choices:
             raise ProviderError("OpenAI-compatible API: the response has no choices")
         choice = response.choices[0]
@@ -75,18 +77,21 @@ class OpenAICompatibleProvider:
         stream = await self._client.chat.completions.create(
             **arguments, stream=True, stream_options={"include_usage": True}
         )
-        async with stream:
-            async for chunk in stream:
-                model = chunk.model or model
-                usage = chunk.usage or usage
-                for choice in chunk.choices[:1]:
-                    finish_reason = choice.finish_reason or finish_reason
-                    if choice.delta.content:
-                        parts.append(choice.delta.content)
-                        chunks += 1
-                        if delivery.on_progress is not None:
-                            elapsed = time.monotonic() - started
-                            delivery.on_progress(StreamProgress(model, chunks, elapsed))
+        try:
+            async with stream:
+                async for chunk in stream:
+                    model = chunk.model or model
+                    usage = chunk.usage or usage
+                    for choice in chunk.choices[:1]:
+                        finish_reason = choice.finish_reason or finish_reason
+                        if choice.delta.content:
+                            parts.append(choice.delta.content)
+                            chunks += 1
+                            if delivery.on_progress is not None:
+                                elapsed = time.monotonic() - started
+                                delivery.on_progress(StreamProgress(model, chunks, elapsed))
+        except (openai.APIError, httpx2.TransportError) as exc:
+            raise _mid_stream_error(exc) from exc
         return Completion(
             text="".join(parts),
             model=model,
@@ -129,6 +134,27 @@ def _usage(usage: Any) -> Usage:
         output_tokens=int(usage.completion_tokens or 0),
         cache_read_tokens=cached,
     )
+
+
+def _mid_stream_error(exc: Exception) -> ProviderError:
+    """A failure after the status line: an error event, a stall, or a dropped connection.
+
+    The SDK wraps read errors in its own timeout and connection errors, though the
+    connection was made; the message says what really happened.
+    """
+    if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
+        return RetryableProviderError("OpenAI-compatible API: the reply stalled and timed out")
+    if isinstance(exc, openai.APIConnectionError | httpx2.TransportError):
+        return RetryableProviderError(
+            "OpenAI-compatible API: the connection broke during the reply"
+        )
+    assert isinstance(exc, openai.APIError)
+    error = exc.body if isinstance(exc.body, dict) else {}
+    code, kind = error.get("code"), str(error.get("type") or "")
+    status = code if isinstance(code, int) and 400 <= code < 600 else None
+    status = status or STATUS_FOR_ERROR_TYPE.get(kind or str(code or ""), 500)
+    message = f"OpenAI-compatible API error during the reply ({kind or status}): {exc.message}"
+    return error_for_status(status, message, {}, key_variable=API_KEY_VARIABLE)
 
 
 def translate_status_error(exc: openai.APIStatusError) -> ProviderError:

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from stepline.errors import ProviderError
 from stepline.providers.base import Completion, LLMRequest
 
 
@@ -73,13 +72,13 @@ class CallRecord:
             cache_hit=completion.cache_hit,
         )
 
-    def failed(self, error: ProviderError, latency_s: float) -> CallRecord:
+    def failed(self, error: str, status_code: int | None, latency_s: float) -> CallRecord:
         return replace(
             self,
             outcome="error",
             latency_s=round(latency_s, 4),
-            error=error.message,
-            status_code=error.status_code,
+            error=error,
+            status_code=status_code,
         )
 
     def to_json(self) -> dict[str, Any]:

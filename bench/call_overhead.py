@@ -42,6 +42,9 @@ PARAMS = LLMParams(
 class InstantProvider:
     name = "instant"
 
+    async def count_tokens(self, request: LLMRequest) -> int | None:
+        return None
+
     async def complete(self, request: LLMRequest, delivery: Delivery) -> Completion:
         return Completion(text="category: billing", model=request.model, usage=Usage(600, 5))
 

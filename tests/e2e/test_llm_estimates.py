@@ -11,6 +11,11 @@ import pytest
 
 from tests.e2e.test_errors import assert_clean_error
 from tests.fakes import FakeLLMServer, Reply
+from tests.fakes.llm_server import (
+    ANTHROPIC_COUNT_TOKENS_PATH,
+    ANTHROPIC_MESSAGES_PATH,
+    counted_tokens,
+)
 from tests.helpers import write
 
 CONFIG = """
@@ -47,20 +52,40 @@ def dry_run(cli, *args: str) -> dict:
     return {entry["step"]: entry for entry in json.loads(result.stdout)["llm"]}
 
 
-def test_dry_run_estimates_tokens_and_an_upper_bound_on_cost(cli, pipeline, tmp_path: Path):
+def test_dry_run_counts_tokens_with_the_provider_and_bounds_the_cost(
+    cli, fake_llm: FakeLLMServer, pipeline, tmp_path: Path
+):
     pipeline()
 
     llm = dry_run(cli)
 
     ask = llm["ask"]
-    prompt_chars = len("Summarise: ") + 400
-    assert ask["input_tokens"] == -(-prompt_chars // 4)
+    counted = fake_llm.requests_for(ANTHROPIC_COUNT_TOKENS_PATH)
+    assert [request.prompt for request in counted] == ["Summarise: " + "x" * 400]
+    assert ask["input_tokens"] == counted_tokens(counted[0].body) == 5
+    assert ask["method"] == "counted by the provider"
     assert ask["cache"] == "miss (no entry)"
     # claude-haiku-4-5: $1 input, $5 output per million tokens; a full 1000-token reply.
     assert ask["cost_usd"] == pytest.approx((ask["input_tokens"] * 1.0 + 1000 * 5.0) / 1e6)
     assert llm["followup"]["input_tokens"] is None
     assert 'needs the output of step "ask"' in llm["followup"]["note"]
     assert not (tmp_path / ".pipeline").exists(), "a dry run writes nothing"
+    assert fake_llm.count(ANTHROPIC_MESSAGES_PATH) == 0
+
+
+def test_without_a_key_the_estimate_is_a_labelled_heuristic(
+    cli, fake_llm: FakeLLMServer, pipeline, monkeypatch: pytest.MonkeyPatch
+):
+    pipeline()
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+
+    result = cli("run", "in.txt", "--dry-run", "--json")
+
+    ask = json.loads(result.stdout)["llm"][0]
+    assert ask["input_tokens"] == -(-(len("Summarise: ") + 400) // 4)
+    assert ask["method"] == "heuristic (~4 characters per token)"
+    assert fake_llm.count() == 0
+    assert "ANTHROPIC_API_KEY is not set" in json.loads(result.stdout)["warnings"][0]
 
 
 def test_dry_run_sees_a_cache_hit_and_prices_it_at_zero(cli, fake_llm: FakeLLMServer, pipeline):
@@ -81,7 +106,7 @@ def test_resume_dry_run_renders_prompts_from_reused_outputs(cli, pipeline):
 
     llm = {entry["step"]: entry for entry in json.loads(result.stdout)["llm"]}
     assert list(llm) == ["followup"]
-    assert llm["followup"]["input_tokens"] == -(-len("Refine: done") // 4)
+    assert llm["followup"]["input_tokens"] == 2 + 3  # the fake counts words, +3 per message
     assert llm["followup"]["cache"] == "hit"
 
 
@@ -107,7 +132,7 @@ def test_dry_run_table_in_the_terminal(cli, pipeline):
 
     assert result.exit_code == 0
     assert "LLM steps" in result.stdout and "miss (no entry)" in result.stdout
-    assert "~103" in result.stdout and "estimated" in result.stdout
+    assert "~5" in result.stdout and "counted by the provider" in result.stdout
 
 
 def test_dry_run_with_a_cassette_says_whether_the_request_is_recorded(

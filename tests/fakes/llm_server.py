@@ -51,6 +51,7 @@ from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
 __all__ = [
+    "ANTHROPIC_COUNT_TOKENS_PATH",
     "ANTHROPIC_MESSAGES_PATH",
     "OPENAI_CHAT_PATH",
     "Disconnect",
@@ -62,11 +63,13 @@ __all__ = [
     "Response",
     "ResponseSpec",
     "StreamError",
+    "counted_tokens",
     "echo_responder",
     "iter_sse_events",
 ]
 
 ANTHROPIC_MESSAGES_PATH = "/v1/messages"
+ANTHROPIC_COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
 OPENAI_CHAT_PATH = "/v1/chat/completions"
 
 #: The HTTP status the real Anthropic API uses for each error type. Used when a failure has to be
@@ -224,6 +227,21 @@ def _content_text(content: Any) -> str:
             and isinstance(block.get("text"), str)
         )
     return ""
+
+
+def counted_tokens(body: dict[str, Any]) -> int:
+    """What the fake token-counting endpoint answers: one token per word, plus 3 per message.
+
+    Deliberately unlike stepline's characters-per-token heuristic, so a test can tell which
+    of the two produced an estimate.
+    """
+    system = body.get("system")
+    words = len(_content_text(system).split()) if system else 0
+    messages = body.get("messages") or []
+    for message in messages:
+        if isinstance(message, dict):
+            words += len(_content_text(message.get("content")).split()) + 3
+    return words
 
 
 @dataclass
@@ -456,6 +474,8 @@ class _Handler(BaseHTTPRequestHandler):
 
         if self.command == "POST" and split.path == ANTHROPIC_MESSAGES_PATH:
             self._anthropic(request, body_error)
+        elif self.command == "POST" and split.path == ANTHROPIC_COUNT_TOKENS_PATH:
+            self._send_json(200, {"input_tokens": counted_tokens(body)})
         elif self.command == "POST" and split.path == OPENAI_CHAT_PATH:
             self._openai(request, body_error)
         else:

@@ -233,8 +233,9 @@ def print_plan(console: Console, preview: Preview) -> None:
     if preview.estimates:
         console.print(estimates_table(preview.estimates))
         console.print(
-            "[dim]Input tokens are estimated (~4 characters per token); the cost prices that "
-            "input and a full max_tokens reply.[/]"
+            "[dim]Input tokens: "
+            + escape(", ".join(sorted({e.method for e in preview.estimates if e.method})))
+            + "; the cost prices that input and a full max_tokens reply.[/]"
         )
     for estimate in preview.estimates:
         if estimate.note:

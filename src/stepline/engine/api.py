@@ -190,7 +190,7 @@ def _resume_spec(state: RunState, run_dir: RunDir, config_path: Path | None) -> 
 
 
 def _preview(prepared: PreparedRun, settings: Settings, options: RunOptions) -> Preview:
-    estimates = estimate_llm_steps(prepared, settings.workdir, replay=options.replay)
+    estimates = estimate_llm_steps(prepared, settings, replay=options.replay)
     return Preview(prepared, _soft_preflight(prepared, settings, options), estimates)
 
 

@@ -1,12 +1,15 @@
 """What ``--dry-run`` says about each LLM step that would run: cache, tokens and cost.
 
-Nothing here sends a request. A step's prompt can be rendered only from outputs that exist
-before the run starts (the input, and steps the plan reuses); a step that reads the output of
-a step that runs first gets no token estimate, and says so, rather than a made-up number.
+Nothing here sends a completion request. Input tokens come from the provider's free
+token-counting endpoint where there is one (Anthropic) and a key is set, else from a labelled
+heuristic. A step's prompt can be rendered only from outputs that exist before the run starts
+(the input, and steps the plan reuses); a step that reads the output of a step that runs first
+gets no estimate, and says so, rather than a made-up number.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -15,15 +18,18 @@ from stepline.engine.plan import Action
 from stepline.engine.runner import PreparedRun
 from stepline.errors import StepLineError
 from stepline.providers.base import LLMRequest
+from stepline.providers.pool import ProviderPool
 from stepline.providers.pricing import Pricer
 from stepline.providers.requests import (
     REPLAY,
+    Target,
     cache_label,
     find_recorded,
     request_hash,
     targets,
 )
 from stepline.providers.tokens import estimate_tokens
+from stepline.settings import Settings
 from stepline.spec import LLMParams, LLMStep
 from stepline.steps.base import template_context
 from stepline.steps.llm import build_request
@@ -32,11 +38,14 @@ from stepline.store.cassette import Cassette
 from stepline.store.runs import RunStore
 from stepline.store.state import StepStatus
 
+HEURISTIC = "heuristic (~4 characters per token)"
+COUNTED = "counted by the provider"
+
 
 @dataclass(frozen=True)
 class LLMEstimate:
-    """One LLM step's outlook. ``cost_usd`` prices the estimated input and a full reply
-    (``max_tokens``), so it is an upper bound; None when the input or the price is unknown."""
+    """One LLM step's outlook. ``cost_usd`` prices the input and a full reply (``max_tokens``),
+    so it is an upper bound; None when the input or the price is unknown."""
 
     step: str
     model: str
@@ -44,17 +53,38 @@ class LLMEstimate:
     input_tokens: int | None
     max_output_tokens: int
     cost_usd: float | None
+    method: str | None = None  # HEURISTIC or COUNTED
     note: str | None = None
 
-    @property
-    def method(self) -> str:
-        return "heuristic, ~4 characters per token"
+
+@dataclass(frozen=True)
+class _Planned:
+    step: LLMStep
+    params: LLMParams
+    target: Target
+    request: LLMRequest | None
+    note: str | None
 
 
 def estimate_llm_steps(
-    prepared: PreparedRun, workdir: Path, *, replay: Path | None = None
+    prepared: PreparedRun, settings: Settings, *, replay: Path | None = None
 ) -> list[LLMEstimate]:
     """An estimate for every LLM step the plan runs, in order."""
+    planned = _plan_requests(prepared)
+    counts = {} if replay is not None else _provider_counts(planned, settings)
+    pricer = Pricer(prepared.spec.pricing)
+    cache = RunStore(settings.workdir).cache()
+    try:
+        return [
+            _estimate(prepared, each, counts.get(each.step.id), pricer, cache, replay)
+            for each in planned
+        ]
+    finally:
+        cache.close()
+
+
+def _plan_requests(prepared: PreparedRun) -> list[_Planned]:
+    """The request each LLM step that runs would send, where it can be rendered now."""
     outputs = _known_outputs(prepared)
     context = template_context(
         prepared.input,
@@ -63,16 +93,26 @@ def estimate_llm_steps(
         prepared.run_dir.path.resolve(),
         prepared.variables,
     )
-    pricer = Pricer(prepared.spec.pricing)
-    cache = RunStore(workdir).cache()
-    try:
-        return [
-            _estimate(prepared, step, outputs, context, pricer, cache, replay)
-            for step, decision in zip(prepared.spec.steps, prepared.decisions, strict=True)
-            if decision.action is Action.RUN and isinstance(step, LLMStep)
-        ]
-    finally:
-        cache.close()
+    planned = []
+    for step, decision in zip(prepared.spec.steps, prepared.decisions, strict=True):
+        if decision.action is not Action.RUN or not isinstance(step, LLMStep):
+            continue
+        params = prepared.spec.llm_params(step)
+        target = targets(params)[0]
+        request, note = None, None
+        needs = prepared.needs[step.id]
+        earlier = prepared.spec.step_ids[: prepared.spec.step_ids.index(step.id)]
+        wanted = earlier if needs.reads_everything else sorted(needs.steps)
+        missing = [name for name in wanted if name not in outputs]
+        if missing:
+            note = f'the prompt needs the output of step "{missing[0]}", which runs first'
+        else:
+            try:
+                request = replace(build_request(step, params, context), model=target.model)
+            except StepLineError as exc:
+                note = f"the prompt does not render: {exc.message}"
+        planned.append(_Planned(step, params, target, request, note))
+    return planned
 
 
 def _known_outputs(prepared: PreparedRun) -> dict[str, Any]:
@@ -85,31 +125,47 @@ def _known_outputs(prepared: PreparedRun) -> dict[str, Any]:
     return outputs
 
 
+def _provider_counts(planned: list[_Planned], settings: Settings) -> dict[str, int]:
+    """Token counts from the providers that offer them; empty when none can be asked."""
+    askable = [each for each in planned if each.request is not None]
+    if not askable:
+        return {}
+
+    async def count_all() -> dict[str, int]:
+        pool = ProviderPool(settings)
+        try:
+            counts = {}
+            for each in askable:
+                assert each.request is not None
+                try:
+                    provider = pool.get(each.target.provider, each.target.base_url)
+                except StepLineError:  # no key, or a provider that cannot count: estimate
+                    continue
+                counted = await provider.count_tokens(each.request)
+                if counted is not None:
+                    counts[each.step.id] = counted
+            return counts
+        finally:
+            await pool.aclose()
+
+    return asyncio.run(count_all())
+
+
 def _estimate(
     prepared: PreparedRun,
-    step: LLMStep,
-    outputs: dict[str, Any],
-    context: dict[str, Any],
+    planned: _Planned,
+    counted: int | None,
     pricer: Pricer,
     cache: ResponseCache,
     replay: Path | None,
 ) -> LLMEstimate:
-    params = prepared.spec.llm_params(step)
-    blank = LLMEstimate(step.id, params.model, "?", None, params.max_tokens, None)
-    needs = prepared.needs[step.id]
-    earlier = prepared.spec.step_ids[: prepared.spec.step_ids.index(step.id)]
-    wanted = earlier if needs.reads_everything else sorted(needs.steps)
-    missing = [name for name in wanted if name not in outputs]
-    if missing:
-        return replace(
-            blank, note=f'the prompt needs the output of step "{missing[0]}", which runs first'
+    step, params, request = planned.step, planned.params, planned.request
+    if request is None:
+        return LLMEstimate(
+            step.id, params.model, "?", None, params.max_tokens, None, note=planned.note
         )
-    try:
-        request = build_request(step, params, context)
-    except StepLineError as exc:
-        return replace(blank, note=f"the prompt does not render: {exc.message}")
-    tokens = estimate_tokens(request)
-    status = _cache_status(prepared, step, params, request, cache, replay)
+    tokens = counted if counted is not None else estimate_tokens(request)
+    status = _cache_status(prepared, planned, request, cache, replay)
     cost: float | None = None
     price = pricer.price(params.model)
     if status == "hit" or status.startswith("replay"):
@@ -120,28 +176,27 @@ def _estimate(
     note = None
     if window is not None and tokens + params.max_tokens > window:
         note = f"~{tokens:,} input tokens plus max_tokens may not fit the {window:,}-token window"
-    return LLMEstimate(step.id, params.model, status, tokens, params.max_tokens, cost, note)
+    method = COUNTED if counted is not None else HEURISTIC
+    return LLMEstimate(step.id, params.model, status, tokens, params.max_tokens, cost, method, note)
 
 
 def _cache_status(
     prepared: PreparedRun,
-    step: LLMStep,
-    params: LLMParams,
+    planned: _Planned,
     request: LLMRequest,
     cache: ResponseCache,
     replay: Path | None,
 ) -> str:
-    primary = targets(params)[0]
-    request = replace(request, model=primary.model)
-    if replay is not None or primary.provider == REPLAY:
+    params, target = planned.params, planned.target
+    if replay is not None or target.provider == REPLAY:
         path = replay or prepared.spec.base_dir / (params.cassette or "")
         try:
-            recorded = find_recorded(Cassette(path), primary, request) is not None
+            recorded = find_recorded(Cassette(path), target, request) is not None
         except StepLineError:
             recorded = False
         return "replay (recorded)" if recorded else "replay (not recorded)"
     if not params.cache.enabled:
         return "off"
-    label = cache_label(prepared.spec.name, step.id)
-    found = cache.lookup(request_hash(primary, request), ttl_s=params.cache.ttl, label=label)
+    label = cache_label(prepared.spec.name, planned.step.id)
+    found = cache.lookup(request_hash(target, request), ttl_s=params.cache.ttl, label=label)
     return "hit" if found.reason == "hit" else f"miss ({found.reason})"

@@ -103,6 +103,17 @@ class AnthropicProvider:
                     )
             return await stream.get_final_message()
 
+    async def count_tokens(self, request: LLMRequest) -> int | None:
+        """The free token-counting endpoint's count (used by --dry-run); None on any failure."""
+        arguments: dict[str, Any] = {"model": request.model, "messages": request.messages()}
+        if request.system is not None:
+            arguments["system"] = request.system
+        try:
+            counted = await self._client.messages.count_tokens(**arguments, timeout=10.0)
+        except (anthropic.APIError, httpx2.HTTPError):
+            return None
+        return int(counted.input_tokens)
+
     async def aclose(self) -> None:
         await self._client.close()
 

@@ -99,6 +99,10 @@ class OpenAICompatibleProvider:
             usage=_usage(usage),
         )
 
+    async def count_tokens(self, request: LLMRequest) -> int | None:
+        """None: chat-completions servers have no standard token-counting endpoint."""
+        return None
+
     async def aclose(self) -> None:
         await self._client.close()
 

@@ -375,12 +375,6 @@ def test_prompt_version_in_llm_defaults_re_runs_llm_steps_only(
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: engine/fingerprint.py hashes the new keys (stop, extra, prompt_version, "
-    "output_schema) even when unset, so every LLM step of a run made before 0472521 counts "
-    "as 'its config changed' on resume",
-)
 def test_spec_hash_of_a_step_without_new_keys_is_unchanged(
     cli, fake_llm: FakeLLMServer, tmp_path: Path
 ):
@@ -429,11 +423,6 @@ def test_bad_request_keys_are_config_errors(
     assert asked(fake_llm) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a YAML date inside extra: passes the config check, then spec_hash cannot "
-    "write it as JSON and the run stops with an internal TypeError",
-)
 def test_extra_with_a_yaml_date_is_a_config_error(cli, fake_llm: FakeLLMServer, tmp_path: Path):
     config = write_config(
         tmp_path, llm={"extra": {"metadata": {"since": datetime.date(2026, 1, 1)}}}

@@ -374,11 +374,6 @@ def test_failure_message_counts_the_other_problems(cli, fake_llm: FakeLLMServer,
     assert_clean_error(result, 1, "does not match the schema at /", "(and 2 more problem(s))")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: structured._check sorts error paths as strings, so /items/10 comes before "
-    "/items/2 and the message does not quote the first failing path",
-)
 def test_the_first_failing_path_is_quoted_even_past_ten_items(
     cli, fake_llm: FakeLLMServer, tmp_path: Path
 ):
@@ -502,11 +497,6 @@ def test_invalid_inline_schema_is_a_config_error(
     assert not (tmp_path / ".pipeline").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: check_json_schema only runs check_schema, so a $ref that resolves nowhere "
-    "passes the config check; validating the reply then raises an unhandled referencing error",
-)
 def test_schema_with_an_unresolvable_ref_is_a_config_error(
     cli, fake_llm: FakeLLMServer, tmp_path: Path
 ):
@@ -520,11 +510,6 @@ def test_schema_with_an_unresolvable_ref_is_a_config_error(
     assert asked(fake_llm) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a YAML date inside schema: passes the config check, then spec_hash cannot "
-    "write the schema as JSON and the run stops with an internal TypeError",
-)
 def test_schema_with_a_yaml_date_is_a_config_error(cli, fake_llm: FakeLLMServer, tmp_path: Path):
     due = {"type": "string", "format": "date", "examples": [datetime.date(2026, 11, 23)]}
     write_config(tmp_path, schema={"type": "object", "properties": {"due": due}})
@@ -668,11 +653,6 @@ def test_failed_repair_chain_leaves_no_cache_entry(cli, fake_llm: FakeLLMServer,
     assert cached_entries(tmp_path) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: steps/llm.py calls _ask() outside the try block, so a provider error during "
-    "a repair turn fails the step without discarding the replies already cached",
-)
 def test_chain_failing_with_a_provider_error_leaves_no_cache_entry(
     cli, fake_llm: FakeLLMServer, tmp_path: Path
 ):

@@ -147,7 +147,7 @@ def test_changed_prompt_reruns_the_llm_step_and_its_dependents(
     result = cli("resume", "r1")
 
     assert result.exit_code == 0, result.output
-    assert fake_llm.count() == 2
+    assert fake_llm.count("/v1/messages") == 2
     assert "Meeting notes:" in fake_llm.requests[-1].prompt
     assert calls(tmp_path) == ["count", "flaky", "report"]
 

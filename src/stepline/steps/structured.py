@@ -49,7 +49,7 @@ def structured_value(text: str, schema: dict[str, Any] | None) -> Any:
 def _check(value: Any, schema: dict[str, Any]) -> None:
     errors = sorted(
         _validator(canonical_json(schema)).iter_errors(value),
-        key=lambda error: [str(part) for part in error.absolute_path],
+        key=lambda error: [_path_order(part) for part in error.absolute_path],
     )
     if not errors:
         return
@@ -59,6 +59,11 @@ def _check(value: Any, schema: dict[str, Any]) -> None:
     raise ReplyProblem(
         f"the reply does not match the schema at {path}: {first.message}{more}", path=path
     )
+
+
+def _path_order(part: str | int) -> tuple[int, int, str]:
+    """Sort array indexes as numbers (``/items/2`` before ``/items/10``), before keys."""
+    return (0, part, "") if isinstance(part, int) else (1, 0, part)
 
 
 @functools.lru_cache(maxsize=64)

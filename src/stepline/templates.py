@@ -8,6 +8,7 @@ dicts render as JSON rather than Python reprs, which is what a prompt or a comma
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -18,6 +19,10 @@ from jinja2.sandbox import SandboxedEnvironment
 from stepline.errors import SpecError
 
 CONTEXT_NAMES = frozenset({"input", "steps", "run", "vars"})
+ITEM_NAMES = frozenset({"item", "item_index", "item_key"})
+"""Names a fan-out step's templates see besides ``CONTEXT_NAMES``."""
+
+_ONE_EXPRESSION = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.DOTALL)
 
 
 def _finalize(value: Any) -> Any:
@@ -93,6 +98,24 @@ def render(source: str, context: dict[str, Any], *, where: str) -> str:
         return _compiled(source).render(context)
     except TemplateError as exc:
         raise SpecError(f"{where}: template error: {exc.message or exc}") from None
+
+
+def evaluate(source: str, context: dict[str, Any], *, where: str) -> Any:
+    """The value of a one-expression template ``{{ expr }}`` as data (a list stays a list)."""
+    match = _ONE_EXPRESSION.match(source)
+    if match is None or "{{" in match.group(1):
+        raise SpecError(
+            f"{where}: must be a single {{{{ expression }}}}, e.g. {{{{ steps.extract }}}}"
+        )
+    try:
+        return _expression(match.group(1).strip())(**context)
+    except TemplateError as exc:
+        raise SpecError(f"{where}: template error: {exc.message or exc}") from None
+
+
+@lru_cache(maxsize=128)
+def _expression(source: str) -> Any:
+    return _environment().compile_expression(source, undefined_to_none=False)
 
 
 def references(source: str, *, where: str) -> References:

@@ -92,6 +92,22 @@ ProviderOption = Annotated[
         "--provider", help="Use this provider for every LLM step: anthropic, openai or replay."
     ),
 ]
+ConcurrencyOption = Annotated[
+    int | None,
+    typer.Option(
+        "--concurrency",
+        min=1,
+        max=1000,
+        help="Items at once in every fan-out step.",
+        show_default=False,
+    ),
+]
+SkipFailedOption = Annotated[
+    bool,
+    typer.Option(
+        "--skip-failed", help="Leave fan-out items that failed failed; do not retry them."
+    ),
+]
 NoCacheOption = Annotated[
     bool, typer.Option("--no-cache", help="Skip cached LLM replies (fresh ones are stored).")
 ]
@@ -150,6 +166,7 @@ def run_command(
     set_: SetOption = None,
     model: ModelOption = None,
     provider: ProviderOption = None,
+    concurrency: ConcurrencyOption = None,
     no_cache: NoCacheOption = False,
     replay: ReplayOption = None,
     record: RecordOption = None,
@@ -169,6 +186,7 @@ def run_command(
         variables=_parse_sets(set_),
         model=model,
         provider=provider,
+        concurrency=concurrency,
         run_id=run_id,
         refresh_cache=no_cache,
         replay=replay,
@@ -196,6 +214,8 @@ def resume_command(
     set_: SetOption = None,
     model: ModelOption = None,
     provider: ProviderOption = None,
+    concurrency: ConcurrencyOption = None,
+    skip_failed: SkipFailedOption = False,
     no_cache: NoCacheOption = False,
     replay: ReplayOption = None,
     record: RecordOption = None,
@@ -214,6 +234,8 @@ def resume_command(
         variables=_parse_sets(set_),
         model=model,
         provider=provider,
+        concurrency=concurrency,
+        skip_failed=skip_failed,
         refresh_cache=no_cache,
         replay=replay,
         record=record,

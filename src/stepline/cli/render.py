@@ -45,6 +45,8 @@ STATUS_STYLE = {
     "skipped": "dim",
     "unreadable": "red",
 }
+PLAIN_PROGRESS_EVERY_S = 10.0
+
 MARK = {
     EventType.STEP_COMPLETED: "[green]✓[/]",
     EventType.STEP_REUSED: "[dim]·[/]",
@@ -87,6 +89,7 @@ class ProgressPrinter:
         self.plain = is_plain(console)
         self._live: Live | None = None
         self._running: _Running | None = None
+        self._last_plain = time.monotonic()
 
     def __call__(self, event: Event) -> None:
         label = f"[{event.number}/{event.total}] {escape(event.title or event.step or '')}"
@@ -95,6 +98,8 @@ class ProgressPrinter:
             if self._running is not None:  # plain output skips it: one line per token is noise
                 tokens = event.data.get("output_tokens", 0)
                 self._running.detail = f"{message} streaming, ~{tokens:,} tokens"
+        elif event.type is EventType.ITEM_PROGRESS:
+            self._items(label, event.data)
         elif event.type is EventType.STEP_STARTED:
             self._start(label)
         elif event.type in MARK:
@@ -110,6 +115,16 @@ class ProgressPrinter:
             self.console.print(f"  [dim]{escape(event.step or '')}: {message}[/]")
         elif event.type.value.startswith("run_"):
             self._stop()
+
+    def _items(self, label: str, progress: dict[str, Any]) -> None:
+        """Fan-out progress: on the live line, or a plain line every few seconds."""
+        done, total, failed = progress["done"], progress["total"], progress["failed"]
+        text = f"{done:,}/{total:,} items" + (f", {failed:,} failed" if failed else "")
+        if self._running is not None:
+            self._running.detail = text
+        elif self.plain and time.monotonic() - self._last_plain >= PLAIN_PROGRESS_EVERY_S:
+            self._last_plain = time.monotonic()
+            self.console.print(f"{label}: {text}")
 
     def _start(self, label: str) -> None:
         self._stop()
@@ -183,12 +198,18 @@ def print_result(console: Console, result: RunResult, workdir: Path) -> None:
 
 def steps_table(state: RunState) -> Table:
     table = Table(title=f"{state.pipeline} · {state.run_id}", title_justify="left")
-    for column in ("#", "step", "kind", "status", "duration", "tokens in/out", "cost", "output"):
-        table.add_column(column, no_wrap=column != "step")
+    for column in ("#", "step", "kind", "status", "duration", "tokens in/out", "cost"):
+        table.add_column(
+            column, no_wrap=column != "step", min_width=8 if column == "step" else None
+        )
+    table.add_column("output", overflow="fold")
     for step in state.steps:
         duration = format_duration(step.duration_s) if step.duration_s is not None else ""
         style = STATUS_STYLE.get(step.status.value, "")
         metrics = step.metrics
+        status = f"[{style}]{step.status.value}[/]"
+        if metrics.get("items_failed"):
+            status += f" [red]({metrics['items_failed']} of {metrics['items']} items failed)[/]"
         tokens = (
             f"{metrics['input_tokens']}/{metrics['output_tokens']}"
             if "input_tokens" in metrics
@@ -198,7 +219,7 @@ def steps_table(state: RunState) -> Table:
             str(step.number),
             escape(step.label or step.id),
             step.kind,
-            f"[{style}]{step.status.value}[/]",
+            status,
             duration,
             tokens,
             format_cost(metrics["cost_usd"]) if "cost_usd" in metrics else "",

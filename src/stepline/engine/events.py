@@ -30,9 +30,10 @@ class EventType(StrEnum):
     OUTPUT_EDITED = "output_edited"
     LOG = "log"
     LLM_PROGRESS = "llm_progress"  # transient: shown live, never written to events.jsonl
+    ITEM_PROGRESS = "item_progress"  # transient, like llm_progress
 
 
-TRANSIENT = frozenset({EventType.LLM_PROGRESS})
+TRANSIENT = frozenset({EventType.LLM_PROGRESS, EventType.ITEM_PROGRESS})
 
 
 @dataclass(frozen=True)

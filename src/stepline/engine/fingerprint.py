@@ -26,6 +26,7 @@ _NOT_IN_FINGERPRINT = frozenset(
         "prompt_file",
         "system_file",
         "schema_file",
+        "concurrency",
     }
 )
 
@@ -36,6 +37,18 @@ _HOW_NOT_WHAT = frozenset(
 """LLM settings that decide how a reply is obtained, not what it says."""
 
 
+_ADDED_LATER: dict[str, Any] = {
+    "output_schema": None,
+    "stop": None,
+    "extra": None,
+    "prompt_version": None,
+    "for_each": None,
+    "item_key": None,
+    "on_item_error": "fail",
+}
+"""Keys added after the first release, with the value that means "not set"."""
+
+
 def spec_hash(
     spec: PipelineSpec,
     step: StepBase,
@@ -43,15 +56,25 @@ def spec_hash(
     variables: Mapping[str, Any],
 ) -> str:
     """Hash of everything in the config that shapes this step's output."""
-    fields = step.model_dump(exclude=set(_NOT_IN_FINGERPRINT))
+    fields = _set_keys(step.model_dump(exclude=set(_NOT_IN_FINGERPRINT)))
     if isinstance(step, LLMStep):
         for key in LLMDefaults.model_fields:
             fields.pop(key, None)
-        fields["llm"] = spec.llm_params(step).model_dump(exclude=set(_HOW_NOT_WHAT))
+        fields["llm"] = _set_keys(spec.llm_params(step).model_dump(exclude=set(_HOW_NOT_WHAT)))
     if isinstance(step, PythonStep):
         fields["source"] = function_source_hash(step, spec.base_dir)
     fields["vars"] = {name: variables[name] for name in sorted(needs.vars) if name in variables}
     return hash_value(fields)
+
+
+def _set_keys(fields: dict[str, Any]) -> dict[str, Any]:
+    """Leave out keys added after the first release while they are unset, so upgrading
+    stepline never makes an unchanged step look changed (and re-run)."""
+    return {
+        key: value
+        for key, value in fields.items()
+        if not (key in _ADDED_LATER and value in (_ADDED_LATER[key], None, {}, []))
+    }
 
 
 def fingerprint(step_spec_hash: str, reads: Mapping[str, str]) -> str:

@@ -35,6 +35,7 @@ class StepFacts:
     previous_reads: Mapping[str, str] = field(default_factory=dict)
     current_reads: Mapping[str, str | None] = field(default_factory=dict)
     depends_on: frozenset[str] = frozenset()
+    failed_items: int = 0  # fan-out items that failed last time and should be tried again
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,8 @@ def _decide(
     for key, previous in sorted(facts.previous_reads.items()):
         if facts.current_reads.get(key) != previous:
             return Action.RUN, _changed_reason(key)
+    if facts.failed_items:
+        return Action.RUN, f"{facts.failed_items} failed item(s) to try again"
     return Action.REUSE, "completed, unchanged"
 
 

@@ -41,6 +41,8 @@ class RunOptions:
     refresh_cache: bool = False
     replay: Path | None = None  # answer LLM steps from this cassette, offline
     record: Path | None = None  # append every real completion to this cassette
+    concurrency: int | None = None  # items at once in every fan-out step
+    skip_failed: bool = False  # leave failed fan-out items failed instead of retrying them
 
     @property
     def overrides(self) -> dict[str, str]:
@@ -158,6 +160,7 @@ def prepare_run(
                 previous_reads=dict(record.reads),
                 current_reads={key: on_disk.get(key) for key in record.reads},
                 depends_on=frozenset(depends_on),
+                failed_items=0 if options.skip_failed else record.metrics.get("items_failed", 0),
             )
         )
     return PreparedRun(
@@ -172,6 +175,8 @@ def prepare_run(
         refresh_cache=options.refresh_cache,
         replay=options.replay,
         record=options.record,
+        concurrency=options.concurrency,
+        skip_failed=options.skip_failed,
     )
 
 

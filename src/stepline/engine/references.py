@@ -12,8 +12,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from stepline.errors import InputError, SpecError
-from stepline.spec import LLMStep, PipelineSpec, PythonStep, ShellStep, StepBase
-from stepline.templates import CONTEXT_NAMES, ReferenceSet, references
+from stepline.spec import ITEM_SOURCES, LLMStep, PipelineSpec, PythonStep, ShellStep, StepBase
+from stepline.templates import CONTEXT_NAMES, ITEM_NAMES, ReferenceSet, references
 
 
 @dataclass(frozen=True)
@@ -28,10 +28,15 @@ class StepNeeds:
     input: bool
     reads_everything: bool
     vars: frozenset[str]
+    item_source: frozenset[str] = frozenset()  # steps ``for_each`` iterates over
 
 
 def template_fields(step: StepBase) -> Iterator[tuple[str, str]]:
     """Each templated field of a step as (field name, template source)."""
+    if step.for_each is not None and step.for_each not in ITEM_SOURCES:
+        yield "for_each", step.for_each
+    if step.item_key is not None:
+        yield "item_key", step.item_key
     if isinstance(step, LLMStep):
         if step.system is not None:
             yield "system", step.system
@@ -58,24 +63,44 @@ def analyse_spec(spec: PipelineSpec, variables: Mapping[str, object]) -> dict[st
         _check_vars(step, refs, variables)
         needs[step.id] = StepNeeds(
             steps=frozenset(refs.steps),
-            input="input" in refs.names or isinstance(step, PythonStep),
+            input="input" in refs.names
+            or isinstance(step, PythonStep)
+            or step.for_each in ITEM_SOURCES,
             reads_everything=isinstance(step, PythonStep)
             or refs.uses_run_dir
             or refs.dynamic_steps,
             vars=frozenset(variables)
             if isinstance(step, PythonStep) or refs.dynamic_vars
             else frozenset(refs.vars),
+            item_source=_item_source(step),
         )
     return needs
 
 
+def _item_source(step: StepBase) -> frozenset[str]:
+    """The steps a fan-out step iterates over; ``for_each`` cannot use the item itself."""
+    if step.for_each is None or step.for_each in ITEM_SOURCES:
+        return frozenset()
+    refs = references(step.for_each, where=f'step "{step.id}" for_each')
+    if refs.names & ITEM_NAMES:
+        raise SpecError(
+            f'step "{step.id}": for_each cannot use {sorted(refs.names & ITEM_NAMES)[0]}',
+            hint="for_each gives the list; item is each element of it",
+        )
+    return frozenset(refs.steps)
+
+
 def _check_names(step: StepBase, refs: ReferenceSet) -> None:
-    for name in sorted(refs.names - CONTEXT_NAMES):
-        close = difflib.get_close_matches(name, sorted(CONTEXT_NAMES), n=1)
+    known = CONTEXT_NAMES | ITEM_NAMES if step.fans_out else CONTEXT_NAMES
+    for name in sorted(refs.names - known):
+        close = difflib.get_close_matches(name, sorted(known), n=1)
+        hint = "templates can use input, steps, run and vars"
+        if name in ITEM_NAMES:
+            hint = "item, item_index and item_key exist in steps with for_each"
         raise SpecError(
             f'step "{step.id}": unknown template variable "{name}"'
             + (f'; did you mean "{close[0]}"?' if close else ""),
-            hint="templates can use input, steps, run and vars",
+            hint=hint,
         )
 
 

@@ -11,11 +11,12 @@ import asyncio
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from stepline.engine.events import Event, EventLog, EventType, Listener
+from stepline.engine.fanout import FanOut, FanOutProgress
 from stepline.engine.fingerprint import fingerprint
 from stepline.engine.interrupts import Interrupts
 from stepline.engine.pauses import PauseMode, PausePoint, Pauser
@@ -29,13 +30,16 @@ from stepline.providers.pool import ProviderFactory, ProviderPool
 from stepline.providers.pricing import Pricer
 from stepline.providers.records import CallRecord
 from stepline.settings import Settings
-from stepline.spec import PipelineSpec, StepBase, format_duration
+from stepline.spec import ITEM_SOURCES, PipelineSpec, StepBase, format_duration
 from stepline.steps import InputData, StepEnvironment, StepOutcome, execute_step
 from stepline.store.cassette import Cassette
+from stepline.store.items import ItemStore
 from stepline.store.rundir import RunDir
 from stepline.store.runs import RunStore
 from stepline.store.state import RunState, RunStatus, StepState, StepStatus, now, save_state
 from stepline.threads import run_in_thread
+
+ITEM_PROGRESS_EVERY_S = 0.2
 
 
 @dataclass
@@ -64,6 +68,8 @@ class PreparedRun:
     refresh_cache: bool = False  # --no-cache: skip cache reads, store fresh replies
     replay: Path | None = None  # --replay: answer LLM steps from this cassette only
     record: Path | None = None  # --record: append real completions to this cassette
+    concurrency: int | None = None  # --concurrency: items at once in every fan-out step
+    skip_failed: bool = False  # --skip-failed: keep failed items failed instead of retrying
 
 
 @dataclass
@@ -111,6 +117,8 @@ class Runner:
             pipeline=prepared.spec.name,
         )
         self._cassettes: dict[Path, Cassette] = {}
+        self.items = ItemStore(prepared.run_dir.items_path)
+        self._last_item_progress = 0.0
         self.outputs: dict[str, Any] = {}
         self.output_hashes: dict[str, str] = {}
         self.total = len(prepared.spec.steps)
@@ -164,6 +172,7 @@ class Runner:
         finally:
             await self.providers.aclose()
             self.cache.close()
+            self.items.close()
 
     async def _follow_plan(self) -> RunResult:
         for decision in self.run.decisions:
@@ -235,6 +244,8 @@ class Runner:
                 hint=f'fix step "{missing[0]}" first (see pipeline show)',
             )
         env = self._environment(step)
+        if step.fans_out:
+            return await self.hooks.interrupts.guard(self._fan_out(step, env))
         try:
             async with asyncio.timeout(step.step_timeout):
                 return await self.hooks.interrupts.guard(execute_step(step, env))
@@ -244,6 +255,40 @@ class Runner:
                 f"timed out after {format_duration(step.step_timeout or 0)}",
                 hint="raise the step's timeout: or make it faster",
             ) from None
+
+    async def _fan_out(self, step: StepBase, env: StepEnvironment) -> StepOutcome:
+        fan_out = FanOut(
+            step,
+            env,
+            self.items,
+            base_fingerprint=self._item_base_fingerprint(step),
+            concurrency=self.run.concurrency or step.concurrency or self.run.spec.concurrency,
+            retry_failed=not self.run.skip_failed,
+            show=lambda progress: self._show_items(step, progress),
+        )
+        return await fan_out.run()
+
+    def _item_base_fingerprint(self, step: StepBase) -> str:
+        """What every item of a fan-out step depends on besides itself: the step's spec and
+        the outputs it reads other than the list it iterates over."""
+        needs = self.run.needs[step.id]
+        names = set(self.outputs) if needs.reads_everything else set(needs.steps)
+        reads = {
+            name: self.output_hashes[name]
+            for name in sorted(names - needs.item_source)
+            if name in self.output_hashes
+        }
+        if needs.input and step.for_each not in ITEM_SOURCES:
+            reads[INPUT_KEY] = self.run.input.hash
+        return fingerprint(self.run.spec_hashes[step.id], reads)
+
+    def _show_items(self, step: StepBase, progress: FanOutProgress) -> None:
+        """Item progress for the listener, at most a few times a second (never persisted)."""
+        finished = progress.done + progress.failed >= progress.total
+        if not finished and time.monotonic() - self._last_item_progress < ITEM_PROGRESS_EVERY_S:
+            return
+        self._last_item_progress = time.monotonic()
+        self._emit(EventType.ITEM_PROGRESS, step, data=asdict(progress))
 
     def _environment(self, step: StepBase) -> StepEnvironment:
         return StepEnvironment(

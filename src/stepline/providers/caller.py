@@ -20,7 +20,7 @@ from stepline.errors import ProviderError, ProviderRequestError, RetryableProvid
 from stepline.providers.base import Completion, Delivery, LLMRequest, StreamProgress, Usage
 from stepline.providers.pool import ProviderPool
 from stepline.providers.pricing import Pricer
-from stepline.providers.records import CallRecord, RecordCall
+from stepline.providers.records import CallRecord, CallSite, RecordCall
 from stepline.providers.requests import (
     REPLAY,
     Recording,
@@ -82,24 +82,31 @@ class LLMCaller:
         self._noticed: set[str] = set()
 
     async def complete(
-        self, *, step_id: str, request: LLMRequest, params: LLMParams, log: logging.Logger
+        self,
+        *,
+        step_id: str,
+        request: LLMRequest,
+        params: LLMParams,
+        log: logging.Logger,
+        item_key: str | None = None,
     ) -> Completion:
         """Answer from a replayed cassette, else the cache, else the models in order."""
+        site = CallSite(step_id, item_key)
         primary = targets(params)[0]
         request = replace(request, model=primary.model)
         if self._replay is not None:
-            return self._replayed(step_id, primary, request, self._replay)
+            return self._replayed(site, primary, request, self._replay)
         if primary.provider == REPLAY:
-            return self._replayed(step_id, primary, request, self._cassette(params))
+            return self._replayed(site, primary, request, self._cassette(params))
         key = request_hash(primary, request)
         use_cache = self._cache is not None and params.cache.enabled
         if use_cache and self._cache is not None and not self._refresh_cache:
             data = self._cache.get(key, ttl_s=params.cache.ttl)
             if data is not None:
-                return self._answered_from_store(step_id, primary, request, key, data, "cache")
-        completion = await self._ask_models(step_id, request, params, log)
+                return self._answered_from_store(site, primary, request, key, data, "cache")
+        completion = await self._ask_models(site, request, params, log)
         if use_cache and self._cache is not None:
-            label = cache_label(self._pipeline, step_id)
+            label = cache_label(self._pipeline, site.step)
             self._cache.put(key, completion.model, completion.to_cache(), label=label)
         if self._recorder is not None:
             self._recorder.append(key, request_fields(primary, request), completion.to_cache())
@@ -116,7 +123,7 @@ class LLMCaller:
         return self._cassettes(params.cassette)
 
     def _replayed(
-        self, step_id: str, target: Target, request: LLMRequest, cassette: Recording
+        self, site: CallSite, target: Target, request: LLMRequest, cassette: Recording
     ) -> Completion:
         found = find_recorded(cassette, target, request)
         if found is None:
@@ -127,11 +134,11 @@ class LLMCaller:
                 "or check that the prompt, model and input match the recording",
             )
         answered_by, key, data = found
-        return self._answered_from_store(step_id, answered_by, request, key, data, "replay")
+        return self._answered_from_store(site, answered_by, request, key, data, "replay")
 
     def _answered_from_store(
         self,
-        step_id: str,
+        site: CallSite,
         target: Target,
         request: LLMRequest,
         key: str,
@@ -141,7 +148,7 @@ class LLMCaller:
         """A completion from the response cache or a cassette: no request, no cost."""
         completion = replace(Completion.from_cache(data), cache_hit=source == "cache")
         record = CallRecord.pending(
-            step=step_id,
+            site=site,
             attempt=0,
             provider=target.provider,
             model=target.model,
@@ -152,13 +159,13 @@ class LLMCaller:
         return replace(completion, model_requested=target.model, request_hash=key)
 
     async def _ask_models(
-        self, step_id: str, request: LLMRequest, params: LLMParams, log: logging.Logger
+        self, site: CallSite, request: LLMRequest, params: LLMParams, log: logging.Logger
     ) -> Completion:
         """Ask the primary model, then the fallbacks in order, each with its retry budget."""
         candidates = targets(params)
         for index, target in enumerate(candidates):
             try:
-                return await self._with_retries(step_id, target, request, params, log)
+                return await self._with_retries(site, target, request, params, log)
             except RetryableProviderError as exc:
                 if index == len(candidates) - 1:
                     if index:
@@ -175,7 +182,7 @@ class LLMCaller:
 
     async def _with_retries(
         self,
-        step_id: str,
+        site: CallSite,
         target: Target,
         request: LLMRequest,
         params: LLMParams,
@@ -188,7 +195,7 @@ class LLMCaller:
         async def attempt() -> Completion:
             nonlocal attempts
             attempts += 1
-            return await self._attempt(step_id, target, request, params, attempts, log)
+            return await self._attempt(site, target, request, params, attempts, log)
 
         def on_retry(failed: Attempt) -> None:
             log.warning(
@@ -203,7 +210,7 @@ class LLMCaller:
 
     async def _attempt(
         self,
-        step_id: str,
+        site: CallSite,
         target: Target,
         request: LLMRequest,
         params: LLMParams,
@@ -213,7 +220,7 @@ class LLMCaller:
         """One HTTP request to one model, recorded whatever its outcome."""
         provider = self._pool.get(target.provider, target.base_url)
         record = CallRecord.pending(
-            step=step_id,
+            site=site,
             attempt=number,
             provider=target.provider,
             model=target.model,
@@ -222,7 +229,7 @@ class LLMCaller:
         )
         started = time.monotonic()
         try:
-            completion = await provider.complete(request, self._delivery(step_id, params))
+            completion = await provider.complete(request, self._delivery(site, params))
         except ProviderError as exc:
             self._emit(record.failed(exc.message, exc.status_code, time.monotonic() - started))
             raise
@@ -252,12 +259,12 @@ class LLMCaller:
                 "or use a model with a larger context window",
             )
 
-    def _delivery(self, step_id: str, params: LLMParams) -> Delivery:
+    def _delivery(self, site: CallSite, params: LLMParams) -> Delivery:
         show = self._show_progress
         return Delivery(
             stream=bool(params.stream),
             timeout=params.timeout,
-            on_progress=(lambda progress: show(step_id, progress)) if show else None,
+            on_progress=(lambda progress: show(site.step, progress)) if show else None,
         )
 
     def _tell_notices(self, completion: Completion, log: logging.Logger) -> None:

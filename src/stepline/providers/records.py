@@ -10,6 +10,14 @@ from stepline.providers.base import Completion, LLMRequest
 
 
 @dataclass(frozen=True)
+class CallSite:
+    """Who asked: the step, and in a fan-out step the item."""
+
+    step: str
+    item_key: str | None = None
+
+
+@dataclass(frozen=True)
 class CallRecord:
     """One attempt at one LLM call, as written to the run's ``llm-calls.jsonl``."""
 
@@ -39,11 +47,19 @@ class CallRecord:
 
     @classmethod
     def pending(
-        cls, *, step: str, attempt: int, provider: str, model: str, key: str, request: LLMRequest
+        cls,
+        *,
+        site: CallSite,
+        attempt: int,
+        provider: str,
+        model: str,
+        key: str,
+        request: LLMRequest,
     ) -> CallRecord:
         """The record of a call about to be made (or answered from a store)."""
         return cls(
-            step=step,
+            step=site.step,
+            item_key=site.item_key,
             attempt=attempt,
             provider=provider,
             model_requested=model,

@@ -3,9 +3,11 @@
 from stepline.spec.durations import Duration, format_duration, parse_duration
 from stepline.spec.loader import config_hash, load_spec, parse_spec
 from stepline.spec.models import (
+    ITEM_SOURCES,
     STEP_KINDS,
     CacheSpec,
     FallbackModel,
+    ItemErrorStrategy,
     LLMDefaults,
     LLMParams,
     LLMStep,
@@ -20,7 +22,9 @@ from stepline.spec.models import (
 )
 
 __all__ = [
+    "ITEM_SOURCES",
     "CacheSpec",
+    "ItemErrorStrategy",
     "STEP_KINDS",
     "Duration",
     "FallbackModel",

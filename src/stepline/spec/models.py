@@ -7,13 +7,24 @@ silently ignored setting. ``docs/config.md`` documents each key; keep the two in
 from __future__ import annotations
 
 import difflib
+import json
 import re
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
+from urllib.parse import unquote
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
 from stepline.errors import InputError, SpecError
 from stepline.spec.durations import Duration
@@ -73,6 +84,21 @@ class ModelPrice(_Strict):
     context_window: int | None = Field(default=None, gt=0)
 
 
+def _json_extra(value: Any) -> Any:
+    if value is not None:
+        check_json_value(value, "extra")
+    return value
+
+
+def _text_version(value: Any) -> Any:
+    """``prompt_version: 2`` means the text "2"."""
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+ExtraBody = Annotated[dict[str, Any], AfterValidator(_json_extra)]
+PromptVersion = Annotated[str, BeforeValidator(_text_version)]
+
+
 class LLMDefaults(_Strict):
     """Pipeline-wide defaults for ``kind: llm`` steps; any step may override each key."""
 
@@ -81,11 +107,11 @@ class LLMDefaults(_Strict):
     max_tokens: int = Field(default=1024, gt=0)
     temperature: float | None = Field(default=None, ge=0, le=2)
     stop: list[str] | None = Field(default=None, max_length=16)
-    extra: dict[str, Any] = Field(default_factory=dict)
+    extra: ExtraBody = Field(default_factory=dict)
     base_url: str | None = None
     timeout: Duration | None = None
     stream: bool | None = None
-    prompt_version: str | None = None
+    prompt_version: PromptVersion | None = None
     repair_attempts: int = Field(default=2, ge=0, le=10)
     cassette: str | None = None
     retry: RetrySpec = Field(default_factory=RetrySpec)
@@ -120,6 +146,11 @@ class LLMParams(_Strict):
         return value
 
 
+ItemErrorStrategy = Literal["fail", "skip", "collect"]
+ITEM_SOURCES = ("input.lines", "input.records")
+"""``for_each`` values that read the input item by item instead of evaluating a template."""
+
+
 class StepBase(_Strict):
     """Keys every step kind has."""
 
@@ -129,6 +160,27 @@ class StepBase(_Strict):
     critical: bool = True
     pause: bool = False
     timeout: Duration | None = None
+    for_each: str | None = None
+    item_key: str | None = None
+    concurrency: int | None = Field(default=None, ge=1, le=1000)
+    on_item_error: ItemErrorStrategy = "fail"
+
+    @model_validator(mode="after")
+    def _fan_out_keys_need_for_each(self) -> StepBase:
+        if self.for_each is None:
+            stray = {"item_key", "concurrency", "on_item_error"} & self.model_fields_set
+            if stray:
+                raise ValueError(f"{sorted(stray)[0]} needs for_each (it applies to fan-out steps)")
+        elif self.for_each not in ITEM_SOURCES and "{{" not in self.for_each:
+            raise ValueError(
+                "for_each must be input.lines, input.records or a {{ expression }} "
+                'that gives a list, e.g. "{{ steps.extract }}"'
+            )
+        return self
+
+    @property
+    def fans_out(self) -> bool:
+        return self.for_each is not None
 
     @property
     def title(self) -> str:
@@ -157,10 +209,10 @@ class LLMStep(StepBase):
     max_tokens: int | None = Field(default=None, gt=0)
     temperature: float | None = Field(default=None, ge=0, le=2)
     stop: list[str] | None = Field(default=None, max_length=16)
-    extra: dict[str, Any] | None = None
+    extra: ExtraBody | None = None
     base_url: str | None = None
     stream: bool | None = None
-    prompt_version: str | None = None
+    prompt_version: PromptVersion | None = None
     repair_attempts: int | None = Field(default=None, ge=0, le=10)
     cassette: str | None = None
     retry: RetrySpec | None = None
@@ -225,9 +277,14 @@ _HIDDEN_TAG = re.compile("\x00(\\d+)\x00")
 
 
 def check_json_schema(schema: dict[str, Any]) -> None:
-    """Raise ValueError naming the problem when ``schema`` is not a valid JSON Schema."""
+    """Raise ValueError naming the problem when ``schema`` is not a usable JSON Schema.
+
+    Beyond the metaschema check, every ``$ref`` must point inside the schema: a reference that
+    resolves nowhere would otherwise surface only after a reply has been paid for.
+    """
     import jsonschema  # here, not at the top: only configs with schemas pay for the import
 
+    check_json_value(schema, "the schema")
     validator = jsonschema.validators.validator_for(schema)
     try:
         validator.check_schema(schema)
@@ -236,6 +293,51 @@ def check_json_schema(schema: dict[str, Any]) -> None:
         raise ValueError(
             f"the schema is not a valid JSON Schema at {path}: {error.message}"
         ) from None
+    for ref in _refs(schema):
+        if not ref.startswith("#"):
+            raise ValueError(f'the schema refers to "{ref}"; only local references (#/...) work')
+        if _resolve_pointer(schema, ref[1:]) is _MISSING:
+            raise ValueError(f'the schema\'s reference "{ref}" points at nothing in the schema')
+
+
+def check_json_value(value: Any, what: str) -> None:
+    """Raise ValueError when ``value`` has something JSON cannot hold (a YAML date...)."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"{what} must hold only JSON values ({exc}); quote dates and times, e.g. '2026-01-01'"
+        ) from None
+
+
+_MISSING = object()
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return found + [ref for value in node.values() for ref in _refs(value)]
+    if isinstance(node, list):
+        return [ref for value in node for ref in _refs(value)]
+    return []
+
+
+def _resolve_pointer(document: Any, pointer: str) -> Any:
+    """The value at a JSON Pointer (RFC 6901), or ``_MISSING``."""
+    if not pointer:
+        return document
+    if not pointer.startswith("/"):
+        return _MISSING  # a plain-name anchor ("#name"); not supported
+    node = document
+    for raw in pointer[1:].split("/"):
+        part = unquote(raw).replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return _MISSING
+    return node
 
 
 def split_command(command: str) -> list[str]:
@@ -271,6 +373,7 @@ class PipelineSpec(_Strict):
     llm: LLMDefaults = Field(default_factory=LLMDefaults)
     vars: dict[str, VarValue] = Field(default_factory=dict)
     pricing: dict[str, ModelPrice] = Field(default_factory=dict)
+    concurrency: int = Field(default=8, ge=1, le=1000)
     steps: list[StepSpec] = Field(min_length=1)
 
     _source_path: Path | None = PrivateAttr(default=None)

@@ -35,6 +35,15 @@ class InputData:
 
 
 @dataclass(frozen=True)
+class Item:
+    """One element a fan-out step runs over: its value, its place in the list, its stable key."""
+
+    value: Any
+    index: int
+    key: str
+
+
+@dataclass(frozen=True)
 class StepEnvironment:
     """Everything a step may use: the spec, the input, earlier outputs, vars, the LLM caller."""
 
@@ -46,9 +55,22 @@ class StepEnvironment:
     vars: Mapping[str, Any]
     llm: LLMCaller
     log: logging.Logger
+    item: Item | None = None  # set for each run of a fan-out step
 
     def template_context(self) -> dict[str, Any]:
-        return template_context(self.input, self.outputs, self.run_id, self.run_dir, self.vars)
+        context = template_context(self.input, self.outputs, self.run_id, self.run_dir, self.vars)
+        if self.item is not None:
+            context.update(item_context(self.item))
+        return context
+
+    @property
+    def item_key(self) -> str | None:
+        return self.item.key if self.item is not None else None
+
+
+def item_context(item: Item) -> dict[str, Any]:
+    """``item``, ``item_index`` and ``item_key`` for a fan-out step's templates."""
+    return {"item": item.value, "item_index": item.index, "item_key": item.key}
 
 
 def template_context(

@@ -24,26 +24,37 @@ async def run_llm_step(step: LLMStep, env: StepEnvironment) -> StepOutcome:
     params = env.spec.llm_params(step)
     request = build_request(step, params, env.template_context())
     replies: list[Completion] = []
+    try:
+        value = await _ask_until_usable(step, env, request, params, replies)
+    except Exception:  # a failed chain is not worth replaying (an interrupted one is kept)
+        for completion in replies:
+            env.llm.discard(completion)
+        raise
+    metrics = _metrics(replies)
+    if replies[-1].stop_reason == "max_tokens":
+        metrics["warning"] = f"the reply was cut off at max_tokens ({params.max_tokens})"
+        env.log.warning("%s; raise max_tokens if the output is incomplete", metrics["warning"])
+    return StepOutcome(value=value, metrics=metrics)
+
+
+async def _ask_until_usable(
+    step: LLMStep,
+    env: StepEnvironment,
+    request: LLMRequest,
+    params: LLMParams,
+    replies: list[Completion],
+) -> Any:
+    """Ask, and ask for repairs, until a reply is usable; ``replies`` collects each one."""
     while True:
         completion = await _ask(step, env, request, params)
         replies.append(completion)
         try:
-            value = _output_value(step, completion)
+            return _output_value(step, completion)
         except ReplyProblem as problem:
             if len(replies) > params.repair_attempts:
-                _discard(env, replies)
                 raise _unusable(step, problem, replies) from None
             env.log.warning("%s; asking the model to repair it", problem.message)
             request = _with_repair_turn(request, completion, problem)
-            continue
-        except StepFailed:
-            _discard(env, replies)
-            raise
-        metrics = _metrics(replies)
-        if completion.stop_reason == "max_tokens":
-            metrics["warning"] = f"the reply was cut off at max_tokens ({params.max_tokens})"
-            env.log.warning("%s; raise max_tokens if the output is incomplete", metrics["warning"])
-        return StepOutcome(value=value, metrics=metrics)
 
 
 def build_request(step: LLMStep, params: LLMParams, context: dict[str, Any]) -> LLMRequest:
@@ -65,7 +76,9 @@ async def _ask(
     step: LLMStep, env: StepEnvironment, request: LLMRequest, params: LLMParams
 ) -> Completion:
     try:
-        return await env.llm.complete(step_id=step.id, request=request, params=params, log=env.log)
+        return await env.llm.complete(
+            step_id=step.id, request=request, params=params, log=env.log, item_key=env.item_key
+        )
     except ProviderError as exc:
         raise StepFailed(step.id, exc.message, hint=exc.hint) from exc
 
@@ -119,11 +132,6 @@ def _all_texts(replies: list[Completion]) -> str:
         f"----- reply {number} of {len(replies)} -----\n{reply.text}"
         for number, reply in enumerate(replies, start=1)
     )
-
-
-def _discard(env: StepEnvironment, replies: list[Completion]) -> None:
-    for completion in replies:
-        env.llm.discard(completion)
 
 
 def _metrics(replies: list[Completion]) -> dict[str, Any]:

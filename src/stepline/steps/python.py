@@ -58,6 +58,9 @@ class StepContext:
     run_id: str
     run_dir: Path
     log: logging.Logger
+    item: Any = None  # in a fan-out step: this run's item, its index and its key
+    item_index: int | None = None
+    item_key: str | None = None
 
 
 def resolve_function(step: PythonStep, base_dir: Path) -> Callable[..., Any]:
@@ -102,6 +105,9 @@ async def run_python_step(step: PythonStep, env: StepEnvironment) -> StepOutcome
         run_id=env.run_id,
         run_dir=env.run_dir,
         log=env.log,
+        item=env.item.value if env.item else None,
+        item_index=env.item.index if env.item else None,
+        item_key=env.item_key,
     )
     try:
         if inspect.iscoroutinefunction(function):

@@ -1,23 +1,20 @@
 """The LLM response cache: ``<workdir>/cache.sqlite``, shared by every run in the work folder.
 
-One opener sets WAL mode (readers never block the writer), a busy timeout (several runs may
-write at once) and ``synchronous=FULL`` (an entry that exists survives a crash, so a resumed
-run never pays twice for a reply it already received). Migrations are ordered and tracked in
-``PRAGMA user_version``. Keys are the caller's tagged request hashes; SQL is parameterised.
+Opened through ``store.sqlite`` (WAL, a busy timeout for several runs at once, and
+``synchronous=FULL``: an entry that exists survives a crash, so a resumed run never pays twice
+for a reply it already received). Keys are the caller's tagged request hashes; SQL is
+parameterised.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stepline.errors import RunStoreError
+from stepline.store.sqlite import Database
 
 CACHE_FILE = "cache.sqlite"
 
@@ -62,7 +59,12 @@ class ResponseCache:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db: sqlite3.Connection | None = None
+        self._database = Database(
+            path,
+            MIGRATIONS,
+            damaged_hint="delete the file; it only holds copies of replies (the runs keep theirs)",
+        )
+        self._connect = self._database.connect
 
     def get(self, key: str, *, ttl_s: float) -> dict[str, Any] | None:
         """The cached completion for ``key`` if it is younger than ``ttl_s``."""
@@ -132,54 +134,4 @@ class ResponseCache:
         return int(removed)
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-
-    @contextmanager
-    def _connect(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
-        """The (kept-open) connection; a write runs in one IMMEDIATE transaction."""
-        try:
-            db = self._open()
-            if write:
-                db.execute("BEGIN IMMEDIATE")
-            yield db
-            if write:
-                db.execute("COMMIT")
-        except sqlite3.DatabaseError as exc:
-            self.close()  # rolls back whatever was open
-            raise RunStoreError(
-                f"the response cache {self.path} is damaged or unusable ({exc})",
-                hint="delete the file; it only holds copies of replies (the runs keep theirs)",
-            ) from None
-
-    def _open(self) -> sqlite3.Connection:
-        if self._db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
-            try:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=FULL")
-                _migrate(db)
-            except BaseException:
-                db.close()
-                raise
-            self._db = db
-        return self._db
-
-
-def _migrate(db: sqlite3.Connection) -> None:
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version > len(MIGRATIONS):
-        raise RunStoreError(
-            "the response cache was written by a newer stepline",
-            hint="upgrade stepline, or remove the cache file",
-        )
-    if version == len(MIGRATIONS):
-        return
-    db.execute("BEGIN IMMEDIATE")
-    version = db.execute("PRAGMA user_version").fetchone()[0]  # another process may have won
-    for number, statement in enumerate(MIGRATIONS[version:], start=version + 1):
-        db.execute(statement)
-        db.execute(f"PRAGMA user_version = {number}")
-    db.execute("COMMIT")
+        self._database.close()

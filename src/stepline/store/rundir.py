@@ -78,6 +78,11 @@ class RunDir:
         return self.path / "llm-calls.jsonl"
 
     @property
+    def items_path(self) -> Path:
+        """Per-item checkpoints of fan-out steps (SQLite)."""
+        return self.path / "items.sqlite"
+
+    @property
     def lock_path(self) -> Path:
         return self.path / ".lock"
 

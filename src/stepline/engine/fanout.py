@@ -1,0 +1,336 @@
+"""Fan-out: run one step once per item of a list, concurrently, checkpointing every item.
+
+The list comes from ``for_each`` (a ``{{ expression }}``, ``input.lines`` or
+``input.records``). Each item runs the step's own executor with ``item``, ``item_index`` and
+``item_key`` in its context, at most ``concurrency`` at a time. Every finished item is
+committed to ``items.sqlite`` at once, so a failure, a Ctrl-C or a kill loses at most the items
+in flight, and the next run reuses every item whose fingerprint (the step's spec, what it reads
+besides the list, and the item itself) is unchanged.
+
+``on_item_error`` decides what a failed item does to the step: ``fail`` stops launching items,
+cancels those in flight and fails the step (finished items stay committed); ``skip`` leaves the
+item out of the output; ``collect`` puts ``{"error": ..., "item_key": ...}`` in its place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from stepline.errors import StepFailed, StepLineError
+from stepline.hashing import hash_value
+from stepline.spec import LLMStep, StepBase, format_duration
+from stepline.steps import StepEnvironment, StepOutcome, execute_step
+from stepline.steps.base import Item, item_context
+from stepline.store.items import ItemRecord, ItemStatus, ItemStore
+from stepline.templates import evaluate, render
+
+SUMMED_METRICS = (
+    "attempts",
+    "input_tokens",
+    "output_tokens",
+    "cache_write_tokens",
+    "cache_read_tokens",
+)
+MAX_LISTED_FAILURES = 20
+
+
+@dataclass(frozen=True)
+class FanOutProgress:
+    """How far a fan-out step has come (for progress displays)."""
+
+    total: int
+    done: int
+    failed: int
+    reused: int
+
+
+ShowFanOut = Callable[[FanOutProgress], None]
+
+
+def resolve_items(step: StepBase, env: StepEnvironment) -> list[Item]:
+    """The step's items, each with its stable key; duplicate keys are an error."""
+    values = _item_values(step, env)
+    items = [
+        Item(value, index, _item_key(step, env, value, index)) for index, value in enumerate(values)
+    ]
+    seen: dict[str, int] = {}
+    duplicates = []
+    for item in items:
+        if item.key in seen:
+            duplicates.append(f'"{item.key}" (items {seen[item.key] + 1} and {item.index + 1})')
+        seen.setdefault(item.key, item.index)
+    if duplicates:
+        raise StepFailed(
+            step.id,
+            "duplicate item keys: "
+            + ", ".join(duplicates[:5])
+            + (f" and {len(duplicates) - 5} more" if len(duplicates) > 5 else ""),
+            hint="set item_key: to a template unique per item, e.g. {{ item.id }}"
+            if step.item_key is None
+            else "make item_key unique per item",
+        )
+    return items
+
+
+def _item_values(step: StepBase, env: StepEnvironment) -> list[Any]:
+    if step.for_each == "input.lines":
+        return [line for line in env.input.text.splitlines() if line.strip()]
+    if step.for_each == "input.records":
+        return _records(step, env)
+    assert step.for_each is not None
+    value = evaluate(step.for_each, env.template_context(), where=f'step "{step.id}" for_each')
+    if not isinstance(value, list | tuple):
+        raise StepFailed(
+            step.id,
+            f"for_each must give a list, but it gave {_kind(value)}",
+            hint="point it at a list, e.g. {{ steps.extract.items }}",
+        )
+    return list(value)
+
+
+def _records(step: StepBase, env: StepEnvironment) -> list[Any]:
+    """The input as records: a JSON array, JSON Lines, or CSV rows (by the file's suffix)."""
+    name, text = env.input.name, env.input.text
+    if name.lower().endswith(".csv"):
+        return list(csv.DictReader(io.StringIO(text)))
+    if env.input.is_json and isinstance(env.input.json, list):
+        return list(env.input.json)
+    records = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise StepFailed(
+                step.id,
+                f"input.records: line {number} of {name} is not JSON ({exc.msg})",
+                hint="input.records reads a JSON array, JSON Lines (one object per line) "
+                "or a .csv file",
+            ) from None
+    return records
+
+
+def _item_key(step: StepBase, env: StepEnvironment, value: Any, index: int) -> str:
+    if step.item_key is None:
+        return hash_value(value).split(":", 1)[-1][:16]
+    context = {**env.template_context(), **item_context(Item(value, index, ""))}
+    key = render(step.item_key, context, where=f'step "{step.id}" item_key').strip()
+    if not key:
+        raise StepFailed(step.id, f"item_key is empty for item {index + 1}")
+    return key
+
+
+def _item_error(exc: StepLineError | TimeoutError, step: StepBase) -> str:
+    """What went wrong with one item, without the step name the step's own error adds."""
+    if isinstance(exc, StepFailed):
+        return exc.reason
+    if isinstance(exc, StepLineError):
+        return exc.message
+    return f"timed out after {format_duration(step.step_timeout or 0)}"
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping (use one of its lists, e.g. {{ steps.x.items }})"
+    if isinstance(value, str):
+        return "text"
+    return f"a {type(value).__name__}"
+
+
+@dataclass
+class _Tally:
+    results: dict[int, Any] = field(default_factory=dict)
+    failures: dict[int, tuple[str, str]] = field(default_factory=dict)  # index -> (key, error)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    done: int = 0
+    reused: int = 0
+
+
+class FanOut:
+    """One fan-out step's run over its items."""
+
+    def __init__(
+        self,
+        step: StepBase,
+        env: StepEnvironment,
+        store: ItemStore,
+        *,
+        base_fingerprint: str,
+        concurrency: int,
+        retry_failed: bool = True,
+        show: ShowFanOut | None = None,
+    ) -> None:
+        self.step = step
+        self.env = env
+        self.store = store
+        self.base_fingerprint = base_fingerprint
+        self.concurrency = concurrency
+        self.retry_failed = retry_failed
+        self.show = show
+        self.tally = _Tally()
+        self.records_intent = isinstance(step, LLMStep)  # only LLM calls cost money twice
+        self._stopping = False
+        self._crash: Exception | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._total = 0
+
+    async def run(self) -> StepOutcome:
+        items = resolve_items(self.step, self.env)
+        self._total = len(items)
+        todo = self._reuse_checkpoints(items)
+        self._show()
+        await self._run_all(todo)
+        return self._outcome(items)
+
+    def fingerprint(self, item: Item) -> str:
+        return hash_value({"step": self.base_fingerprint, "item": item.value})
+
+    def _reuse_checkpoints(self, items: list[Item]) -> list[tuple[Item, str]]:
+        """Take finished items from the checkpoints; return the rest with their fingerprints."""
+        previous: dict[str, ItemRecord] = {
+            record.key: record for record in self.store.records(self.step.id)
+        }
+        todo, in_flight = [], 0
+        for item in items:
+            fingerprint = self.fingerprint(item)
+            record = previous.get(item.key)
+            if record is not None and record.fingerprint == fingerprint:
+                if record.status is ItemStatus.DONE:
+                    self.tally.results[item.index] = record.result
+                    self._add_metrics(record.metrics or {})
+                    self.tally.reused += 1
+                    continue
+                if record.status is ItemStatus.FAILED and not self.retry_failed:
+                    self.tally.failures[item.index] = (item.key, record.error or "failed")
+                    continue
+                in_flight += record.status is ItemStatus.STARTED
+            todo.append((item, fingerprint))
+        if in_flight:
+            self.env.log.warning(
+                "%d item(s) were in flight when the run stopped; their LLM calls may have "
+                "been sent and are sent again",
+                in_flight,
+            )
+        return todo
+
+    async def _run_all(self, todo: list[tuple[Item, str]]) -> None:
+        """Launch items in order, at most ``concurrency`` at once, until done or stopping."""
+        limit = asyncio.Semaphore(self.concurrency)
+
+        async def run_one(item: Item, fingerprint: str) -> None:
+            try:
+                await self._run_item(item, fingerprint)
+            except Exception as exc:  # a bug, not an item failure: stop and let it surface
+                self._crash = self._crash or exc
+                self._stopping = True
+            finally:
+                limit.release()
+
+        try:
+            for item, fingerprint in todo:
+                await limit.acquire()
+                if self._stopping:
+                    limit.release()
+                    break
+                task = asyncio.create_task(run_one(item, fingerprint))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            while self._tasks:
+                await asyncio.wait(set(self._tasks))
+            if self._crash is not None:
+                raise self._crash
+        except asyncio.CancelledError:  # Ctrl-C: cancel what runs; finished items are committed
+            await self._cancel_in_flight()
+            raise
+
+    async def _run_item(self, item: Item, fingerprint: str) -> None:
+        step, store = self.step, self.store
+        if self.records_intent:
+            store.start(step.id, item.key, item.index, fingerprint)
+        env = replace(self.env, item=item)
+        try:
+            async with asyncio.timeout(step.step_timeout):  # per item in a fan-out step
+                outcome = await execute_step(step, env)
+        except (StepLineError, TimeoutError) as exc:
+            message = _item_error(exc, step)
+            store.fail(step.id, item.key, item.index, fingerprint, message)
+            self.tally.failures[item.index] = (item.key, message)
+            env.log.warning('item "%s" failed: %s', item.key, message)
+            if step.on_item_error == "fail" and not self._stopping:
+                self._stopping = True
+                current = asyncio.current_task()
+                for task in list(self._tasks):
+                    if task is not current:
+                        task.cancel()
+        else:
+            store.finish(step.id, item.key, item.index, fingerprint, outcome.value, outcome.metrics)
+            self.tally.results[item.index] = outcome.value
+            self._add_metrics(outcome.metrics)
+            self.tally.done += 1
+        self._show()
+
+    async def _cancel_in_flight(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _add_metrics(self, metrics: dict[str, Any]) -> None:
+        totals = self.tally.metrics
+        for name in SUMMED_METRICS:
+            if isinstance(metrics.get(name), int):
+                totals[name] = totals.get(name, 0) + metrics[name]
+        if "cost_usd" in metrics:
+            cost, so_far = metrics["cost_usd"], totals.get("cost_usd", 0.0)
+            totals["cost_usd"] = None if cost is None or so_far is None else so_far + cost
+
+    def _outcome(self, items: list[Item]) -> StepOutcome:
+        tally, step = self.tally, self.step
+        failures = tally.failures
+        if failures and step.on_item_error == "fail":
+            key, error = failures[min(failures)]
+            raise StepFailed(
+                step.id,
+                f'{len(failures)} of {len(items)} items failed; item "{key}": {error}',
+                hint="finished items are kept; fix the cause and resume (failed items run "
+                "again), or set on_item_error: skip or collect",
+            )
+        value = []
+        for item in items:
+            if item.index in failures:
+                if step.on_item_error == "collect":
+                    value.append({"error": failures[item.index][1], "item_key": item.key})
+                continue
+            value.append(tally.results[item.index])
+        metrics = {
+            **tally.metrics,
+            "items": len(items),
+            "items_done": tally.done,
+            "items_reused": tally.reused,
+            "items_failed": len(failures),
+        }
+        if failures:
+            metrics["failed_items"] = [
+                {"item_key": key, "error": error}
+                for key, error in (failures[index] for index in sorted(failures))
+            ][:MAX_LISTED_FAILURES]
+        return StepOutcome(value=value, metrics=metrics)
+
+    def _show(self) -> None:
+        if self.show is not None:
+            tally = self.tally
+            self.show(
+                FanOutProgress(
+                    total=self._total,
+                    done=tally.done + tally.reused,
+                    failed=len(tally.failures),
+                    reused=tally.reused,
+                )
+            )

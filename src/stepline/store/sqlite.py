@@ -1,0 +1,82 @@
+"""One way to open stepline's SQLite files: WAL, a busy timeout, ordered migrations.
+
+WAL lets readers (``pipeline show``, a dry run) work while a run writes; the busy timeout lets
+several processes share the response cache; ``synchronous=FULL`` makes a committed row survive
+a power cut, which is what lets a resumed run trust it instead of paying for a call again.
+Migrations are statements applied in order and counted in ``PRAGMA user_version``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from stepline.errors import RunStoreError
+
+
+class Database:
+    """A kept-open connection to one SQLite file, opened on first use."""
+
+    def __init__(self, path: Path, migrations: Sequence[str], *, damaged_hint: str) -> None:
+        self.path = path
+        self._migrations = migrations
+        self._damaged_hint = damaged_hint
+        self._db: sqlite3.Connection | None = None
+
+    @contextmanager
+    def connect(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """The connection; a write runs in one ``BEGIN IMMEDIATE`` transaction."""
+        try:
+            db = self._open()
+            if write:
+                db.execute("BEGIN IMMEDIATE")
+            yield db
+            if write:
+                db.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            self.close()  # rolls back whatever was open
+            raise RunStoreError(
+                f"{self.path} is damaged or unusable ({exc})", hint=self._damaged_hint
+            ) from None
+        except BaseException:
+            if self._db is not None and self._db.in_transaction:
+                self._db.rollback()
+            raise
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _open(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")
+                _migrate(db, self._migrations, self.path)
+            except BaseException:
+                db.close()
+                raise
+            self._db = db
+        return self._db
+
+
+def _migrate(db: sqlite3.Connection, migrations: Sequence[str], path: Path) -> None:
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(migrations):
+        raise RunStoreError(
+            f"{path} was written by a newer stepline",
+            hint="upgrade stepline, or remove the file",
+        )
+    if version == len(migrations):
+        return
+    db.execute("BEGIN IMMEDIATE")
+    version = db.execute("PRAGMA user_version").fetchone()[0]  # another process may have won
+    for number, statement in enumerate(migrations[version:], start=version + 1):
+        db.execute(statement)
+        db.execute(f"PRAGMA user_version = {number}")
+    db.execute("COMMIT")

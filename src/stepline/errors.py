@@ -115,3 +115,7 @@ class ProviderAuthError(ProviderError):
 
 class ProviderRequestError(ProviderError):
     """The provider refused this request as such (bad parameters, too long, unknown model)."""
+
+
+class PromptTooLarge(ProviderRequestError):
+    """The prompt cannot fit the model's context window; a larger fallback model may take it."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -132,7 +133,9 @@ def test_dry_run_table_in_the_terminal(cli, pipeline):
 
     assert result.exit_code == 0
     assert "LLM steps" in result.stdout and "miss (no entry)" in result.stdout
-    assert "~5" in result.stdout and "counted by the provider" in result.stdout
+    counted_cell = re.search(r"│\s+5\s+│", result.stdout)
+    assert counted_cell is not None and "counted by the provider" in result.stdout
+    assert "~5" not in result.stdout, "a provider's count is not marked as approximate"
 
 
 def test_dry_run_with_a_cassette_says_whether_the_request_is_recorded(
@@ -197,3 +200,34 @@ def test_an_old_cache_file_is_migrated_and_kept(cli, fake_llm: FakeLLMServer, pi
     assert db.execute("SELECT COUNT(*) FROM responses WHERE key = 'k'").fetchone()[0] == 1
     labels = {row[0] for row in db.execute("SELECT label FROM responses WHERE key != 'k'")}
     assert labels == {"estimated/ask", "estimated/followup"}
+
+
+def test_dry_run_with_no_cache_says_the_cache_is_skipped(cli, pipeline):
+    pipeline()
+    assert cli("run", "in.txt").exit_code == 0
+
+    llm = dry_run(cli, "--no-cache")
+
+    assert llm["ask"]["cache"] == "skipped (--no-cache)"
+    assert llm["ask"]["cost_usd"] > 0
+
+
+def test_prompt_too_large_for_the_primary_goes_to_a_larger_fallback(
+    cli, fake_llm: FakeLLMServer, pipeline, tmp_path: Path
+):
+    windows = (
+        "pricing:\n  tiny-model: {input: 1, output: 1, context_window: 100}\n"
+        "  roomy-model: {input: 1, output: 1, context_window: 100000}"
+    )
+    pipeline(cache="fallback_models: [roomy-model]", pricing=windows, text="word " * 200)
+    config = tmp_path / "pipeline-config.yaml"
+    config.write_text(config.read_text().replace("claude-haiku-4-5", "tiny-model"))
+
+    result = cli("run", "in.txt", "--run-id", "r")
+
+    assert result.exit_code == 0, result.output
+    models = [request.model for request in fake_llm.requests_for(ANTHROPIC_MESSAGES_PATH)]
+    assert models == ["roomy-model", "tiny-model"]  # the short follow-up fits the primary
+    assert "too large for tiny-model" in result.output and "falling back to roomy-model" in (
+        result.output
+    )

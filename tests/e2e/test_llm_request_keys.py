@@ -556,8 +556,9 @@ def test_replay_miss_names_the_step_and_the_request_hash(
     assert calls(tmp_path, "live2")[-1]["request_hash"] == missing.group(1)
 
 
-def test_missing_step_cassette_fails_that_step(cli, fake_llm: FakeLLMServer, tmp_path: Path):
-    """As documented: a step's cassette is read when the step needs it, so steps before it run."""
+def test_missing_step_cassette_stops_the_run_before_it_starts(
+    cli, fake_llm: FakeLLMServer, tmp_path: Path
+):
     write_config(
         tmp_path,
         llm_step("live", "asked live"),
@@ -566,15 +567,12 @@ def test_missing_step_cassette_fails_that_step(cli, fake_llm: FakeLLMServer, tmp
 
     result = cli("run", "notes.txt", "--run-id", "r")
 
-    assert_clean_error(result, 1, 'step "offline"', "cassette not found", "absent.jsonl")
-    assert [request.prompt for request in model_requests(fake_llm)] == ["asked live"]
-    steps = state(tmp_path, "r")["steps"]
-    assert [step["status"] for step in steps] == ["completed", "failed"]
+    assert_clean_error(result, 2, 'step "offline"', "cassette not found", "absent.jsonl")
+    assert model_requests(fake_llm) == []
+    assert not (tmp_path / ".pipeline" / "r").exists()
 
 
-def test_replay_as_a_fallback_fails_the_step_saying_so(
-    cli, fake_llm: FakeLLMServer, tmp_path: Path
-):
+def test_replay_as_a_fallback_is_a_config_error(cli, fake_llm: FakeLLMServer, tmp_path: Path):
     write_config(
         tmp_path,
         llm={
@@ -586,8 +584,8 @@ def test_replay_as_a_fallback_fails_the_step_saying_so(
 
     result = cli("run", "notes.txt")
 
-    assert_clean_error(result, 1, 'step "ask"', "replay can only be a step's own provider")
-    assert asked(fake_llm) == 2  # the primary's attempts; the fallback never asks anyone
+    assert_clean_error(result, 2, 'step "ask"', "provider replay cannot be a fallback")
+    assert asked(fake_llm) == 0
 
 
 # --------------------------------------------------------------------------------------------

@@ -244,7 +244,9 @@ def test_repair_attempts_exhausted_fails_with_the_path_and_keeps_every_reply(
     # The hint's promise: every reply can be read with show --calls / --call N.
     rows = json.loads(cli("show", "r", "--calls", "--json").stdout)
     assert [row["outcome"] for row in rows] == ["ok", "ok", "ok"]
-    assert json.dumps(replies[2]) in cli("show", "r", "--call", "3").stdout
+    third = cli("show", "r", "--call", "3").stdout
+    assert json.dumps(replies[2]) in third
+    assert third.count("assistant (repair turn)") == 2 and "user (repair turn)" in third
 
 
 def test_repair_attempts_zero_means_one_request(cli, fake_llm: FakeLLMServer, tmp_path: Path):

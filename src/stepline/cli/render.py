@@ -274,7 +274,9 @@ def estimates_table(estimates: list[LLMEstimate]) -> Table:
     for column in ("input", "max out", "cost ≤"):
         table.add_column(column, justify="right", no_wrap=True)
     for estimate in estimates:
-        tokens = f"~{estimate.input_tokens:,}" if estimate.input_tokens is not None else "?"
+        tokens = "?" if estimate.input_tokens is None else f"{estimate.input_tokens:,}"
+        if estimate.approximate:
+            tokens = "~" + tokens
         if estimate.cost_usd is not None:
             cost = f"${estimate.cost_usd:.4f}"
         else:
@@ -387,10 +389,15 @@ def print_call(console: Console, number: int, call: dict[str, Any]) -> None:
     ):
         if call.get(key) is not None:
             console.print(f"  {key:16s}{escape(str(call[key]))}")
-    for key in ("system", "prompt", "response"):
-        if call.get(key) is not None:
-            console.print(f"[bold]{key}[/]")
-            console.print(str(call[key]), markup=False, highlight=False, soft_wrap=True)
+    sections = [("system", call.get("system")), ("prompt", call.get("prompt"))]
+    sections += [
+        (f"{turn['role']} (repair turn)", turn["content"]) for turn in call.get("followups") or []
+    ]
+    sections.append(("response", call.get("response")))
+    for title, text in sections:
+        if text is not None:
+            console.print(f"[bold]{escape(title)}[/]")
+            console.print(str(text), markup=False, highlight=False, soft_wrap=True)
 
 
 def cache_stats(path: Path, stats: CacheStats) -> str:

@@ -56,6 +56,11 @@ class LLMEstimate:
     method: str | None = None  # HEURISTIC or COUNTED
     note: str | None = None
 
+    @property
+    def approximate(self) -> bool:
+        """True unless the provider counted the tokens."""
+        return self.method != COUNTED
+
 
 @dataclass(frozen=True)
 class _Planned:
@@ -197,6 +202,8 @@ def _cache_status(
         return "replay (recorded)" if recorded else "replay (not recorded)"
     if not params.cache.enabled:
         return "off"
+    if prepared.refresh_cache:
+        return "skipped (--no-cache)"
     label = cache_label(prepared.spec.name, planned.step.id)
     found = cache.lookup(request_hash(target, request), ttl_s=params.cache.ttl, label=label)
     return "hit" if found.reason == "hit" else f"miss ({found.reason})"

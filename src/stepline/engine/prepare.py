@@ -203,6 +203,25 @@ def preflight(
         step = spec.steps[decision.number - 1]
         if isinstance(step, PythonStep):
             resolve_function(step, spec.base_dir)
-        elif isinstance(step, LLMStep) and options.check_credentials and not options.replay:
-            for target in targets(spec.llm_params(step)):  # the fallbacks' providers too
-                check_credentials(target.provider, settings, target.base_url)
+        elif isinstance(step, LLMStep):
+            _check_llm_step(spec, step, settings, options)
+
+
+def _check_llm_step(
+    spec: PipelineSpec, step: LLMStep, settings: Settings, options: RunOptions
+) -> None:
+    """A replayed step needs its cassette; any other needs each of its providers' keys."""
+    params = spec.llm_params(step)
+    if options.replay is not None:
+        return
+    if params.provider == "replay":
+        cassette = spec.base_dir / (params.cassette or "")
+        if not cassette.is_file():
+            raise InputError(
+                f'step "{step.id}": cassette not found: {cassette}',
+                hint="record one with --record FILE; the path is relative to the config's folder",
+            )
+        return
+    if options.check_credentials:
+        for target in targets(params):  # the fallbacks' providers too
+            check_credentials(target.provider, settings, target.base_url)

@@ -16,7 +16,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Protocol
 
-from stepline.errors import ProviderError, ProviderRequestError, RetryableProviderError
+from stepline.errors import (
+    PromptTooLarge,
+    ProviderError,
+    ProviderRequestError,
+    RetryableProviderError,
+)
 from stepline.providers.base import Completion, Delivery, LLMRequest, StreamProgress, Usage
 from stepline.providers.pool import ProviderPool
 from stepline.providers.pricing import Pricer
@@ -166,16 +171,17 @@ class LLMCaller:
         for index, target in enumerate(candidates):
             try:
                 return await self._with_retries(site, target, request, params, log)
-            except RetryableProviderError as exc:
+            except (RetryableProviderError, PromptTooLarge) as exc:
                 if index == len(candidates) - 1:
                     if index:
                         exc.message += f" (after falling back through {index} model(s))"
                     raise
                 log.warning(
-                    "%s failed after %d attempt(s) (%s); falling back to %s",
+                    "%s: %s; falling back to %s",
                     target.model,
-                    params.retry.attempts,
-                    exc.message,
+                    exc.message
+                    if isinstance(exc, PromptTooLarge)
+                    else f"failed after {params.retry.attempts} attempt(s) ({exc.message})",
                     candidates[index + 1].model,
                 )
         raise AssertionError("unreachable: the last candidate returns or raises")
@@ -251,7 +257,7 @@ class LLMCaller:
             return
         at_least = fewest_tokens(request)
         if at_least > window:
-            raise ProviderRequestError(
+            raise PromptTooLarge(
                 f"the prompt is too large for {target.model}: at least {at_least:,} tokens "
                 f"(from {request_characters(request):,} characters), and its context window "
                 f"is {window:,} tokens",

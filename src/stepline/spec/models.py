@@ -238,7 +238,9 @@ class LLMStep(StepBase):
         if self.output_schema is not None and self.schema_file is not None:
             raise ValueError("set at most one of schema and schema_file")
         if self.output == "text" and (self.output_schema or self.schema_file):
-            raise ValueError("a schema needs output: json (or leave output: out)")
+            raise ValueError(
+                "a schema needs output: json (or no output: key, which then means json)"
+            )
         if self.output_schema is not None:
             check_json_schema(self.output_schema)
         return self
@@ -427,6 +429,12 @@ class PipelineSpec(_Strict):
             raise SpecError(
                 f'step "{step.id}": no model is set',
                 hint="set llm.model at the top of the config or model: on the step",
+            )
+        fallbacks = [entry for entry in merged["fallback_models"] if isinstance(entry, dict)]
+        if any(entry.get("provider") == "replay" for entry in fallbacks):
+            raise SpecError(
+                f'step "{step.id}": provider replay cannot be a fallback',
+                hint="replay a whole step with provider: replay, or a run with --replay",
             )
         if merged["provider"] == "replay" and not merged.get("cassette"):
             raise SpecError(

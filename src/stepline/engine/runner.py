@@ -28,6 +28,7 @@ from stepline.providers.base import StreamProgress
 from stepline.providers.caller import LLMCaller
 from stepline.providers.pool import ProviderFactory, ProviderPool
 from stepline.providers.pricing import Pricer
+from stepline.providers.ratelimit import RateLimiter
 from stepline.providers.records import CallRecord
 from stepline.settings import Settings
 from stepline.spec import ITEM_SOURCES, PipelineSpec, StepBase, format_duration
@@ -115,6 +116,7 @@ class Runner:
             cassettes=self._cassette,
             show_progress=self._show_progress,
             pipeline=prepared.spec.name,
+            rate_limit=RateLimiter(prepared.spec.rate_limit) if prepared.spec.rate_limit else None,
         )
         self._cassettes: dict[Path, Cassette] = {}
         self.items = ItemStore(prepared.run_dir.items_path)

@@ -25,6 +25,7 @@ from stepline.errors import (
 from stepline.providers.base import Completion, Delivery, LLMRequest, StreamProgress, Usage
 from stepline.providers.pool import ProviderPool
 from stepline.providers.pricing import Pricer
+from stepline.providers.ratelimit import RateLimiter
 from stepline.providers.records import CallRecord, CallSite, RecordCall
 from stepline.providers.requests import (
     REPLAY,
@@ -72,8 +73,10 @@ class LLMCaller:
         cassettes: Callable[[str], Recording] | None = None,
         show_progress: ShowProgress | None = None,
         pipeline: str = "",
+        rate_limit: RateLimiter | None = None,
     ) -> None:
         self._pool = pool
+        self._rate_limit = rate_limit
         self._pipeline = pipeline
         self._record = record
         self._pricer = pricer or Pricer()
@@ -233,6 +236,8 @@ class LLMCaller:
             key=request_hash(target, request),
             request=request,
         )
+        if self._rate_limit is not None:
+            await self._rate_limit.wait()
         started = time.monotonic()
         try:
             completion = await provider.complete(request, self._delivery(site, params))

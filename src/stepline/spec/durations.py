@@ -1,4 +1,5 @@
-"""Human-readable durations (``250ms``, ``30s``, ``5m``, ``2h``, ``1d``) as seconds.
+"""Human-readable durations (``250ms``, ``30s``, ``5m``, ``2h``, ``1d``) as seconds, and
+rates (``50/min``) as events per second.
 
 Config keys such as ``timeout`` accept either a number of seconds or such a string, so a
 pipeline reads the way people talk about time.
@@ -44,3 +45,21 @@ def format_duration(seconds: float) -> str:
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 """A pydantic field type: accepts ``5m`` or ``300`` and holds seconds as a float."""
+
+_RATE_PERIODS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "hour": 3600.0}
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*([a-z]+)\s*$")
+
+
+def parse_rate(value: object) -> float:
+    """``50/min`` (or ``/s``, ``/h``) as events per second; ``ValueError`` otherwise."""
+    match = _RATE.match(value) if isinstance(value, str) else None
+    if match is None or match.group(2) not in _RATE_PERIODS:
+        raise ValueError(f"expected a rate such as 50/min, 5/s or 1000/h, got {value!r}")
+    per_second = float(match.group(1)) / _RATE_PERIODS[match.group(2)]
+    if not math.isfinite(per_second) or per_second <= 0:
+        raise ValueError(f"a rate must be positive, got {value!r}")
+    return per_second
+
+
+Rate = Annotated[float, BeforeValidator(parse_rate)]
+"""A pydantic field type: accepts ``50/min`` and holds events per second."""

@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from stepline.errors import InputError, SpecError
-from stepline.spec.durations import Duration
+from stepline.spec.durations import Duration, Rate
 
 STEP_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 FUNCTION_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
@@ -376,6 +376,7 @@ class PipelineSpec(_Strict):
     vars: dict[str, VarValue] = Field(default_factory=dict)
     pricing: dict[str, ModelPrice] = Field(default_factory=dict)
     concurrency: int = Field(default=8, ge=1, le=1000)
+    rate_limit: Rate | None = None  # LLM requests per second across the run, from "50/min"
     steps: list[StepSpec] = Field(min_length=1)
 
     _source_path: Path | None = PrivateAttr(default=None)

@@ -866,6 +866,9 @@ class _HTTPServer(ThreadingHTTPServer):
 
     # Worker threads must never keep the test process alive.
     daemon_threads = True
+    # A real API accepts hundreds of connections at once; the default backlog of 5 would
+    # reset connections under fan-out and turn a benchmark into a test of retries.
+    request_queue_size = 1024
 
     def __init__(self, owner: FakeLLMServer) -> None:
         self.owner = owner

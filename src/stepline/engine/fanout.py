@@ -253,14 +253,13 @@ class FanOut:
     async def _run_item(self, item: Item, fingerprint: str) -> None:
         step, store = self.step, self.store
         if self.records_intent:
-            store.start(step.id, item.key, item.index, fingerprint)
+            await store.start(step.id, item.key, item.index, fingerprint)
         env = replace(self.env, item=item)
         try:
             async with asyncio.timeout(step.step_timeout):  # per item in a fan-out step
                 outcome = await execute_step(step, env)
         except (StepLineError, TimeoutError) as exc:
             message = _item_error(exc, step)
-            store.fail(step.id, item.key, item.index, fingerprint, message)
             self.tally.failures[item.index] = (item.key, message)
             env.log.warning('item "%s" failed: %s', item.key, message)
             if step.on_item_error == "fail" and not self._stopping:
@@ -269,8 +268,17 @@ class FanOut:
                 for task in list(self._tasks):
                     if task is not current:
                         task.cancel()
+            await store.fail(step.id, item.key, item.index, fingerprint, message)
         else:
-            store.finish(step.id, item.key, item.index, fingerprint, outcome.value, outcome.metrics)
+            await store.finish(
+                step.id,
+                item.key,
+                item.index,
+                fingerprint,
+                outcome.value,
+                outcome.metrics,
+                durable=self.records_intent,
+            )
             self.tally.results[item.index] = outcome.value
             self._add_metrics(outcome.metrics)
             self.tally.done += 1

@@ -24,12 +24,21 @@ class Database:
         self._migrations = migrations
         self._damaged_hint = damaged_hint
         self._db: sqlite3.Connection | None = None
+        self._durable = True
 
     @contextmanager
-    def connect(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
-        """The connection; a write runs in one ``BEGIN IMMEDIATE`` transaction."""
+    def connect(self, *, write: bool = True, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """The connection; a write runs in one ``BEGIN IMMEDIATE`` transaction.
+
+        ``durable=False`` commits without waiting for the disk (``synchronous=NORMAL``): the
+        row survives the process being killed, not a power cut. For rows that are cheap to
+        redo; anything that gates a paid LLM call is written durably.
+        """
         try:
             db = self._open()
+            if write and durable != self._durable:
+                db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+                self._durable = durable
             if write:
                 db.execute("BEGIN IMMEDIATE")
             yield db
@@ -49,6 +58,7 @@ class Database:
         if self._db is not None:
             self._db.close()
             self._db = None
+            self._durable = True
 
     def _open(self) -> sqlite3.Connection:
         if self._db is None:

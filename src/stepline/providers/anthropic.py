@@ -25,6 +25,7 @@ from anthropic.resources.messages import messages as messages_resource
 from stepline.errors import ProviderError, RetryableProviderError
 from stepline.providers.base import Completion, Delivery, LLMRequest, StreamProgress, Usage
 from stepline.providers.retry import error_for_status
+from stepline.providers.shards import ClientShards
 
 try:  # the SDK's per-model limits for unstreamed calls; private, so optional
     from anthropic._constants import MODEL_NONSTREAMING_TOKENS
@@ -61,15 +62,23 @@ class AnthropicProvider:
     def __init__(self, *, api_key: str, base_url: str | None = None) -> None:
         # max_retries=0: stepline's retry policy is the only retry layer, so the number of
         # requests a provider sees is exactly the configured attempts.
-        self._client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0)
+        self._clients = ClientShards(
+            lambda: anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0)
+        )
 
     async def complete(self, request: LLMRequest, delivery: Delivery) -> Completion:
+        with self._clients.lease() as client:
+            return await self._complete(client, request, delivery)
+
+    async def _complete(
+        self, client: anthropic.AsyncAnthropic, request: LLMRequest, delivery: Delivery
+    ) -> Completion:
         arguments = _request_arguments(request, delivery)
         try:
             if delivery.stream or must_stream(request):
-                message = await self._stream(arguments, request.model, delivery)
+                message = await self._stream(client, arguments, request.model, delivery)
             else:
-                message = await self._client.messages.create(**arguments)
+                message = await client.messages.create(**arguments)
         except anthropic.APIStatusError as exc:
             raise translate_status_error(exc) from exc
         except anthropic.APITimeoutError as exc:
@@ -87,10 +96,16 @@ class AnthropicProvider:
             ) from exc
         return _completion(message, deprecation_notice(request.model))
 
-    async def _stream(self, arguments: dict[str, Any], model: str, delivery: Delivery) -> Any:
+    async def _stream(
+        self,
+        client: anthropic.AsyncAnthropic,
+        arguments: dict[str, Any],
+        model: str,
+        delivery: Delivery,
+    ) -> Any:
         started = time.monotonic()
         characters = 0
-        async with self._client.messages.stream(**arguments) as stream:
+        async with client.messages.stream(**arguments) as stream:
             async for event in stream:
                 if event.type == "text" and delivery.on_progress is not None:
                     characters += len(event.text)
@@ -109,13 +124,15 @@ class AnthropicProvider:
         if request.system is not None:
             arguments["system"] = request.system
         try:
-            counted = await self._client.messages.count_tokens(**arguments, timeout=10.0)
+            with self._clients.lease() as client:
+                counted = await client.messages.count_tokens(**arguments, timeout=10.0)
         except (anthropic.APIError, httpx2.HTTPError):
             return None
         return int(counted.input_tokens)
 
     async def aclose(self) -> None:
-        await self._client.close()
+        for client in self._clients.clients:
+            await client.close()
 
 
 def must_stream(request: LLMRequest) -> bool:

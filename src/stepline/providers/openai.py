@@ -17,6 +17,7 @@ import openai
 from stepline.errors import ProviderError, RetryableProviderError
 from stepline.providers.base import Completion, Delivery, LLMRequest, StreamProgress, Usage
 from stepline.providers.retry import error_for_status
+from stepline.providers.shards import ClientShards
 
 API_KEY_VARIABLE = "OPENAI_API_KEY"
 NO_KEY = "no-key"  # local servers ignore the header; the SDK insists on one
@@ -40,16 +41,22 @@ class OpenAICompatibleProvider:
     name = "openai"
 
     def __init__(self, *, api_key: str | None, base_url: str | None) -> None:
-        self._client = openai.AsyncOpenAI(
-            api_key=api_key or NO_KEY, base_url=base_url, max_retries=0
+        self._clients = ClientShards(
+            lambda: openai.AsyncOpenAI(api_key=api_key or NO_KEY, base_url=base_url, max_retries=0)
         )
 
     async def complete(self, request: LLMRequest, delivery: Delivery) -> Completion:
+        with self._clients.lease() as client:
+            return await self._complete(client, request, delivery)
+
+    async def _complete(
+        self, client: openai.AsyncOpenAI, request: LLMRequest, delivery: Delivery
+    ) -> Completion:
         arguments = _request_arguments(request, delivery)
         try:
             if delivery.stream:
-                return await self._stream(arguments, request, delivery)
-            response = await self._client.chat.completions.create(**arguments)
+                return await self._stream(client, arguments, request, delivery)
+            response = await client.chat.completions.create(**arguments)
         except openai.APIStatusError as exc:
             raise translate_status_error(exc) from exc
         except openai.APITimeoutError as exc:
@@ -67,14 +74,18 @@ class OpenAICompatibleProvider:
         )
 
     async def _stream(
-        self, arguments: dict[str, Any], request: LLMRequest, delivery: Delivery
+        self,
+        client: openai.AsyncOpenAI,
+        arguments: dict[str, Any],
+        request: LLMRequest,
+        delivery: Delivery,
     ) -> Completion:
         """Collect a streamed reply; usage arrives in a last chunk with no choices."""
         started = time.monotonic()
         parts: list[str] = []
         model, finish_reason, usage = request.model, None, None
         chunks = 0
-        stream = await self._client.chat.completions.create(
+        stream = await client.chat.completions.create(
             **arguments, stream=True, stream_options={"include_usage": True}
         )
         try:
@@ -104,7 +115,8 @@ class OpenAICompatibleProvider:
         return None
 
     async def aclose(self) -> None:
-        await self._client.close()
+        for client in self._clients.clients:
+            await client.close()
 
 
 def _request_arguments(request: LLMRequest, delivery: Delivery) -> dict[str, Any]:

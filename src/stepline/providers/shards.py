@@ -26,8 +26,10 @@ class ClientShards(Generic[Client]):
     ) -> None:
         self._open_client = open_client
         self._per_client = per_client
-        self._clients: list[Client] = []
-        self._in_flight: list[int] = []
+        # The first client opens now, with the provider: opening one costs tens of ms (TLS
+        # context), which would otherwise land on the first request, after any rate limit.
+        self._clients: list[Client] = [open_client()]
+        self._in_flight: list[int] = [0]
 
     @contextmanager
     def lease(self) -> Iterator[Client]:
@@ -44,10 +46,9 @@ class ClientShards(Generic[Client]):
         return list(self._clients)
 
     def _least_busy(self) -> int:
-        if self._clients:
-            index = min(range(len(self._clients)), key=self._in_flight.__getitem__)
-            if self._in_flight[index] < self._per_client:
-                return index
+        index = min(range(len(self._clients)), key=self._in_flight.__getitem__)
+        if self._in_flight[index] < self._per_client:
+            return index
         self._clients.append(self._open_client())
         self._in_flight.append(0)
         return len(self._clients) - 1

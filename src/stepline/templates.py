@@ -8,21 +8,27 @@ dicts render as JSON rather than Python reprs, which is what a prompt or a comma
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, meta, nodes
+from jinja2 import (
+    StrictUndefined,
+    Template,
+    TemplateError,
+    TemplateSyntaxError,
+    Undefined,
+    meta,
+    nodes,
+)
 from jinja2.sandbox import SandboxedEnvironment
 
 from stepline.errors import SpecError
+from stepline.expressions import one_expression
 
 CONTEXT_NAMES = frozenset({"input", "steps", "run", "vars"})
 ITEM_NAMES = frozenset({"item", "item_index", "item_key"})
 """Names a fan-out step's templates see besides ``CONTEXT_NAMES``."""
-
-_ONE_EXPRESSION = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.DOTALL)
 
 
 def _finalize(value: Any) -> Any:
@@ -102,13 +108,16 @@ def render(source: str, context: dict[str, Any], *, where: str) -> str:
 
 def evaluate(source: str, context: dict[str, Any], *, where: str) -> Any:
     """The value of a one-expression template ``{{ expr }}`` as data (a list stays a list)."""
-    match = _ONE_EXPRESSION.match(source)
-    if match is None or "{{" in match.group(1):
+    match = one_expression(source)
+    if match is None:
         raise SpecError(
             f"{where}: must be a single {{{{ expression }}}}, e.g. {{{{ steps.extract }}}}"
         )
     try:
-        return _expression(match.group(1).strip())(**context)
+        value = _expression(match.group(1).strip())(**context)
+        if isinstance(value, Undefined):
+            value._fail_with_undefined_error()  # raises, naming what is missing
+        return value
     except TemplateError as exc:
         raise SpecError(f"{where}: template error: {exc.message or exc}") from None
 

@@ -380,7 +380,7 @@ def test_a_failed_item_cancels_the_items_in_flight_and_resume_sends_the_unfinish
     assert sorted(asked(fake_llm)) == sorted(names)
     assert output_of(tmp_path, "r", "ask") == [f"about {name}" for name in names]
     # bravo and charlie were cancelled with their calls sent: the resume says so.
-    assert "2 item(s) were in flight when the run stopped" in resumed.output
+    assert "2 item(s) were cut short last time" in resumed.output
 
 
 # --------------------------------------------------------------------------------------------
@@ -454,9 +454,9 @@ def test_killed_fan_out_resumes_with_only_the_unfinished_items(
 
     assert resumed.returncode == 0, resumed.stderr
     assert sorted(asked(fake_llm)) == ["charlie", "delta", "echo", "foxtrot"]
-    assert "2 item(s) were in flight when the run stopped" in resumed.stderr
+    assert "2 item(s) were cut short last time" in resumed.stderr
     assert any(
-        "2 item(s) were in flight" in (e.get("message") or "") for e in events_of(tmp_path, "k")
+        "2 item(s) were cut short" in (e.get("message") or "") for e in events_of(tmp_path, "k")
     )
     metrics = step_of(tmp_path, "k", "ask")["metrics"]
     assert (metrics["items_done"], metrics["items_reused"]) == (4, 2)
@@ -723,11 +723,6 @@ def test_for_each_that_is_not_a_list_is_a_clean_error(
     assert [s["status"] for s in state_of(tmp_path, "r")["steps"]] == ["completed", "failed"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: templates.evaluate returns jinja2's StrictUndefined instead of raising, so a "
-    "for_each naming a missing key says 'it gave a StrictUndefined'",
-)
 def test_for_each_naming_a_missing_key_says_which(cli, tmp_path: Path):
     write(tmp_path / "helpers.py", ITEM_HELPERS)
     (tmp_path / "made.json").write_text(json.dumps({"rows": [1, 2]}))
@@ -807,11 +802,6 @@ def test_item_variables_outside_a_fan_out_step_are_spec_errors(cli, tmp_path: Pa
     assert "exist in steps with for_each" in result.output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the for_each check in spec/models.py accepts any text containing '{{', but "
-    "templates.evaluate needs exactly one {{ expression }}; validate says OK, the run fails",
-)
 @pytest.mark.parametrize(
     "source", ["items: {{ steps.first }}", "{{ steps.first }}{{ steps.first }}"]
 )
@@ -1137,11 +1127,6 @@ def test_editing_one_input_line_reruns_only_that_item_and_what_follows(
     assert (metrics["items_done"], metrics["items_reused"]) == (1, 2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: engine/runner.py _item_base_fingerprint drops the for_each source from the "
-    "item fingerprint even when the prompt reads it too, so items keep replies to stale prompts",
-)
 def test_items_rerun_when_the_prompt_reads_the_whole_list_and_it_changes(
     cli, fake_llm: FakeLLMServer, tmp_path: Path
 ):
@@ -1164,11 +1149,6 @@ def test_items_rerun_when_the_prompt_reads_the_whole_list_and_it_changes(
     assert sorted(asked(fake_llm)) == sorted(NAMES[:4])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: engine/fanout.py FanOut.fingerprint hashes the item value but not its index, "
-    "so a step whose templates use item_index reuses results rendered with the old index",
-)
 def test_items_whose_index_moved_rerun_when_the_step_uses_item_index(
     cli, fake_llm: FakeLLMServer, tmp_path: Path
 ):
@@ -1193,11 +1173,6 @@ def test_items_whose_index_moved_rerun_when_the_step_uses_item_index(
     assert output_of(tmp_path, "r", "each") == ["new-0", "a-1", "b-2"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: on_item_error is part of the step's spec hash (engine/fingerprint.py), which "
-    "is part of every item's fingerprint, so following the hint re-sends every finished item",
-)
 def test_setting_on_item_error_skip_after_a_failure_keeps_the_finished_items(
     cli, fake_llm: FakeLLMServer, tmp_path: Path
 ):
@@ -1222,13 +1197,9 @@ def test_setting_on_item_error_skip_after_a_failure_keeps_the_finished_items(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: --from-step forces the step to run, but FanOut reuses every item checkpoint "
-    "whose fingerprint holds, so the documented remedy for an edited script does nothing",
-)
-def test_from_step_reruns_the_items_of_a_fan_out_step(cli, tmp_path: Path):
-    # docs/config.md: "A script that a shell step runs | nothing: use --from-step".
+def test_from_step_reuses_unchanged_items_and_fresh_items_redoes_them(cli, tmp_path: Path):
+    # Issue 4: "Resume and --from-step skip completed items whose key and fingerprint are
+    # unchanged". An edited script is not in the fingerprint: --fresh-items redoes every item.
     write(tmp_path / "shout.py", "import sys\nprint(sys.argv[1].upper())\n")
     write(
         tmp_path / "pipeline-config.yaml",
@@ -1246,7 +1217,10 @@ def test_from_step_reruns_the_items_of_a_fan_out_step(cli, tmp_path: Path):
     assert output_of(tmp_path, "r", "each") == ["RED", "GREEN"]
     write(tmp_path / "shout.py", "import sys\nprint(sys.argv[1] + '!')\n")
 
-    result = cli("resume", "r", "--from-step", "each")
+    assert cli("resume", "r", "--from-step", "each").exit_code == 0
+    assert output_of(tmp_path, "r", "each") == ["RED", "GREEN"]
+
+    result = cli("resume", "r", "--from-step", "each", "--fresh-items")
 
     assert result.exit_code == 0, result.output
     assert output_of(tmp_path, "r", "each") == ["red!", "green!"]

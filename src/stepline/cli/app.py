@@ -108,6 +108,12 @@ SkipFailedOption = Annotated[
         "--skip-failed", help="Leave fan-out items that failed failed; do not retry them."
     ),
 ]
+FreshItemsOption = Annotated[
+    bool,
+    typer.Option(
+        "--fresh-items", help="Redo every item of the fan-out steps that run (no checkpoints)."
+    ),
+]
 NoCacheOption = Annotated[
     bool, typer.Option("--no-cache", help="Skip cached LLM replies (fresh ones are stored).")
 ]
@@ -216,6 +222,7 @@ def resume_command(
     provider: ProviderOption = None,
     concurrency: ConcurrencyOption = None,
     skip_failed: SkipFailedOption = False,
+    fresh_items: FreshItemsOption = False,
     no_cache: NoCacheOption = False,
     replay: ReplayOption = None,
     record: RecordOption = None,
@@ -236,6 +243,7 @@ def resume_command(
         provider=provider,
         concurrency=concurrency,
         skip_failed=skip_failed,
+        fresh_items=fresh_items,
         refresh_cache=no_cache,
         replay=replay,
         record=record,

@@ -95,11 +95,13 @@ def _item_values(step: StepBase, env: StepEnvironment) -> list[Any]:
 
 
 def _records(step: StepBase, env: StepEnvironment) -> list[Any]:
-    """The input as records: a JSON array, JSON Lines, or CSV rows (by the file's suffix)."""
+    """The input as records: CSV rows, JSON Lines, or a JSON array (by the file's suffix,
+    then by its content)."""
     name, text = env.input.name, env.input.text
-    if name.lower().endswith(".csv"):
+    suffix = name.lower().rsplit(".", 1)[-1] if "." in name else ""
+    if suffix == "csv":
         return list(csv.DictReader(io.StringIO(text)))
-    if env.input.is_json and isinstance(env.input.json, list):
+    if suffix != "jsonl" and env.input.is_json and isinstance(env.input.json, list):
         return list(env.input.json)
     records = []
     for number, line in enumerate(text.splitlines(), start=1):
@@ -148,6 +150,7 @@ def _kind(value: Any) -> str:
 class _Tally:
     results: dict[int, Any] = field(default_factory=dict)
     failures: dict[int, tuple[str, str]] = field(default_factory=dict)  # index -> (key, error)
+    kept_failures: set[int] = field(default_factory=set)  # failed before; --skip-failed
     metrics: dict[str, Any] = field(default_factory=dict)
     done: int = 0
     reused: int = 0
@@ -163,16 +166,22 @@ class FanOut:
         store: ItemStore,
         *,
         base_fingerprint: str,
+        list_hashes: dict[str, str] | None = None,
+        uses_index: bool = False,
         concurrency: int,
         retry_failed: bool = True,
+        reuse_items: bool = True,
         show: ShowFanOut | None = None,
     ) -> None:
         self.step = step
         self.env = env
         self.store = store
         self.base_fingerprint = base_fingerprint
+        self.list_hashes = list_hashes or {}
+        self.uses_index = uses_index
         self.concurrency = concurrency
         self.retry_failed = retry_failed
+        self.reuse_items = reuse_items
         self.show = show
         self.tally = _Tally()
         self.records_intent = isinstance(step, LLMStep)  # only LLM calls cost money twice
@@ -189,19 +198,34 @@ class FanOut:
         await self._run_all(todo)
         return self._outcome(items)
 
-    def fingerprint(self, item: Item) -> str:
-        return hash_value({"step": self.base_fingerprint, "item": item.value})
+    def fingerprint(self, item: Item, *, whole_list: bool = False) -> str:
+        """The item's identity for reuse: the step's base fingerprint and the item (with its
+        position where templates use ``item_index``, and the whole list's hash when the item's
+        function read the list itself)."""
+        identity: dict[str, Any] = {"step": self.base_fingerprint, "item": item.value}
+        if self.uses_index:
+            identity["index"] = item.index
+        if whole_list:
+            identity["list"] = self.list_hashes
+        return hash_value(identity)
 
     def _reuse_checkpoints(self, items: list[Item]) -> list[tuple[Item, str]]:
         """Take finished items from the checkpoints; return the rest with their fingerprints."""
         previous: dict[str, ItemRecord] = {
-            record.key: record for record in self.store.records(self.step.id)
+            record.key: record
+            for record in (self.store.records(self.step.id) if self.reuse_items else ())
         }
         todo, in_flight = [], 0
         for item in items:
             fingerprint = self.fingerprint(item)
             record = previous.get(item.key)
-            if record is not None and record.fingerprint == fingerprint:
+            if record is not None and (
+                record.fingerprint == fingerprint
+                or (
+                    self.list_hashes
+                    and record.fingerprint == self.fingerprint(item, whole_list=True)
+                )
+            ):
                 if record.status is ItemStatus.DONE:
                     self.tally.results[item.index] = record.result
                     self._add_metrics(record.metrics or {})
@@ -209,13 +233,14 @@ class FanOut:
                     continue
                 if record.status is ItemStatus.FAILED and not self.retry_failed:
                     self.tally.failures[item.index] = (item.key, record.error or "failed")
+                    self.tally.kept_failures.add(item.index)
                     continue
                 in_flight += record.status is ItemStatus.STARTED
             todo.append((item, fingerprint))
         if in_flight:
             self.env.log.warning(
-                "%d item(s) were in flight when the run stopped; their LLM calls may have "
-                "been sent and are sent again",
+                "%d item(s) were cut short last time (in flight when the run stopped or the "
+                "step failed); their LLM calls may have been sent, and are sent again",
                 in_flight,
             )
         return todo
@@ -270,11 +295,12 @@ class FanOut:
                         task.cancel()
             await store.fail(step.id, item.key, item.index, fingerprint, message)
         else:
+            read_list = bool(outcome.read_steps and outcome.read_steps & set(self.list_hashes))
             await store.finish(
                 step.id,
                 item.key,
                 item.index,
-                fingerprint,
+                self.fingerprint(item, whole_list=True) if read_list else fingerprint,
                 outcome.value,
                 outcome.metrics,
                 durable=self.records_intent,
@@ -302,8 +328,9 @@ class FanOut:
     def _outcome(self, items: list[Item]) -> StepOutcome:
         tally, step = self.tally, self.step
         failures = tally.failures
-        if failures and step.on_item_error == "fail":
-            key, error = failures[min(failures)]
+        fresh = sorted(set(failures) - tally.kept_failures)  # --skip-failed leaves out the rest
+        if fresh and step.on_item_error == "fail":
+            key, error = failures[fresh[0]]
             raise StepFailed(
                 step.id,
                 f'{len(failures)} of {len(items)} items failed; item "{key}": {error}',

@@ -54,9 +54,16 @@ def spec_hash(
     step: StepBase,
     needs: StepNeeds,
     variables: Mapping[str, Any],
+    *,
+    for_items: bool = False,
 ) -> str:
-    """Hash of everything in the config that shapes this step's output."""
-    fields = _set_keys(step.model_dump(exclude=set(_NOT_IN_FINGERPRINT)))
+    """Hash of everything in the config that shapes this step's output.
+
+    ``for_items``: the part each item of a fan-out step depends on, which leaves out
+    ``on_item_error`` (it shapes the list, not what one item returns).
+    """
+    excluded = set(_NOT_IN_FINGERPRINT) | ({"on_item_error"} if for_items else set())
+    fields = _set_keys(step.model_dump(exclude=excluded))
     if isinstance(step, LLMStep):
         for key in LLMDefaults.model_fields:
             fields.pop(key, None)

@@ -43,6 +43,7 @@ class RunOptions:
     record: Path | None = None  # append every real completion to this cassette
     concurrency: int | None = None  # items at once in every fan-out step
     skip_failed: bool = False  # leave failed fan-out items failed instead of retrying them
+    fresh_items: bool = False  # redo every item of the fan-out steps that run
 
     @property
     def overrides(self) -> dict[str, str]:
@@ -177,6 +178,7 @@ def prepare_run(
         record=options.record,
         concurrency=options.concurrency,
         skip_failed=options.skip_failed,
+        fresh_items=options.fresh_items,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from stepline.errors import InputError, SpecError
 from stepline.spec import ITEM_SOURCES, LLMStep, PipelineSpec, PythonStep, ShellStep, StepBase
@@ -28,7 +29,12 @@ class StepNeeds:
     input: bool
     reads_everything: bool
     vars: frozenset[str]
-    item_source: frozenset[str] = frozenset()  # steps ``for_each`` iterates over
+    # Fan-out steps: the steps that reach items only through ``for_each`` (an item does not
+    # depend on the rest of the list), whether the input does too (``input.lines``/``records``
+    # and no other use of it), and whether templates use ``item_index``.
+    item_source: frozenset[str] = frozenset()
+    input_via_items: bool = False
+    uses_item_index: bool = False
 
 
 def template_fields(step: StepBase) -> Iterator[tuple[str, str]]:
@@ -72,22 +78,35 @@ def analyse_spec(spec: PipelineSpec, variables: Mapping[str, object]) -> dict[st
             vars=frozenset(variables)
             if isinstance(step, PythonStep) or refs.dynamic_vars
             else frozenset(refs.vars),
-            item_source=_item_source(step),
+            **_item_needs(step),
         )
     return needs
 
 
-def _item_source(step: StepBase) -> frozenset[str]:
-    """The steps a fan-out step iterates over; ``for_each`` cannot use the item itself."""
-    if step.for_each is None or step.for_each in ITEM_SOURCES:
-        return frozenset()
+def _item_needs(step: StepBase) -> dict[str, Any]:
+    """What each item of a fan-out step depends on, beyond its own value (see StepNeeds)."""
+    if step.for_each is None:
+        return {}
+    others = ReferenceSet()
+    for field_name, source in template_fields(step):
+        if field_name != "for_each":
+            others.add(references(source, where=f'step "{step.id}" {field_name}'))
+    is_python = isinstance(step, PythonStep)
+    item_needs: dict[str, Any] = {"uses_item_index": is_python or "item_index" in others.names}
+    if step.for_each in ITEM_SOURCES:
+        item_needs["input_via_items"] = "input" not in others.names and not is_python
+        return item_needs
     refs = references(step.for_each, where=f'step "{step.id}" for_each')
     if refs.names & ITEM_NAMES:
         raise SpecError(
             f'step "{step.id}": for_each cannot use {sorted(refs.names & ITEM_NAMES)[0]}',
             hint="for_each gives the list; item is each element of it",
         )
-    return frozenset(refs.steps)
+    # A list that the other templates also read (or may read) is a dependency of every item.
+    reads_anything = others.dynamic_steps or others.uses_run_dir
+    read_whole = refs.steps if reads_anything else refs.steps & others.steps
+    item_needs["item_source"] = frozenset(refs.steps - read_whole)
+    return item_needs
 
 
 def _check_names(step: StepBase, refs: ReferenceSet) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from stepline.engine.events import Event, EventLog, EventType, Listener
 from stepline.engine.fanout import FanOut, FanOutProgress
-from stepline.engine.fingerprint import fingerprint
+from stepline.engine.fingerprint import fingerprint, spec_hash
 from stepline.engine.interrupts import Interrupts
 from stepline.engine.pauses import PauseMode, PausePoint, Pauser
 from stepline.engine.plan import INPUT_KEY, Action, Decision
@@ -31,7 +31,7 @@ from stepline.providers.pricing import Pricer
 from stepline.providers.ratelimit import RateLimiter
 from stepline.providers.records import CallRecord
 from stepline.settings import Settings
-from stepline.spec import ITEM_SOURCES, PipelineSpec, StepBase, format_duration
+from stepline.spec import PipelineSpec, StepBase, format_duration
 from stepline.steps import InputData, StepEnvironment, StepOutcome, execute_step
 from stepline.store.cassette import Cassette
 from stepline.store.items import ItemStore
@@ -71,6 +71,7 @@ class PreparedRun:
     record: Path | None = None  # --record: append real completions to this cassette
     concurrency: int | None = None  # --concurrency: items at once in every fan-out step
     skip_failed: bool = False  # --skip-failed: keep failed items failed instead of retrying
+    fresh_items: bool = False  # --fresh-items: ignore item checkpoints, redo every item
 
 
 @dataclass
@@ -259,20 +260,24 @@ class Runner:
             ) from None
 
     async def _fan_out(self, step: StepBase, env: StepEnvironment) -> StepOutcome:
+        needs = self.run.needs[step.id]
         fan_out = FanOut(
             step,
             env,
             self.items,
             base_fingerprint=self._item_base_fingerprint(step),
+            list_hashes={name: self.output_hashes[name] for name in sorted(needs.item_source)},
+            uses_index=needs.uses_item_index,
             concurrency=self.run.concurrency or step.concurrency or self.run.spec.concurrency,
             retry_failed=not self.run.skip_failed,
+            reuse_items=not self.run.fresh_items,
             show=lambda progress: self._show_items(step, progress),
         )
         return await fan_out.run()
 
     def _item_base_fingerprint(self, step: StepBase) -> str:
         """What every item of a fan-out step depends on besides itself: the step's spec and
-        the outputs it reads other than the list it iterates over."""
+        the outputs it reads other than through ``for_each``."""
         needs = self.run.needs[step.id]
         names = set(self.outputs) if needs.reads_everything else set(needs.steps)
         reads = {
@@ -280,9 +285,10 @@ class Runner:
             for name in sorted(names - needs.item_source)
             if name in self.output_hashes
         }
-        if needs.input and step.for_each not in ITEM_SOURCES:
+        if needs.input and not needs.input_via_items:
             reads[INPUT_KEY] = self.run.input.hash
-        return fingerprint(self.run.spec_hashes[step.id], reads)
+        item_spec = spec_hash(self.run.spec, step, needs, self.run.variables, for_items=True)
+        return fingerprint(item_spec, reads)
 
     def _show_items(self, step: StepBase, progress: FanOutProgress) -> None:
         """Item progress for the listener, at most a few times a second (never persisted)."""

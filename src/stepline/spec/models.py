@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from stepline.errors import InputError, SpecError
+from stepline.expressions import one_expression
 from stepline.spec.durations import Duration, Rate
 
 STEP_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
@@ -171,7 +172,7 @@ class StepBase(_Strict):
             stray = {"item_key", "concurrency", "on_item_error"} & self.model_fields_set
             if stray:
                 raise ValueError(f"{sorted(stray)[0]} needs for_each (it applies to fan-out steps)")
-        elif self.for_each not in ITEM_SOURCES and "{{" not in self.for_each:
+        elif self.for_each not in ITEM_SOURCES and one_expression(self.for_each) is None:
             raise ValueError(
                 "for_each must be input.lines, input.records or a {{ expression }} "
                 'that gives a list, e.g. "{{ steps.extract }}"'

@@ -7,7 +7,7 @@ import time
 
 from rich.console import Console
 
-from stepline.cli.render import ProgressPrinter
+from stepline.cli.render import ProgressPrinter, fan_out_progress_text
 from stepline.engine.events import Event, EventType
 
 
@@ -37,3 +37,35 @@ def test_plain_output_prints_no_progress_lines():
     printer(event(EventType.STEP_COMPLETED, data={"duration_s": 1.0}))
 
     assert screen.getvalue().splitlines() == ["[1/2] Ask...", "✓ [1/2] Ask 1.0s"]
+
+
+def test_fan_out_progress_reads_like_a_sentence():
+    progress = {
+        "total": 120,
+        "done": 37,
+        "failed": 2,
+        "rate_per_s": 12.34,
+        "eta_s": 6.6,
+        "input_tokens": 4000,
+        "output_tokens": 210,
+        "cost_usd": 0.0123,
+    }
+
+    text = fan_out_progress_text(progress)
+
+    assert text == "37/120 items, 2 failed · 12.3/s · ETA 6.6s · 4,210 tokens · $0.0123"
+
+
+def test_fan_out_progress_shows_a_bar_in_a_terminal():
+    screen = io.StringIO()
+    printer = ProgressPrinter(Console(file=screen, force_terminal=True, width=120))
+    progress = {"total": 10, "done": 5, "failed": 0, "reused": 0, "rate_per_s": 2.0, "eta_s": 2.5}
+
+    printer(event(EventType.STEP_STARTED))
+    printer(event(EventType.ITEM_PROGRESS, data=progress))
+    time.sleep(0.4)
+    printer(event(EventType.STEP_COMPLETED, data={"duration_s": 1.0}))
+
+    shown = screen.getvalue()
+    assert "5/10 items · 2.0/s · ETA 2.5s" in shown
+    assert "━" in shown  # the bar

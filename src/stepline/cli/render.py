@@ -15,9 +15,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.markup import escape
+from rich.progress_bar import ProgressBar
 from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
@@ -73,12 +74,15 @@ class _Running:
         self.started = time.monotonic()
         self.spinner = Spinner("dots")
         self.detail = ""
+        self.bar: ProgressBar | None = None  # set for fan-out steps
 
     def __rich__(self) -> RenderableType:
         elapsed = format_duration(time.monotonic() - self.started)
         detail = f" · {self.detail}" if self.detail else ""
         self.spinner.update(text=Text.from_markup(f"{self.label} [dim]{elapsed}{detail}[/]"))
-        return self.spinner
+        if self.bar is None:
+            return self.spinner
+        return Group(self.spinner, self.bar)
 
 
 class ProgressPrinter:
@@ -117,11 +121,13 @@ class ProgressPrinter:
             self._stop()
 
     def _items(self, label: str, progress: dict[str, Any]) -> None:
-        """Fan-out progress: on the live line, or a plain line every few seconds."""
-        done, total, failed = progress["done"], progress["total"], progress["failed"]
-        text = f"{done:,}/{total:,} items" + (f", {failed:,} failed" if failed else "")
+        """Fan-out progress: a bar under the live line, or a plain line every few seconds."""
+        text = fan_out_progress_text(progress)
         if self._running is not None:
             self._running.detail = text
+            if self._running.bar is None:
+                self._running.bar = ProgressBar(total=max(progress["total"], 1), width=40)
+            self._running.bar.update(progress["done"] + progress["failed"])
         elif self.plain and time.monotonic() - self._last_plain >= PLAIN_PROGRESS_EVERY_S:
             self._last_plain = time.monotonic()
             self.console.print(f"{label}: {text}")
@@ -149,6 +155,22 @@ class ProgressPrinter:
         if event.type is EventType.STEP_SKIPPED:
             return f" [dim]skipped ({escape(event.message or '')})[/]"
         return f": {escape(event.message or '')}"
+
+
+def fan_out_progress_text(progress: dict[str, Any]) -> str:
+    """``37/120 items, 2 failed · 12.3/s · ETA 7.0s · 4,210 tokens · $0.0123``."""
+    parts = [f"{progress['done']:,}/{progress['total']:,} items"]
+    if progress["failed"]:
+        parts[0] += f", {progress['failed']:,} failed"
+    if progress.get("rate_per_s"):
+        parts.append(f"{progress['rate_per_s']:.1f}/s")
+    if progress.get("eta_s") is not None and progress["done"] < progress["total"]:
+        parts.append(f"ETA {format_duration(progress['eta_s'])}")
+    tokens = progress.get("input_tokens", 0) + progress.get("output_tokens", 0)
+    if tokens:
+        parts.append(f"{tokens:,} tokens")
+        parts.append(format_cost(progress.get("cost_usd")))
+    return " · ".join(parts)
 
 
 def ask_at_pause(console: Console) -> Callable[[PausePoint], bool]:

@@ -18,6 +18,7 @@ import asyncio
 import csv
 import io
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -42,12 +43,20 @@ MAX_LISTED_FAILURES = 20
 
 @dataclass(frozen=True)
 class FanOutProgress:
-    """How far a fan-out step has come (for progress displays)."""
+    """How far a fan-out step has come (for progress displays).
+
+    ``done`` counts reused items too; ``rate_per_s`` and ``eta_s`` count only items run now.
+    """
 
     total: int
     done: int
     failed: int
     reused: int
+    rate_per_s: float | None = None
+    eta_s: float | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = 0.0
 
 
 ShowFanOut = Callable[[FanOutProgress], None]
@@ -189,6 +198,7 @@ class FanOut:
         self._crash: Exception | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._total = 0
+        self._started = time.monotonic()
 
     async def run(self) -> StepOutcome:
         items = resolve_items(self.step, self.env)
@@ -359,13 +369,23 @@ class FanOut:
         return StepOutcome(value=value, metrics=metrics)
 
     def _show(self) -> None:
-        if self.show is not None:
-            tally = self.tally
-            self.show(
-                FanOutProgress(
-                    total=self._total,
-                    done=tally.done + tally.reused,
-                    failed=len(tally.failures),
-                    reused=tally.reused,
-                )
+        if self.show is None:
+            return
+        tally = self.tally
+        finished_now = tally.done + len(tally.failures) - len(tally.kept_failures)
+        elapsed = time.monotonic() - self._started
+        rate = finished_now / elapsed if finished_now and elapsed > 0 else None
+        remaining = self._total - tally.done - tally.reused - len(tally.failures)
+        self.show(
+            FanOutProgress(
+                total=self._total,
+                done=tally.done + tally.reused,
+                failed=len(tally.failures),
+                reused=tally.reused,
+                rate_per_s=rate,
+                eta_s=remaining / rate if rate else None,
+                input_tokens=tally.metrics.get("input_tokens", 0),
+                output_tokens=tally.metrics.get("output_tokens", 0),
+                cost_usd=tally.metrics.get("cost_usd", 0.0),
             )
+        )

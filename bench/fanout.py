@@ -147,9 +147,8 @@ def main() -> None:
     print(f"1. no-op Python step, {args.items} items, median of {args.rounds} runs")
     print(f"   one step looping over the items (baseline) {loop:7.3f} s")
     print(f"   for_each over the items                    {fanout:7.3f} s")
-    print(
-        f"   fan-out overhead per item                  {(fanout - loop) / args.items * 1e3:7.3f} ms"
-    )
+    per_item_ms = (fanout - loop) / args.items * 1e3
+    print(f"   fan-out overhead per item                  {per_item_ms:7.3f} ms")
 
     ideal = math.ceil(args.llm_items / args.concurrency) * args.latency
     bare, elapsed = llm_fanout(args.llm_items, args.latency, args.concurrency)

@@ -103,9 +103,8 @@ def main() -> None:
             after = [prompt for stamp, prompt in requests_in(log) if stamp >= started]
 
     asked_before = {prompt for _, prompt in before}
-    print(
-        f"{args.items} items, {args.latency * 1e3:.0f} ms latency, concurrency {args.concurrency}"
-    )
+    latency_ms = args.latency * 1e3
+    print(f"{args.items} items, {latency_ms:.0f} ms latency, concurrency {args.concurrency}")
     print(f"requests before the kill                 {len(before):7d}")
     print(f"items committed before the kill          {done:7d}")
     print(

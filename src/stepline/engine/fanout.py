@@ -19,10 +19,11 @@ import csv
 import io
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from stepline.engine.streams import ItemStream
 from stepline.errors import StepFailed, StepLineError
 from stepline.hashing import hash_value
 from stepline.spec import LLMStep, StepBase, format_duration
@@ -85,6 +86,11 @@ def resolve_items(step: StepBase, env: StepEnvironment) -> list[Item]:
             else "make item_key unique per item",
         )
     return items
+
+
+async def _each(items: list[Item]) -> AsyncIterator[Item]:
+    for item in items:
+        yield item
 
 
 def _item_values(step: StepBase, env: StepEnvironment) -> list[Any]:
@@ -181,6 +187,8 @@ class FanOut:
         retry_failed: bool = True,
         reuse_items: bool = True,
         show: ShowFanOut | None = None,
+        inbound: ItemStream | None = None,
+        outbound: ItemStream | None = None,
     ) -> None:
         self.step = step
         self.env = env
@@ -192,6 +200,10 @@ class FanOut:
         self.retry_failed = retry_failed
         self.reuse_items = reuse_items
         self.show = show
+        self.inbound = inbound  # stream_items: the items arrive from the step before
+        self.outbound = outbound  # the next step streams this step's results
+        self._items: list[Item] = []
+        self._in_flight_before = 0
         self.tally = _Tally()
         self.records_intent = isinstance(step, LLMStep)  # only LLM calls cost money twice
         self._stopping = False
@@ -201,12 +213,67 @@ class FanOut:
         self._started = time.monotonic()
 
     async def run(self) -> StepOutcome:
-        items = resolve_items(self.step, self.env)
-        self._total = len(items)
-        todo = self._reuse_checkpoints(items)
+        try:
+            outcome = await self._run()
+        except BaseException:
+            if self.outbound is not None:
+                await self.outbound.close(failed=True)
+            if self.inbound is not None:
+                await self.inbound.abandon()
+            raise
+        if self.outbound is not None:
+            await self.outbound.close(failed=False)
+        return outcome
+
+    async def _run(self) -> StepOutcome:
+        if self.inbound is None:
+            items = resolve_items(self.step, self.env)
+            self._total = len(items)
+            arrivals: AsyncIterator[Item] = _each(items)
+        else:
+            arrivals = self._keyed(self.inbound)
         self._show()
-        await self._run_all(todo)
-        return self._outcome(items)
+        await self._run_all(arrivals, self._previous_records())
+        if self._in_flight_before:
+            self.env.log.warning(
+                "%d item(s) were cut short last time (in flight when the run stopped or the "
+                "step failed); their LLM calls were sent again",
+                self._in_flight_before,
+            )
+        if self.outbound is not None and self.outbound.abandoned:
+            raise StepFailed(
+                self.step.id,
+                "stopped early: the next step, which streams its items, failed",
+                hint="finished items are kept; fix that step and resume",
+            )
+        if self.inbound is not None and self.inbound.producer_failed:
+            raise StepFailed(
+                self.step.id,
+                f'step "{self.inbound.producer}", whose items stream into this one, failed',
+                hint="finished items are kept; fix that step and resume",
+            )
+        return self._outcome(sorted(self._items, key=lambda item: item.index))
+
+    async def _keyed(self, inbound: ItemStream) -> AsyncIterator[Item]:
+        """Streamed results as items, keyed as they arrive (duplicate keys fail the step)."""
+        seen: dict[str, int] = {}
+        async for index, value in inbound:
+            item = Item(value, index, _item_key(self.step, self.env, value, index))
+            if item.key in seen:
+                raise StepFailed(
+                    self.step.id,
+                    f'duplicate item keys: "{item.key}" (items {seen[item.key] + 1} and '
+                    f"{index + 1})",
+                    hint="make item_key unique per item",
+                )
+            seen[item.key] = index
+            self._total += 1
+            yield item
+
+    def _previous_records(self) -> dict[str, ItemRecord]:
+        if not self.reuse_items:
+            return {}
+        return {record.key: record for record in self.store.records(self.step.id)}
 
     def fingerprint(self, item: Item, *, whole_list: bool = False) -> str:
         """The item's identity for reuse: the step's base fingerprint and the item (with its
@@ -219,44 +286,48 @@ class FanOut:
             identity["list"] = self.list_hashes
         return hash_value(identity)
 
-    def _reuse_checkpoints(self, items: list[Item]) -> list[tuple[Item, str]]:
-        """Take finished items from the checkpoints; return the rest with their fingerprints."""
-        previous: dict[str, ItemRecord] = {
-            record.key: record
-            for record in (self.store.records(self.step.id) if self.reuse_items else ())
-        }
-        todo, in_flight = [], 0
-        for item in items:
-            fingerprint = self.fingerprint(item)
-            record = previous.get(item.key)
-            if record is not None and (
-                record.fingerprint == fingerprint
-                or (
-                    self.list_hashes
-                    and record.fingerprint == self.fingerprint(item, whole_list=True)
-                )
-            ):
-                if record.status is ItemStatus.DONE:
-                    self.tally.results[item.index] = record.result
-                    self._add_metrics(record.metrics or {})
-                    self.tally.reused += 1
-                    continue
-                if record.status is ItemStatus.FAILED and not self.retry_failed:
-                    self.tally.failures[item.index] = (item.key, record.error or "failed")
-                    self.tally.kept_failures.add(item.index)
-                    continue
-                in_flight += record.status is ItemStatus.STARTED
-            todo.append((item, fingerprint))
-        if in_flight:
-            self.env.log.warning(
-                "%d item(s) were cut short last time (in flight when the run stopped or the "
-                "step failed); their LLM calls may have been sent, and are sent again",
-                in_flight,
-            )
-        return todo
+    def _checkpoint(self, item: Item, record: ItemRecord | None) -> ItemRecord | None:
+        """The item's checkpoint when it still holds (its fingerprint is unchanged)."""
+        if record is None:
+            return None
+        if record.fingerprint == self.fingerprint(item):
+            return record
+        if self.list_hashes and record.fingerprint == self.fingerprint(item, whole_list=True):
+            return record
+        return None
 
-    async def _run_all(self, todo: list[tuple[Item, str]]) -> None:
-        """Launch items in order, at most ``concurrency`` at once, until done or stopping."""
+    async def _reused(self, item: Item, record: ItemRecord | None) -> bool:
+        """Take the item from its checkpoint if it can be; True when it needs no run."""
+        if record is None:
+            return False
+        if record.status is ItemStatus.DONE:
+            self.tally.results[item.index] = record.result
+            self._add_metrics(record.metrics or {})
+            self.tally.reused += 1
+            await self._emit(item.index, record.result)
+            return True
+        if record.status is ItemStatus.FAILED and not self.retry_failed:
+            self.tally.failures[item.index] = (item.key, record.error or "failed")
+            self.tally.kept_failures.add(item.index)
+            await self._emit_failure(item)
+            return True
+        self._in_flight_before += record.status is ItemStatus.STARTED
+        return False
+
+    async def _emit(self, index: int, value: Any) -> None:
+        if self.outbound is not None:
+            await self.outbound.put(index, value)
+
+    async def _emit_failure(self, item: Item) -> None:
+        """With ``collect`` a failed item's error record flows on, as it would in the output."""
+        if self.step.on_item_error == "collect":
+            error = self.tally.failures[item.index][1]
+            await self._emit(item.index, {"error": error, "item_key": item.key})
+
+    async def _run_all(
+        self, arrivals: AsyncIterator[Item], previous: dict[str, ItemRecord]
+    ) -> None:
+        """Launch items as they come, at most ``concurrency`` at once, until done or stopping."""
         limit = asyncio.Semaphore(self.concurrency)
 
         async def run_one(item: Item, fingerprint: str) -> None:
@@ -269,19 +340,23 @@ class FanOut:
                 limit.release()
 
         try:
-            for item, fingerprint in todo:
+            async for item in arrivals:
+                self._items.append(item)
+                if await self._reused(item, self._checkpoint(item, previous.get(item.key))):
+                    self._show()
+                    continue
                 await limit.acquire()
-                if self._stopping:
+                if self._stopping or (self.outbound is not None and self.outbound.abandoned):
                     limit.release()
                     break
-                task = asyncio.create_task(run_one(item, fingerprint))
+                task = asyncio.create_task(run_one(item, self.fingerprint(item)))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             while self._tasks:
                 await asyncio.wait(set(self._tasks))
             if self._crash is not None:
                 raise self._crash
-        except asyncio.CancelledError:  # Ctrl-C: cancel what runs; finished items are committed
+        except BaseException:  # Ctrl-C, or the inbound stream failed: cancel what runs
             await self._cancel_in_flight()
             raise
 
@@ -304,6 +379,7 @@ class FanOut:
                     if task is not current:
                         task.cancel()
             await store.fail(step.id, item.key, item.index, fingerprint, message)
+            await self._emit_failure(item)
         else:
             read_list = bool(outcome.read_steps and outcome.read_steps & set(self.list_hashes))
             await store.finish(
@@ -318,6 +394,7 @@ class FanOut:
             self.tally.results[item.index] = outcome.value
             self._add_metrics(outcome.metrics)
             self.tally.done += 1
+            await self._emit(item.index, outcome.value)
         self._show()
 
     async def _cancel_in_flight(self) -> None:
@@ -343,7 +420,7 @@ class FanOut:
             key, error = failures[fresh[0]]
             raise StepFailed(
                 step.id,
-                f'{len(failures)} of {len(items)} items failed; item "{key}": {error}',
+                f'{len(failures)} of {self._total} items failed; item "{key}": {error}',
                 hint="finished items are kept; fix the cause and resume (failed items run "
                 "again), or set on_item_error: skip or collect",
             )

@@ -27,6 +27,7 @@ _NOT_IN_FINGERPRINT = frozenset(
         "system_file",
         "schema_file",
         "concurrency",
+        "stream_items",
     }
 )
 

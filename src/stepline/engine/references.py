@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stepline.errors import InputError, SpecError
+from stepline.expressions import one_expression
 from stepline.spec import ITEM_SOURCES, LLMStep, PipelineSpec, PythonStep, ShellStep, StepBase
 from stepline.templates import CONTEXT_NAMES, ITEM_NAMES, ReferenceSet, references
 
@@ -66,6 +67,7 @@ def analyse_spec(spec: PipelineSpec, variables: Mapping[str, object]) -> dict[st
             refs.add(references(source, where=f'step "{step.id}" {field_name}'))
         _check_names(step, refs)
         _check_steps(spec, index, refs)
+        _check_streaming(spec, index)
         _check_vars(step, refs, variables)
         needs[step.id] = StepNeeds(
             steps=frozenset(refs.steps),
@@ -121,6 +123,38 @@ def _check_names(step: StepBase, refs: ReferenceSet) -> None:
             + (f'; did you mean "{close[0]}"?' if close else ""),
             hint=hint,
         )
+
+
+def _check_streaming(spec: PipelineSpec, index: int) -> None:
+    """``stream_items`` needs ``for_each: "{{ steps.<previous fan-out step> }}"``, and nothing
+    else in the step may read that list (it exists only item by item while both run)."""
+    step = spec.steps[index]
+    if not step.stream_items:
+        return
+    previous = spec.steps[index - 1] if index else None
+    match = one_expression(step.for_each or "")
+    if previous is None or match is None or match.group(1).strip() != f"steps.{previous.id}":
+        raise SpecError(
+            f'step "{step.id}": stream_items needs for_each to be the output of the step '
+            'just before it, e.g. for_each: "{{ steps.%s }}"'
+            % (previous.id if previous else "previous"),
+        )
+    if not previous.fans_out:
+        raise SpecError(
+            f'step "{step.id}": stream_items needs step "{previous.id}" to fan out (for_each)',
+            hint="items can only stream from a step that produces them one by one",
+        )
+    if previous.pause:
+        raise SpecError(
+            f'step "{step.id}": stream_items cannot follow step "{previous.id}", which pauses',
+            hint="a pause waits for the whole output; remove one of the two",
+        )
+    for field_name, source in template_fields(step):
+        if field_name != "for_each" and previous.id in references(source, where="").steps:
+            raise SpecError(
+                f'step "{step.id}" {field_name} reads steps.{previous.id}, whose items stream '
+                "in one by one; use item instead",
+            )
 
 
 def _check_steps(spec: PipelineSpec, index: int, refs: ReferenceSet) -> None:

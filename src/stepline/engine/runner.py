@@ -22,6 +22,7 @@ from stepline.engine.interrupts import Interrupts
 from stepline.engine.pauses import PauseMode, PausePoint, Pauser
 from stepline.engine.plan import INPUT_KEY, Action, Decision
 from stepline.engine.references import StepNeeds
+from stepline.engine.streams import ItemStream
 from stepline.errors import RunInterrupted, RunStoreError, StepFailed, StepLineError
 from stepline.hashing import hash_value
 from stepline.providers.base import StreamProgress
@@ -121,6 +122,7 @@ class Runner:
         )
         self._cassettes: dict[Path, Cassette] = {}
         self.items = ItemStore(prepared.run_dir.items_path)
+        self._streams: dict[str, ItemStream] = {}  # stream_items: step id -> its stream
         self._last_item_progress = 0.0
         self.outputs: dict[str, Any] = {}
         self.output_hashes: dict[str, str] = {}
@@ -178,7 +180,10 @@ class Runner:
             self.items.close()
 
     async def _follow_plan(self) -> RunResult:
-        for decision in self.run.decisions:
+        decisions = self.run.decisions
+        position = 0
+        while position < len(decisions):
+            decision = decisions[position]
             self.hooks.interrupts.check()
             step = self.run.spec.steps[decision.number - 1]
             record = self.run.state.steps[decision.number - 1]
@@ -189,16 +194,72 @@ class Runner:
                 record.status = StepStatus.SKIPPED
                 self._save()
                 self._emit(EventType.STEP_SKIPPED, step, message=decision.reason)
+                position += 1
                 continue
             if decision.action is Action.REUSE:
                 self._reuse(step, record)
+                position += 1
                 continue
-            failure = await self._run_step(step, record, decision)
-            if failure is not None and step.critical:
+            streamed = self._streamed_next(position)
+            if streamed is not None:
+                failed_step, failure = await self._run_chain(decision, streamed)
+                position += 2
+            else:
+                failed_step, failure = step, await self._run_step(step, record, decision)
+                position += 1
+            if failure is not None and failed_step.critical:
                 return self._finish(RunStatus.FAILED, failure.message, 1, hint=failure.hint)
-            if failure is None and step.pause and await self._pause_stops(step, record):
-                return self._pause(step, reason="review")
+            last = streamed or decision
+            last_step = self.run.spec.steps[last.number - 1]
+            last_record = self.run.state.steps[last.number - 1]
+            if (
+                failure is None
+                and last_step.pause
+                and await self._pause_stops(last_step, last_record)
+            ):
+                return self._pause(last_step, reason="review")
         return self._finish(RunStatus.COMPLETED, None, 0)
+
+    def _streamed_next(self, position: int) -> Decision | None:
+        """The next step's decision when it runs too and streams this step's items."""
+        decisions = self.run.decisions
+        if position + 1 >= len(decisions) or decisions[position + 1].action is not Action.RUN:
+            return None
+        following = self.run.spec.steps[decisions[position + 1].number - 1]
+        return decisions[position + 1] if following.stream_items else None
+
+    async def _run_chain(
+        self, first: Decision, second: Decision
+    ) -> tuple[StepBase, StepLineError | None]:
+        """Run a fan-out step and the step that streams its items, at the same time.
+
+        Each step's record is written as it would be on its own, the first step's first (the
+        second reads its output hash). When both fail, the one that caused it is reported.
+        """
+        up, down = (self.run.spec.steps[d.number - 1] for d in (first, second))
+        up_record, down_record = (self.run.state.steps[d.number - 1] for d in (first, second))
+        limit = 2 * (self.run.concurrency or down.concurrency or self.run.spec.concurrency)
+        self._streams = {up.id: ItemStream(up.id, limit)}
+        self._streams[down.id] = self._streams[up.id]
+        try:
+            self._begin_step(up, up_record, first)
+            self._begin_step(down, down_record, second)
+            started = time.monotonic()
+            results = await asyncio.gather(
+                self._execute(up), self._execute(down), return_exceptions=True
+            )
+        finally:
+            self._streams = {}
+        elapsed = time.monotonic() - started
+        up_failure = self._end_step_with(up, up_record, results[0], elapsed)
+        down_failure = self._end_step_with(down, down_record, results[1], elapsed)
+        if down_failure is not None and (up_failure is None or self._streams_stopped(up_failure)):
+            return down, down_failure
+        return up, up_failure
+
+    @staticmethod
+    def _streams_stopped(failure: StepLineError) -> bool:
+        return isinstance(failure, StepFailed) and failure.reason.startswith("stopped early")
 
     def _reuse(self, step: StepBase, record: StepState) -> None:
         assert record.output is not None  # the plan reuses only steps with an output
@@ -214,6 +275,15 @@ class Runner:
         self, step: StepBase, record: StepState, decision: Decision
     ) -> StepLineError | None:
         """Run one step and record the result; return the failure of a step that failed."""
+        self._begin_step(step, record, decision)
+        started = time.monotonic()
+        try:
+            result: StepOutcome | BaseException = await self._execute(step)
+        except StepLineError as exc:
+            result = exc
+        return self._end_step_with(step, record, result, time.monotonic() - started)
+
+    def _begin_step(self, step: StepBase, record: StepState, decision: Decision) -> None:
         _forget_output(record)
         record.status, record.error = StepStatus.RUNNING, None
         record.started_at, record.finished_at, record.duration_s = now(), None, None
@@ -221,25 +291,35 @@ class Runner:
         self.run.state.current_step = step.id
         self._save()
         self._emit(EventType.STEP_STARTED, step, message=decision.reason)
-        started = time.monotonic()
-        try:
-            outcome = await self._execute(step)
-        except RunInterrupted:
+
+    def _end_step_with(
+        self,
+        step: StepBase,
+        record: StepState,
+        result: StepOutcome | BaseException,
+        elapsed: float,
+    ) -> StepLineError | None:
+        """Record a step's outcome or failure; an interruption leaves it pending and goes on."""
+        if isinstance(result, RunInterrupted | asyncio.CancelledError):
             record.status, record.started_at = StepStatus.PENDING, None
-            raise
-        except StepLineError as exc:
+            raise result
+        if isinstance(result, StepLineError):
             failure = (
-                exc
-                if isinstance(exc, StepFailed)
-                else StepFailed(step.id, exc.message, hint=exc.hint)
+                result
+                if isinstance(result, StepFailed)
+                else StepFailed(step.id, result.message, hint=result.hint)
             )
-            self._record_failure(step, record, failure, time.monotonic() - started)
+            self._record_failure(step, record, failure, elapsed)
             return failure
-        self._record_success(step, record, outcome, time.monotonic() - started)
+        if isinstance(result, BaseException):
+            raise result
+        self._record_success(step, record, result, elapsed)
         return None
 
     async def _execute(self, step: StepBase) -> StepOutcome:
-        missing = sorted(name for name in self.run.needs[step.id].steps if name not in self.outputs)
+        streamed = {self._streams[step.id].producer} if step.id in self._streams else set()
+        needed = self.run.needs[step.id].steps - streamed
+        missing = sorted(name for name in needed if name not in self.outputs)
         if missing:
             raise StepFailed(
                 step.id,
@@ -261,17 +341,25 @@ class Runner:
 
     async def _fan_out(self, step: StepBase, env: StepEnvironment) -> StepOutcome:
         needs = self.run.needs[step.id]
+        stream = self._streams.get(step.id)
+        inbound = stream if stream is not None and stream.producer != step.id else None
         fan_out = FanOut(
             step,
             env,
             self.items,
             base_fingerprint=self._item_base_fingerprint(step),
-            list_hashes={name: self.output_hashes[name] for name in sorted(needs.item_source)},
+            list_hashes={
+                name: self.output_hashes[name]
+                for name in sorted(needs.item_source)
+                if name in self.output_hashes  # a streamed list has no hash until it ends
+            },
             uses_index=needs.uses_item_index,
             concurrency=self.run.concurrency or step.concurrency or self.run.spec.concurrency,
             retry_failed=not self.run.skip_failed,
             reuse_items=not self.run.fresh_items,
             show=lambda progress: self._show_items(step, progress),
+            inbound=inbound,
+            outbound=stream if stream is not None and stream.producer == step.id else None,
         )
         return await fan_out.run()
 

@@ -165,11 +165,13 @@ class StepBase(_Strict):
     item_key: str | None = None
     concurrency: int | None = Field(default=None, ge=1, le=1000)
     on_item_error: ItemErrorStrategy = "fail"
+    stream_items: bool = False
 
     @model_validator(mode="after")
     def _fan_out_keys_need_for_each(self) -> StepBase:
         if self.for_each is None:
-            stray = {"item_key", "concurrency", "on_item_error"} & self.model_fields_set
+            fan_out_keys = {"item_key", "concurrency", "on_item_error", "stream_items"}
+            stray = fan_out_keys & self.model_fields_set
             if stray:
                 raise ValueError(f"{sorted(stray)[0]} needs for_each (it applies to fan-out steps)")
         elif self.for_each not in ITEM_SOURCES and one_expression(self.for_each) is None:

@@ -8,8 +8,12 @@
    the baseline: a bare ``asyncio`` + ``AsyncAnthropic`` + semaphore loop making the same calls
    to the same server. The ideal is ``ceil(N / concurrency) x latency``.
 
+3. Saturation: N items at a short latency (50 ms) and concurrency 50 and 200, with the fake
+   server in its own process, so the CPU measured (user + system of this process) is the
+   client's alone: items per second and CPU ms per item, stepline beside the bare SDK loop.
+
     .venv/bin/python bench/fanout.py [--items 2000] [--llm-items 500] [--latency 0.5]
-                                     [--concurrency 100]
+                                     [--concurrency 100] [--saturation-items 2000]
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import argparse
 import asyncio
 import math
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -25,6 +30,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the fake server lives in tests/
+
+from fake_server import ServerProcess  # noqa: E402
 
 import stepline  # noqa: E402
 from tests.fakes import FakeLLMServer, Reply  # noqa: E402
@@ -134,6 +141,29 @@ async def bare_sdk_loop(base_url: str, items: int, concurrency: int) -> float:
     return elapsed
 
 
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def saturation(items: int, concurrency: int, latency: float) -> dict[str, tuple[float, float]]:
+    """(wall s, CPU s) of the bare SDK loop and of stepline, against one server process."""
+    figures = {}
+    with ServerProcess(latency) as url, tempfile.TemporaryDirectory() as name:
+        os.environ["ANTHROPIC_BASE_URL"] = url
+        os.environ.setdefault("ANTHROPIC_API_KEY", "bench-key")
+        cpu = cpu_seconds()
+        wall = asyncio.run(bare_sdk_loop(url, items, concurrency))
+        figures["bare SDK + semaphore loop"] = (wall, cpu_seconds() - cpu)
+        folder = Path(name)
+        (folder / "helpers.py").write_text(HELPERS)
+        (folder / "in.txt").write_text("x")
+        cpu = cpu_seconds()
+        wall = timed_run(folder, LLM.format(concurrency=concurrency), items)
+        figures["stepline for_each"] = (wall, cpu_seconds() - cpu)
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=2000)
@@ -141,6 +171,7 @@ def main() -> None:
     parser.add_argument("--llm-items", type=int, default=500)
     parser.add_argument("--latency", type=float, default=0.5)
     parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--saturation-items", type=int, default=2000)
     args = parser.parse_args()
 
     fanout, loop = per_item_overhead(args.items, args.rounds)
@@ -161,6 +192,14 @@ def main() -> None:
     print(
         f"   stepline for_each                          {elapsed:7.3f} s  ({elapsed / ideal:.2f}x)"
     )
+
+    for concurrency in (50, 200):
+        figures = saturation(args.saturation_items, concurrency, 0.05)
+        print(f"3. {args.saturation_items} LLM items at 50 ms latency, concurrency {concurrency}")
+        for label, (wall, cpu) in figures.items():
+            rate = args.saturation_items / wall
+            per_item = cpu / args.saturation_items * 1e3
+            print(f"   {label:26s} {rate:7.0f} items/s  {per_item:6.2f} CPU ms/item")
 
 
 if __name__ == "__main__":

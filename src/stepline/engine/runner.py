@@ -178,6 +178,7 @@ class Runner:
             await self.providers.aclose()
             self.cache.close()
             self.items.close()
+            self.run.run_dir.close()
 
     async def _follow_plan(self) -> RunResult:
         decisions = self.run.decisions

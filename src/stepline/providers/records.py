@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from stepline.providers.base import Completion, LLMRequest
@@ -98,7 +98,11 @@ class CallRecord:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # Flat fields: a shallow dict is enough and much cheaper than asdict's deep copy.
+        return {name: getattr(self, name) for name in _FIELD_NAMES}
 
 
 RecordCall = Callable[[CallRecord], None]
+
+
+_FIELD_NAMES = tuple(field.name for field in fields(CallRecord))

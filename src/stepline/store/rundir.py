@@ -20,7 +20,7 @@ import re
 import secrets
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from stepline.errors import InputError, RunStoreError
 from stepline.hashing import canonical_json, hash_value
@@ -56,6 +56,7 @@ class RunDir:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._calls: TextIO | None = None
 
     @property
     def run_id(self) -> str:
@@ -171,8 +172,20 @@ class RunDir:
         return _read_lines(self.events_path)
 
     def append_call(self, record: dict[str, Any]) -> None:
-        """Append one LLM call record (an attempt) to ``llm-calls.jsonl``."""
-        _append_line(self.calls_path, record)
+        """Append one LLM call record (an attempt) to ``llm-calls.jsonl``.
+
+        The file stays open between records (a fan-out appends thousands); each line is
+        flushed to the OS as it is written, so a killed process loses none.
+        """
+        if self._calls is None:
+            self._calls = self.calls_path.open("a", encoding="utf-8", buffering=1)
+        self._calls.write(canonical_json(record) + "\n")
+
+    def close(self) -> None:
+        """Close the call log if this object opened it."""
+        if self._calls is not None:
+            self._calls.close()
+            self._calls = None
 
     def read_calls(self) -> list[dict[str, Any]]:
         return _read_lines(self.calls_path)

@@ -9,24 +9,43 @@ the commands that need it, so ``--help`` and ``list`` never load jinja2 or the L
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import sys
 import traceback
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from stepline import __version__
-from stepline.cli import render
 from stepline.errors import InputError, StepLineError
 from stepline.settings import Settings, load_settings
-from stepline.store.runs import RunStore, RunSummary, effective_status
-from stepline.store.state import RunStatus, load_state
 
 if TYPE_CHECKING:
+    from stepline.cli import render
     from stepline.engine.prepare import Preview
     from stepline.engine.runner import Hooks, RunResult
+    from stepline.store.runs import RunSummary
+
+
+def _lazy_module(name: str) -> ModuleType:
+    """``name``, imported on first use (the importlib recipe), so ``--help`` skips it."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    assert spec is not None and spec.loader is not None
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    loader.exec_module(module)
+    return module
+
+
+if not TYPE_CHECKING:  # rich tables and the run store load only for commands that use them
+    render = _lazy_module("stepline.cli.render")
 
 app = typer.Typer(
     name="pipeline",
@@ -278,6 +297,9 @@ def list_command(
 ) -> None:
     """List runs, newest first."""
     settings = _settings(workdir)
+    from stepline.store.runs import RunStore
+    from stepline.store.state import RunStatus
+
     if status is not None and status not in {s.value for s in RunStatus}:
         raise InputError(
             f'unknown status "{status}"', hint="statuses: " + ", ".join(s.value for s in RunStatus)
@@ -312,6 +334,9 @@ def show_command(
     from stepline.spec import select_step
 
     settings = _settings(workdir)
+    from stepline.store.runs import RunStore, effective_status
+    from stepline.store.state import load_state
+
     run_dir = RunStore(settings.workdir).open(run_id)
     state = load_state(run_dir.state_path)
     status = effective_status(state, run_dir)
@@ -363,7 +388,7 @@ def cache_stats_command(
     workdir: WorkdirOption = None, as_json: JsonOption = False, debug: DebugOption = False
 ) -> None:
     """How many replies are cached, how much space they take, and how old they are."""
-    cache = RunStore(_settings(workdir).workdir).cache()
+    cache = _cache(workdir)
     stats = cache.stats()
     if as_json:
         _print_json({"path": str(cache.path), **dataclasses.asdict(stats)})
@@ -374,7 +399,7 @@ def cache_stats_command(
 @cache_app.command("clear")
 def cache_clear_command(workdir: WorkdirOption = None, debug: DebugOption = False) -> None:
     """Remove every cached reply."""
-    removed = RunStore(_settings(workdir).workdir).cache().clear()
+    removed = _cache(workdir).clear()
     typer.echo(f"Removed {removed} cached {'reply' if removed == 1 else 'replies'}.")
 
 
@@ -393,7 +418,7 @@ def cache_prune_command(
         seconds = parse_duration(older_than)
     except ValueError as exc:
         raise InputError(f"--older-than: {exc}") from None
-    removed = RunStore(_settings(workdir).workdir).cache().prune(older_than_s=seconds)
+    removed = _cache(workdir).prune(older_than_s=seconds)
     noun = "reply" if removed == 1 else "replies"
     typer.echo(f"Removed {removed} cached {noun} older than {older_than}.")
 
@@ -480,6 +505,12 @@ def _finish(result: RunResult, settings: Settings, as_json: bool) -> NoReturn:
     else:
         render.print_result(render.make_consoles()[0], result, settings.workdir)
     raise typer.Exit(result.exit_code)
+
+
+def _cache(workdir: Path | None) -> Any:
+    from stepline.store.runs import RunStore
+
+    return RunStore(_settings(workdir).workdir).cache()
 
 
 def _summary_json(row: RunSummary) -> dict[str, Any]:

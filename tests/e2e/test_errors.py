@@ -343,3 +343,21 @@ def _alive(pid: int) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+def test_yaml_alias_bomb_is_refused_quickly(cli, tmp_path: Path):
+    levels = ['a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    for name, previous in zip("bcdefg", "abcdef", strict=True):
+        levels.append(f"{name}: &{name} [" + ", ".join([f"*{previous}"] * 10) + "]")
+    write(tmp_path / "pipeline-config.yaml", "\n".join(levels) + "\nname: bomb\nsteps: []\n")
+
+    result = cli("validate")
+
+    assert_clean_error(result, 2, "expands to more than 100,000 values", "aliases")
+
+
+def test_oversized_config_is_refused(cli, tmp_path: Path):
+    filler = "# " + "x" * 1000 + "\n"
+    write(tmp_path / "pipeline-config.yaml", "name: big\n" + filler * 1100 + "steps: []\n")
+
+    assert_clean_error(cli("validate"), 2, "is larger than 1024 KiB", "prompt_file")

@@ -27,9 +27,21 @@ from stepline.spec.models import (
 Location = tuple[str | int, ...]
 
 
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_CONFIG_VALUES = 100_000
+"""Caps that keep a hostile or broken config from exhausting memory: its size on disk, and the
+number of values it expands to once YAML aliases are followed (a "billion laughs" is tiny on
+disk)."""
+
+
 def load_spec(path: Path) -> PipelineSpec:
     """Read, parse and validate the config at ``path``."""
     try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise SpecError(
+                f"config file {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB",
+                hint="a pipeline config is a few pages; put long prompts in prompt_file:",
+            )
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError(
@@ -89,7 +101,14 @@ def _compose(text: str, label: str) -> tuple[Any, dict[Location, int]]:
 def _index_lines(
     node: yaml.Node, location: Location, lines: dict[Location, int], label: str
 ) -> None:
-    """Record the line of every value; refuse duplicate keys, which YAML would silently drop."""
+    """Record the line of every value; refuse duplicate keys, which YAML would silently drop,
+    and configs whose aliases expand to more than ``MAX_CONFIG_VALUES`` values."""
+    if len(lines) >= MAX_CONFIG_VALUES:
+        raise SpecError(
+            f"{label}: the config expands to more than {MAX_CONFIG_VALUES:,} values "
+            "(through YAML anchors and aliases); refusing it",
+            hint="use fewer nested aliases",
+        )
     lines.setdefault(location, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()

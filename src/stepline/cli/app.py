@@ -9,17 +9,37 @@ the commands that need it, so ``--help`` and ``list`` never load jinja2 or the L
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import json
 import sys
 import traceback
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from stepline import __version__
+from stepline.cli.housekeeping import cache_app, clean_command
+from stepline.cli.options import (
+    ConcurrencyOption,
+    ConfigOption,
+    DebugOption,
+    DryRunOption,
+    FreshItemsOption,
+    FromStepOption,
+    JsonOption,
+    ModelOption,
+    NoCacheOption,
+    PauseOption,
+    ProviderOption,
+    RecordOption,
+    ReplayOption,
+    SetOption,
+    SkipFailedOption,
+    ToStepOption,
+    WorkdirOption,
+    lazy_module,
+    print_json,
+    settings_for,
+)
 from stepline.errors import InputError, StepLineError
 from stepline.settings import Settings, load_settings
 
@@ -28,24 +48,8 @@ if TYPE_CHECKING:
     from stepline.engine.prepare import Preview
     from stepline.engine.runner import Hooks, RunResult
     from stepline.store.runs import RunSummary
-
-
-def _lazy_module(name: str) -> ModuleType:
-    """``name``, imported on first use (the importlib recipe), so ``--help`` skips it."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.find_spec(name)
-    assert spec is not None and spec.loader is not None
-    loader = importlib.util.LazyLoader(spec.loader)
-    spec.loader = loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    loader.exec_module(module)
-    return module
-
-
-if not TYPE_CHECKING:  # rich tables and the run store load only for commands that use them
-    render = _lazy_module("stepline.cli.render")
+else:  # rich tables and the run store load only for commands that use them
+    render = lazy_module("stepline.cli.render")
 
 app = typer.Typer(
     name="pipeline",
@@ -55,87 +59,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        help="Pipeline config (default: PIPELINE_CONFIG, then pipeline-config.yaml).",
-        show_default=False,
-    ),
-]
-WorkdirOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--workdir",
-        help="Folder holding runs (default: PIPELINE_WORKDIR or .pipeline).",
-        show_default=False,
-    ),
-]
-FromStepOption = Annotated[
-    str | None, typer.Option("--from-step", help="Re-run from this step (number or id).")
-]
-ToStepOption = Annotated[str | None, typer.Option("--to-step", help="Stop after this step.")]
-DryRunOption = Annotated[
-    bool, typer.Option("--dry-run", help="Validate and show the plan; write nothing.")
-]
-PauseOption = Annotated[
-    bool | None,
-    typer.Option(
-        "--pause/--no-pause",
-        help="--pause stops at every pause point (exit 3); --no-pause passes them.",
-        show_default=False,
-    ),
-]
-SetOption = Annotated[
-    list[str] | None, typer.Option("--set", help="A template variable, k=v (repeatable).")
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
-ReplayOption = Annotated[
-    Path | None,
-    typer.Option("--replay", help="Answer LLM steps from this cassette (JSONL), offline."),
-]
-RecordOption = Annotated[
-    Path | None,
-    typer.Option("--record", help="Append every real LLM completion to this cassette."),
-]
-ModelOption = Annotated[
-    str | None,
-    typer.Option("--model", help="Use this model for every LLM step (kept on resume)."),
-]
-ProviderOption = Annotated[
-    str | None,
-    typer.Option(
-        "--provider", help="Use this provider for every LLM step: anthropic, openai or replay."
-    ),
-]
-ConcurrencyOption = Annotated[
-    int | None,
-    typer.Option(
-        "--concurrency",
-        min=1,
-        max=1000,
-        help="Items at once in every fan-out step.",
-        show_default=False,
-    ),
-]
-SkipFailedOption = Annotated[
-    bool,
-    typer.Option(
-        "--skip-failed", help="Leave fan-out items that failed failed; do not retry them."
-    ),
-]
-FreshItemsOption = Annotated[
-    bool,
-    typer.Option(
-        "--fresh-items", help="Redo every item of the fan-out steps that run (no checkpoints)."
-    ),
-]
-NoCacheOption = Annotated[
-    bool, typer.Option("--no-cache", help="Skip cached LLM replies (fresh ones are stored).")
-]
+app.add_typer(cache_app, name="cache")
+app.command("clean")(clean_command)
 
 
 @app.callback(invoke_without_command=True)
@@ -203,7 +128,7 @@ def run_command(
     from stepline.engine import api
     from stepline.engine.prepare import RunOptions
 
-    settings = _settings(workdir)
+    settings = settings_for(workdir)
     config_path = settings.config_path(config)
     options = RunOptions(
         from_step=from_step,
@@ -253,7 +178,7 @@ def resume_command(
     from stepline.engine import api
     from stepline.engine.prepare import RunOptions
 
-    settings = _settings(workdir)
+    settings = settings_for(workdir)
     options = RunOptions(
         from_step=from_step,
         to_step=to_step,
@@ -296,7 +221,7 @@ def list_command(
     debug: DebugOption = False,
 ) -> None:
     """List runs, newest first."""
-    settings = _settings(workdir)
+    settings = settings_for(workdir)
     from stepline.store.runs import RunStore
     from stepline.store.state import RunStatus
 
@@ -307,7 +232,7 @@ def list_command(
     rows = [r for r in RunStore(settings.workdir).summaries() if status in (None, r.status)]
     rows = rows[:limit]
     if as_json:
-        _print_json([_summary_json(row) for row in rows])
+        print_json([_summary_json(row) for row in rows])
     elif not rows:
         typer.echo(f"No runs in {settings.workdir}.")
     else:
@@ -333,7 +258,7 @@ def show_command(
     """Show a run's steps, one step's output (--step), or its LLM calls (--calls, --call N)."""
     from stepline.spec import select_step
 
-    settings = _settings(workdir)
+    settings = settings_for(workdir)
     from stepline.store.runs import RunStore, effective_status
     from stepline.store.state import load_state
 
@@ -350,9 +275,9 @@ def show_command(
         if record.output is None:
             raise InputError(f'step "{record.id}" has no output (status {record.status.value})')
         value = run_dir.read_output(record.output)
-        _print_json(value) if as_json else render.print_output(out, value)
+        print_json(value) if as_json else render.print_output(out, value)
     elif as_json:
-        _print_json({**state.model_dump(mode="json"), "status": status.value})
+        print_json({**state.model_dump(mode="json"), "status": status.value})
     else:
         render.print_run(out, state, status, settings.workdir)
 
@@ -366,61 +291,17 @@ def _show_calls(
         if number > len(records):
             raise InputError(f"there is no call {number}; this run has {len(records)} call(s)")
         record = records[number - 1]
-        _print_json(record) if as_json else render.print_call(
+        print_json(record) if as_json else render.print_call(
             render.make_consoles()[0], number, record
         )
         return
     selected = [(n, r) for n, r in numbered if only is None or r.get("step") == only]
     if as_json:
-        _print_json([{"number": n, **r} for n, r in selected])
+        print_json([{"number": n, **r} for n, r in selected])
     elif not selected:
         typer.echo("No LLM calls" + (f' in step "{only}".' if only else " in this run."))
     else:
         render.make_consoles()[0].print(render.calls_table(selected))
-
-
-cache_app = typer.Typer(help="Inspect and clean the LLM response cache (<workdir>/cache.sqlite).")
-app.add_typer(cache_app, name="cache")
-
-
-@cache_app.command("stats")
-def cache_stats_command(
-    workdir: WorkdirOption = None, as_json: JsonOption = False, debug: DebugOption = False
-) -> None:
-    """How many replies are cached, how much space they take, and how old they are."""
-    cache = _cache(workdir)
-    stats = cache.stats()
-    if as_json:
-        _print_json({"path": str(cache.path), **dataclasses.asdict(stats)})
-    else:
-        render.make_consoles()[0].print(render.cache_stats(cache.path, stats))
-
-
-@cache_app.command("clear")
-def cache_clear_command(workdir: WorkdirOption = None, debug: DebugOption = False) -> None:
-    """Remove every cached reply."""
-    removed = _cache(workdir).clear()
-    typer.echo(f"Removed {removed} cached {'reply' if removed == 1 else 'replies'}.")
-
-
-@cache_app.command("prune")
-def cache_prune_command(
-    older_than: Annotated[
-        str, typer.Option("--older-than", help="Remove entries older than this, e.g. 30d.")
-    ] = "30d",
-    workdir: WorkdirOption = None,
-    debug: DebugOption = False,
-) -> None:
-    """Remove cached replies older than --older-than (default 30d)."""
-    from stepline.spec import parse_duration
-
-    try:
-        seconds = parse_duration(older_than)
-    except ValueError as exc:
-        raise InputError(f"--older-than: {exc}") from None
-    removed = _cache(workdir).prune(older_than_s=seconds)
-    noun = "reply" if removed == 1 else "replies"
-    typer.echo(f"Removed {removed} cached {noun} older than {older_than}.")
 
 
 @app.command("validate")
@@ -432,14 +313,10 @@ def validate_command(
     """Check a config: schema, step references, templates, models and Python imports."""
     from stepline.engine import api
 
-    settings = _settings(None)
+    settings = settings_for(None)
     config_path = settings.config_path(config)
     spec = api.validate_config(config_path, _parse_sets(set_))
     typer.echo(f"{config_path}: OK ({spec.name}, {len(spec.steps)} steps)")
-
-
-def _settings(workdir: Path | None) -> Settings:
-    return load_settings(workdir=workdir)
 
 
 def _parse_sets(values: list[str] | None) -> dict[str, str]:
@@ -474,7 +351,7 @@ def _hooks(settings: Settings, pause: bool | None, as_json: bool) -> Hooks:
 def _show_preview(preview: Preview, as_json: bool) -> NoReturn:
     prepared = preview.prepared
     if as_json:
-        _print_json(
+        print_json(
             {
                 "run_id": prepared.state.run_id,
                 "plan": [
@@ -492,7 +369,7 @@ def _show_preview(preview: Preview, as_json: bool) -> NoReturn:
 
 def _finish(result: RunResult, settings: Settings, as_json: bool) -> NoReturn:
     if as_json:
-        _print_json(
+        print_json(
             {
                 "run_id": result.run_id,
                 "status": result.status.value,
@@ -507,21 +384,13 @@ def _finish(result: RunResult, settings: Settings, as_json: bool) -> NoReturn:
     raise typer.Exit(result.exit_code)
 
 
-def _cache(workdir: Path | None) -> Any:
-    from stepline.store.runs import RunStore
-
-    return RunStore(_settings(workdir).workdir).cache()
-
-
 def _summary_json(row: RunSummary) -> dict[str, Any]:
     record = dataclasses.asdict(row)
     record["path"] = str(row.path)
-    record["started_at"] = row.started_at.isoformat() if row.started_at else None
+    for name in ("started_at", "updated_at"):
+        moment = getattr(row, name)
+        record[name] = moment.isoformat() if moment else None
     return record
-
-
-def _print_json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
 
 
 def _debug_from_environment() -> bool:

@@ -7,13 +7,15 @@ holds lost its process (kill -9, power loss) and is reported as ``interrupted``.
 from __future__ import annotations
 
 import difflib
+import secrets
+import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from stepline.errors import InputError, RunStoreError
 from stepline.store.cache import CACHE_FILE, ResponseCache
-from stepline.store.lock import is_locked
+from stepline.store.lock import RunLock, is_locked
 from stepline.store.rundir import RunDir, check_run_id, new_run_id
 from stepline.store.state import RunState, RunStatus, load_state
 
@@ -35,6 +37,7 @@ class RunSummary:
     requests: int = 0
     cost_usd: float | None = None
     unpriced_calls: int = 0
+    updated_at: datetime | None = None
     problem: str | None = None
 
 
@@ -89,6 +92,18 @@ class RunStore:
             if entry.is_dir() and (entry / "state.json").exists()
         )
 
+    def remove(self, run_id: str) -> None:
+        """Delete a run's folder; a run that a process holds is never touched.
+
+        The folder is first renamed out of the run ids' namespace, so a crash halfway leaves
+        a hidden leftover, never a half-deleted run that ``list`` would show.
+        """
+        run_dir = self.open(run_id)
+        with RunLock(run_dir.lock_path, run_dir.run_id):  # fails at once if it is running
+            doomed = self.workdir / f".removing-{run_dir.run_id}-{secrets.token_hex(4)}"
+            run_dir.path.rename(doomed)
+        shutil.rmtree(doomed)
+
     def summaries(self) -> list[RunSummary]:
         """Every run, newest first; damaged runs are listed with their problem."""
         rows = [self._summary(RunDir(self.workdir / run_id)) for run_id in self.run_ids()]
@@ -111,4 +126,5 @@ class RunStore:
             requests=state.usage.requests,
             cost_usd=state.usage.cost_known,
             unpriced_calls=state.usage.unpriced_calls,
+            updated_at=state.updated_at,
         )

@@ -1,0 +1,118 @@
+"""What the commands share: option types, the settings, JSON printing and lazy imports."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Annotated, Any
+
+import typer
+
+from stepline.settings import Settings, load_settings
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Pipeline config (default: PIPELINE_CONFIG, then pipeline-config.yaml).",
+        show_default=False,
+    ),
+]
+WorkdirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--workdir",
+        help="Folder holding runs (default: PIPELINE_WORKDIR or .pipeline).",
+        show_default=False,
+    ),
+]
+FromStepOption = Annotated[
+    str | None, typer.Option("--from-step", help="Re-run from this step (number or id).")
+]
+ToStepOption = Annotated[str | None, typer.Option("--to-step", help="Stop after this step.")]
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="Validate and show the plan; write nothing.")
+]
+PauseOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--pause/--no-pause",
+        help="--pause stops at every pause point (exit 3); --no-pause passes them.",
+        show_default=False,
+    ),
+]
+SetOption = Annotated[
+    list[str] | None, typer.Option("--set", help="A template variable, k=v (repeatable).")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
+ReplayOption = Annotated[
+    Path | None,
+    typer.Option("--replay", help="Answer LLM steps from this cassette (JSONL), offline."),
+]
+RecordOption = Annotated[
+    Path | None,
+    typer.Option("--record", help="Append every real LLM completion to this cassette."),
+]
+ModelOption = Annotated[
+    str | None,
+    typer.Option("--model", help="Use this model for every LLM step (kept on resume)."),
+]
+ProviderOption = Annotated[
+    str | None,
+    typer.Option(
+        "--provider", help="Use this provider for every LLM step: anthropic, openai or replay."
+    ),
+]
+ConcurrencyOption = Annotated[
+    int | None,
+    typer.Option(
+        "--concurrency",
+        min=1,
+        max=1000,
+        help="Items at once in every fan-out step.",
+        show_default=False,
+    ),
+]
+SkipFailedOption = Annotated[
+    bool,
+    typer.Option(
+        "--skip-failed", help="Leave fan-out items that failed failed; do not retry them."
+    ),
+]
+FreshItemsOption = Annotated[
+    bool,
+    typer.Option(
+        "--fresh-items", help="Redo every item of the fan-out steps that run (no checkpoints)."
+    ),
+]
+NoCacheOption = Annotated[
+    bool, typer.Option("--no-cache", help="Skip cached LLM replies (fresh ones are stored).")
+]
+
+
+def settings_for(workdir: Path | None) -> Settings:
+    """The settings, with ``--workdir`` applied."""
+    return load_settings(workdir=workdir)
+
+
+def print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def lazy_module(name: str) -> ModuleType:
+    """``name``, imported on first use (the importlib recipe), so ``--help`` skips it."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    assert spec is not None and spec.loader is not None
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    loader.exec_module(module)
+    return module

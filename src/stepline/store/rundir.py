@@ -95,6 +95,10 @@ class RunDir:
         return self.state_path.is_file()
 
     def create(self) -> None:
+        """Make the run's folders. A folder with no state.json is what a process killed while
+        starting this run left behind (nothing committed yet); it is cleared first."""
+        if self.path.is_dir() and not self.exists():
+            shutil.rmtree(self.path)
         try:
             self.path.mkdir(parents=True, exist_ok=False)
         except FileExistsError:

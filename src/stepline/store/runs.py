@@ -66,12 +66,12 @@ class RunStore:
                 f'run "{run_dir.run_id}" already exists in {self.workdir}',
                 hint=f"resume it with: pipeline resume {run_dir.run_id}",
             )
-        if run_dir.path.exists():
+        if run_dir.path.exists() and is_locked(run_dir.lock_path):
             raise InputError(
-                f"{run_dir.path} exists but holds no run (a crash while creating it?)",
-                hint="remove that folder or choose another --run-id",
+                f'run "{run_dir.run_id}" is being created by another process',
+                hint="wait for it, or choose another --run-id",
             )
-        return run_dir
+        return run_dir  # a folder without state.json is a start that died; create() clears it
 
     def open(self, run_id: str) -> RunDir:
         """An existing run; an unknown id lists the closest ones."""

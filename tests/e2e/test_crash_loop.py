@@ -1,0 +1,139 @@
+"""Crash safety, proven: kill -9 a run at random moments until it completes.
+
+A run with Python, LLM and fan-out steps is killed with SIGKILL at seeded random moments and
+resumed each time, until it completes. Then: its outputs equal those of an uninterrupted run;
+state.json parsed after every kill; and no LLM request was sent more often than once plus once
+per kill (a request in flight at a kill may be sent again: LLM APIs take no idempotency key).
+Kept short here (a few kills); ``STEPLINE_CRASH_LOOPS`` raises the number of seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from stepline.store.state import load_state
+from tests.fakes import FakeLLMServer, Reply
+from tests.fakes.llm_server import RecordedRequest
+from tests.helpers import write
+
+CONFIG = """
+name: crashy
+concurrency: 4
+llm:
+  model: claude-haiku-4-5
+  retry: {attempts: 2, initial_delay: 1ms, max_delay: 5ms}
+  cache: {enabled: false}
+steps:
+  - id: make
+    kind: python
+    function: helpers:make
+  - id: ask
+    kind: llm
+    for_each: "{{ steps.make }}"
+    item_key: "{{ item }}"
+    prompt: "Describe {{ item }}"
+  - id: shout
+    kind: python
+    for_each: "{{ steps.ask }}"
+    function: helpers:shout
+  - id: sum
+    kind: llm
+    prompt: "Summarise {{ steps.shout | length }} items: {{ steps.shout | join(', ') }}"
+"""
+
+HELPERS = """
+def make(ctx):
+    return [f"thing-{number}" for number in range(24)]
+
+def shout(ctx):
+    return ctx.item.upper()
+"""
+
+SEEDS = int(os.environ.get("STEPLINE_CRASH_LOOPS", "2"))
+
+
+class Counting:
+    """Answers deterministically after a short delay, counting requests per prompt."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    def __call__(self, request: RecordedRequest) -> Reply:
+        with self.lock:
+            self.counts[request.prompt] += 1
+        return Reply(text=f"about {request.prompt[-12:]}", delay=0.15)
+
+
+def start(folder: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "stepline", *args, "--no-pause"],
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def outputs(folder: Path, run_id: str) -> dict[str, object]:
+    steps = folder / ".pipeline" / run_id / "steps"
+    return {path.name: json.loads(path.read_text()) for path in sorted(steps.glob("*.json"))}
+
+
+@pytest.mark.parametrize("seed", range(SEEDS))
+def test_runs_killed_at_random_moments_finish_with_the_same_outputs(
+    fake_llm: FakeLLMServer, tmp_path: Path, seed: int
+):
+    write(tmp_path / "pipeline-config.yaml", CONFIG)
+    write(tmp_path / "helpers.py", HELPERS)
+    write(tmp_path / "in.txt", "x")
+    counting = Counting()
+    fake_llm.responder = counting
+    began = time.monotonic()
+    assert start(tmp_path, "run", "in.txt", "--run-id", "calm").wait(timeout=60) == 0
+    calm_seconds = time.monotonic() - began
+    expected = outputs(tmp_path, "calm")
+    counting.counts.clear()
+
+    chance = random.Random(seed)
+    kills = 0
+    state_path = tmp_path / ".pipeline" / "crashy" / "state.json"
+    for attempt in range(40):
+        # The first kill always lands before the run could finish; later ones anywhere.
+        low, high = (0.5, 0.9) if attempt == 0 else (0.4, 1.3)
+        # Killed before its first state write, a run has nothing to resume: start it again.
+        command = (
+            ["resume", "crashy"] if state_path.exists() else ["run", "in.txt", "--run-id", "crashy"]
+        )
+        process = start(tmp_path, *command)
+        try:
+            code = process.wait(timeout=calm_seconds * chance.uniform(low, high))
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            kills += 1
+            if state_path.exists():
+                load_state(state_path)  # parses and validates after every kill
+            continue
+        assert code == 0, process.stderr.read() if process.stderr else code
+        break
+    else:
+        pytest.fail("the run never completed")
+
+    assert kills >= 1
+    assert outputs(tmp_path, "crashy") == expected
+    over = {prompt: count for prompt, count in counting.counts.items() if count > 1 + kills}
+    assert not over, f"requests sent more than once plus once per kill ({kills}): {over}"
+    assert sum(counting.counts.values()) <= 25 + kills * 4  # 24 items + 1 summary; 4 in flight

@@ -176,11 +176,29 @@ def test_check_run_id_rejects_a_trailing_newline() -> None:
 def test_creating_a_run_twice_points_at_resume(tmp_path: Path) -> None:
     run_dir = RunDir(tmp_path / ".pipeline" / "run-1")
     run_dir.create()
+    run_dir.state_path.write_text("{}")  # the run got as far as its first state write
 
     with pytest.raises(InputError, match='run "run-1" already exists') as caught:
         run_dir.create()
 
     assert caught.value.hint == "resume it with: pipeline resume run-1"
+
+
+def test_a_start_that_died_before_its_first_state_write_is_cleared(tmp_path: Path) -> None:
+    run_dir = RunDir(tmp_path / ".pipeline" / "run-1")
+    run_dir.create()
+    (run_dir.path / "input" / "original.txt").write_text("copied before the kill")
+
+    run_dir.create()
+
+    assert list((run_dir.path / "input").iterdir()) == []
+
+
+def test_a_start_in_progress_elsewhere_is_left_alone(tmp_path: Path) -> None:
+    run_dir = RunDir(tmp_path / ".pipeline" / "run-1")
+    run_dir.create()
+    with RunLock(run_dir.lock_path, "run-1"), pytest.raises(InputError, match="already exists"):
+        run_dir.create()
 
 
 def test_created_run_has_input_and_steps_folders(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from stepline.store.atomic import (
     write_json_atomic,
     write_text_atomic,
 )
+from stepline.store.lock import is_locked
 from stepline.store.state import now
 
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,100}")
@@ -97,7 +98,7 @@ class RunDir:
     def create(self) -> None:
         """Make the run's folders. A folder with no state.json is what a process killed while
         starting this run left behind (nothing committed yet); it is cleared first."""
-        if self.path.is_dir() and not self.exists():
+        if self.path.is_dir() and not self.exists() and not is_locked(self.lock_path):
             shutil.rmtree(self.path)
         try:
             self.path.mkdir(parents=True, exist_ok=False)

@@ -18,8 +18,9 @@ import asyncio
 import csv
 import io
 import json
+import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -163,7 +164,6 @@ def _kind(value: Any) -> str:
 
 @dataclass
 class _Tally:
-    results: dict[int, Any] = field(default_factory=dict)
     failures: dict[int, tuple[str, str]] = field(default_factory=dict)  # index -> (key, error)
     kept_failures: set[int] = field(default_factory=set)  # failed before; --skip-failed
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -202,7 +202,7 @@ class FanOut:
         self.show = show
         self.inbound = inbound  # stream_items: the items arrive from the step before
         self.outbound = outbound  # the next step streams this step's results
-        self._items: list[Item] = []
+        self.mark = secrets.token_hex(8)  # this execution's rows in items.sqlite
         self._in_flight_before = 0
         self.tally = _Tally()
         self.records_intent = isinstance(step, LLMStep)  # only LLM calls cost money twice
@@ -233,7 +233,7 @@ class FanOut:
         else:
             arrivals = self._keyed(self.inbound)
         self._show()
-        await self._run_all(arrivals, self._previous_records())
+        await self._run_all(arrivals)
         if self._in_flight_before:
             self.env.log.warning(
                 "%d item(s) were cut short last time (in flight when the run stopped or the "
@@ -252,7 +252,7 @@ class FanOut:
                 f'step "{self.inbound.producer}", whose items stream into this one, failed',
                 hint="finished items are kept; fix that step and resume",
             )
-        return self._outcome(sorted(self._items, key=lambda item: item.index))
+        return self._outcome()
 
     async def _keyed(self, inbound: ItemStream) -> AsyncIterator[Item]:
         """Streamed results as items, keyed as they arrive (duplicate keys fail the step)."""
@@ -270,10 +270,8 @@ class FanOut:
             self._total += 1
             yield item
 
-    def _previous_records(self) -> dict[str, ItemRecord]:
-        if not self.reuse_items:
-            return {}
-        return {record.key: record for record in self.store.records(self.step.id)}
+    def _previous(self, item: Item) -> ItemRecord | None:
+        return self.store.lookup(self.step.id, item.key) if self.reuse_items else None
 
     def fingerprint(self, item: Item, *, whole_list: bool = False) -> str:
         """The item's identity for reuse: the step's base fingerprint and the item (with its
@@ -301,12 +299,14 @@ class FanOut:
         if record is None:
             return False
         if record.status is ItemStatus.DONE:
-            self.tally.results[item.index] = record.result
+            await self.store.confirm(self.step.id, item.key, item.index, self.mark)
             self._add_metrics(record.metrics or {})
             self.tally.reused += 1
-            await self._emit(item.index, record.result)
+            if self.outbound is not None:
+                await self._emit(item.index, self.store.result(self.step.id, item.key))
             return True
         if record.status is ItemStatus.FAILED and not self.retry_failed:
+            await self.store.confirm(self.step.id, item.key, item.index, self.mark)
             self.tally.failures[item.index] = (item.key, record.error or "failed")
             self.tally.kept_failures.add(item.index)
             await self._emit_failure(item)
@@ -324,9 +324,7 @@ class FanOut:
             error = self.tally.failures[item.index][1]
             await self._emit(item.index, {"error": error, "item_key": item.key})
 
-    async def _run_all(
-        self, arrivals: AsyncIterator[Item], previous: dict[str, ItemRecord]
-    ) -> None:
+    async def _run_all(self, arrivals: AsyncIterator[Item]) -> None:
         """Launch items as they come, at most ``concurrency`` at once, until done or stopping."""
         limit = asyncio.Semaphore(self.concurrency)
 
@@ -341,8 +339,7 @@ class FanOut:
 
         try:
             async for item in arrivals:
-                self._items.append(item)
-                if await self._reused(item, self._checkpoint(item, previous.get(item.key))):
+                if await self._reused(item, self._checkpoint(item, self._previous(item))):
                     self._show()
                     continue
                 await limit.acquire()
@@ -363,7 +360,7 @@ class FanOut:
     async def _run_item(self, item: Item, fingerprint: str) -> None:
         step, store = self.step, self.store
         if self.records_intent:
-            await store.start(step.id, item.key, item.index, fingerprint)
+            await store.start(step.id, item.key, item.index, fingerprint, self.mark)
         env = replace(self.env, item=item)
         try:
             async with asyncio.timeout(step.step_timeout):  # per item in a fan-out step
@@ -378,7 +375,7 @@ class FanOut:
                 for task in list(self._tasks):
                     if task is not current:
                         task.cancel()
-            await store.fail(step.id, item.key, item.index, fingerprint, message)
+            await store.fail(step.id, item.key, item.index, fingerprint, message, self.mark)
             await self._emit_failure(item)
         else:
             read_list = bool(outcome.read_steps and outcome.read_steps & set(self.list_hashes))
@@ -389,9 +386,9 @@ class FanOut:
                 self.fingerprint(item, whole_list=True) if read_list else fingerprint,
                 outcome.value,
                 outcome.metrics,
+                self.mark,
                 durable=self.records_intent,
             )
-            self.tally.results[item.index] = outcome.value
             self._add_metrics(outcome.metrics)
             self.tally.done += 1
             await self._emit(item.index, outcome.value)
@@ -412,7 +409,7 @@ class FanOut:
             cost, so_far = metrics["cost_usd"], totals.get("cost_usd", 0.0)
             totals["cost_usd"] = None if cost is None or so_far is None else so_far + cost
 
-    def _outcome(self, items: list[Item]) -> StepOutcome:
+    def _outcome(self) -> StepOutcome:
         tally, step = self.tally, self.step
         failures = tally.failures
         fresh = sorted(set(failures) - tally.kept_failures)  # --skip-failed leaves out the rest
@@ -424,16 +421,10 @@ class FanOut:
                 hint="finished items are kept; fix the cause and resume (failed items run "
                 "again), or set on_item_error: skip or collect",
             )
-        value = []
-        for item in items:
-            if item.index in failures:
-                if step.on_item_error == "collect":
-                    value.append({"error": failures[item.index][1], "item_key": item.key})
-                continue
-            value.append(tally.results[item.index])
+        value = list(self._results())
         metrics = {
             **tally.metrics,
-            "items": len(items),
+            "items": self._total,
             "items_done": tally.done,
             "items_reused": tally.reused,
             "items_failed": len(failures),
@@ -444,6 +435,14 @@ class FanOut:
                 for key, error in (failures[index] for index in sorted(failures))
             ][:MAX_LISTED_FAILURES]
         return StepOutcome(value=value, metrics=metrics)
+
+    def _results(self) -> Iterator[Any]:
+        """This execution's results in input order, read back from the checkpoints."""
+        for record in self.store.marked(self.step.id, self.mark):
+            if record.status is ItemStatus.DONE:
+                yield record.result
+            elif self.step.on_item_error == "collect":
+                yield {"error": record.error, "item_key": record.key}
 
     def _show(self) -> None:
         if self.show is None:

@@ -43,6 +43,10 @@ MIGRATIONS = (
         PRIMARY KEY (step, key)
     ) WITHOUT ROWID
     """,
+    # 2-3: which execution of the step last wrote or confirmed the row, so the step's output
+    # can be read back in order without holding results in memory
+    "ALTER TABLE items ADD COLUMN mark TEXT",
+    "CREATE INDEX items_by_mark ON items (step, mark, position)",
 )
 DAMAGED_HINT = (
     "re-run the fan-out step with --from-step; finished items are lost with the file, "
@@ -50,8 +54,9 @@ DAMAGED_HINT = (
 )
 UPSERT = (
     "INSERT OR REPLACE INTO items (step, key, position, fingerprint, status, result, error, "
-    "metrics, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "metrics, mark, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+CONFIRM = "UPDATE items SET position = ?, mark = ?, updated_at = ? WHERE step = ? AND key = ?"
 MAX_BATCH = 1000
 
 
@@ -74,6 +79,7 @@ class ItemRecord:
 
 @dataclass(frozen=True)
 class _Write:
+    sql: str
     row: tuple[Any, ...]
     durable: bool
     done: asyncio.Future[None]
@@ -88,30 +94,60 @@ class ItemStore:
         self._writes: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
 
-    def records(self, step: str) -> Iterator[ItemRecord]:
-        """Every checkpoint of ``step``, in input order."""
+    def lookup(self, step: str, key: str) -> ItemRecord | None:
+        """The checkpoint of one item, without its result (see ``result``)."""
         if not self.path.exists():
-            return
+            return None
         with self._reader.connect(write=False) as db:
-            rows = db.execute(
-                "SELECT key, position, fingerprint, status, result, error, metrics "
-                "FROM items WHERE step = ? ORDER BY position",
-                (step,),
-            ).fetchall()
-        for key, position, fingerprint, status, result, error, metrics in rows:
-            yield ItemRecord(
-                key=key,
-                position=position,
-                fingerprint=fingerprint,
-                status=ItemStatus(status),
-                result=json.loads(result) if result is not None else None,
-                error=error,
-                metrics=json.loads(metrics) if metrics else None,
-            )
+            row = db.execute(
+                "SELECT position, fingerprint, status, error, metrics FROM items "
+                "WHERE step = ? AND key = ?",
+                (step, key),
+            ).fetchone()
+        if row is None:
+            return None
+        position, fingerprint, status, error, metrics = row
+        return ItemRecord(
+            key=key,
+            position=position,
+            fingerprint=fingerprint,
+            status=ItemStatus(status),
+            error=error,
+            metrics=json.loads(metrics) if metrics else None,
+        )
 
-    async def start(self, step: str, key: str, position: int, fingerprint: str) -> None:
+    def result(self, step: str, key: str) -> Any:
+        """One finished item's result."""
+        with self._reader.connect(write=False) as db:
+            row = db.execute(
+                "SELECT result FROM items WHERE step = ? AND key = ?", (step, key)
+            ).fetchone()
+        return json.loads(row[0]) if row and row[0] is not None else None
+
+    def marked(self, step: str, mark: str) -> Iterator[ItemRecord]:
+        """The rows one execution of a step wrote or confirmed, in input order, results
+        included, read a batch at a time (the output is never held whole for this)."""
+        with self._reader.connect(write=False) as db:
+            cursor = db.execute(
+                "SELECT key, position, fingerprint, status, result, error FROM items "
+                "WHERE step = ? AND mark = ? ORDER BY position",
+                (step, mark),
+            )
+            while rows := cursor.fetchmany(500):
+                for key, position, fingerprint, status, result, error in rows:
+                    yield ItemRecord(
+                        key=key,
+                        position=position,
+                        fingerprint=fingerprint,
+                        status=ItemStatus(status),
+                        result=json.loads(result) if result is not None else None,
+                        error=error,
+                    )
+
+    async def start(self, step: str, key: str, position: int, fingerprint: str, mark: str) -> None:
         """Commit the intent to call an LLM for this item (before the call), durably."""
-        await self._put((step, key, position, fingerprint, ItemStatus.STARTED, None, None, None))
+        row = (step, key, position, fingerprint, ItemStatus.STARTED, None, None, None, mark)
+        await self._put(UPSERT, row)
 
     async def finish(
         self,
@@ -121,17 +157,27 @@ class ItemStore:
         fingerprint: str,
         result: Any,
         metrics: dict[str, Any],
+        mark: str,
         *,
         durable: bool = True,
     ) -> None:
         """Commit a finished item. ``durable=False`` for items that are cheap to redo (no
         LLM call): they survive a killed process, only a power cut may lose them."""
         encoded = json.dumps(result, ensure_ascii=False)
-        row = (step, key, position, fingerprint, ItemStatus.DONE, encoded, None)
-        await self._put((*row, json.dumps(metrics) if metrics else None), durable=durable)
+        metrics_json = json.dumps(metrics) if metrics else None
+        row = (step, key, position, fingerprint, ItemStatus.DONE, encoded, None, metrics_json)
+        await self._put(UPSERT, (*row, mark), durable=durable)
 
-    async def fail(self, step: str, key: str, position: int, fingerprint: str, error: str) -> None:
-        await self._put((step, key, position, fingerprint, ItemStatus.FAILED, None, error, None))
+    async def fail(
+        self, step: str, key: str, position: int, fingerprint: str, error: str, mark: str
+    ) -> None:
+        row = (step, key, position, fingerprint, ItemStatus.FAILED, None, error, None, mark)
+        await self._put(UPSERT, row)
+
+    async def confirm(self, step: str, key: str, position: int, mark: str) -> None:
+        """Count a reused checkpoint as part of this execution's output (cheap, not durable:
+        a lost confirmation only means the item is looked up again)."""
+        await self._put(CONFIRM, (position, mark), tail=(step, key), durable=False)
 
     def close(self) -> None:
         """Finish the pending writes and stop the writer."""
@@ -141,13 +187,22 @@ class ItemStore:
             self._writer = None
         self._reader.close()
 
-    async def _put(self, row: tuple[Any, ...], *, durable: bool = True) -> None:
+    async def _put(
+        self,
+        sql: str,
+        row: tuple[Any, ...],
+        *,
+        tail: tuple[Any, ...] = (),
+        durable: bool = True,
+    ) -> None:
+        """Queue one statement for the writer; ``updated_at`` goes between ``row`` and
+        ``tail`` (the column order of UPSERT and CONFIRM)."""
         if self._writer is None:
             self._writer = threading.Thread(target=self._write_batches, name="stepline-items")
             self._writer.daemon = True
             self._writer.start()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._writes.put(_Write((*row, time.time()), durable, done))
+        self._writes.put(_Write(sql, (*row, time.time(), *tail), durable, done))
         await asyncio.shield(done)  # a cancelled item still gets its row written
 
     def _write_batches(self) -> None:
@@ -174,7 +229,8 @@ class ItemStore:
         error: BaseException | None = None
         try:
             with database.connect(durable=any(write.durable for write in batch)) as db:
-                db.executemany(UPSERT, [write.row for write in batch])
+                for write in batch:
+                    db.execute(write.sql, write.row)
         except Exception as exc:  # reported to every waiting item; the run fails cleanly
             error = exc
         for write in batch:

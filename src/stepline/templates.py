@@ -8,6 +8,7 @@ dicts render as JSON rather than Python reprs, which is what a prompt or a comma
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -32,13 +33,24 @@ ITEM_NAMES = frozenset({"item", "item_index", "item_key"})
 
 
 def _finalize(value: Any) -> Any:
-    if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, dict | list) or _is_lazy_list(value):
+        return _to_json(value)
     return value
 
 
 def _to_json(value: Any, indent: int | None = None) -> str:
-    return json.dumps(value, ensure_ascii=False, indent=indent)
+    return json.dumps(value, ensure_ascii=False, indent=indent, default=_plain)
+
+
+def _is_lazy_list(value: Any) -> bool:
+    """A read-only sequence such as a JSON Lines output (it renders as the list it holds)."""
+    return isinstance(value, Sequence) and not isinstance(value, str | bytes | list | tuple)
+
+
+def _plain(value: Any) -> Any:
+    if _is_lazy_list(value):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON data")
 
 
 class _DataFirstEnvironment(SandboxedEnvironment):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Annotated, Any
@@ -101,7 +102,14 @@ def settings_for(workdir: Path | None) -> Settings:
 
 
 def print_json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
+    typer.echo(json.dumps(value, indent=2, ensure_ascii=False, default=_listed))
+
+
+def _listed(value: Any) -> Any:
+    """JSON for a lazy output (a ``.jsonl`` file read as a sequence): the list it holds."""
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON data")
 
 
 def lazy_module(name: str) -> ModuleType:

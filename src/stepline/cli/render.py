@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -353,9 +353,12 @@ def print_run(console: Console, state: RunState, status: RunStatus, workdir: Pat
 
 
 def print_output(console: Console, value: Any) -> None:
-    """A step's output: text as is, anything else as indented JSON."""
+    """A step's output: text as is, JSON Lines a line at a time, anything else as JSON."""
     if isinstance(value, str):
         console.print(value, markup=False, highlight=False, soft_wrap=True)
+    elif isinstance(value, Sequence) and not isinstance(value, list | tuple):
+        for row in value:  # a .jsonl output: streamed, never loaded whole
+            console.print(json.dumps(row, ensure_ascii=False), markup=False, soft_wrap=True)
     else:
         console.print_json(json.dumps(value, ensure_ascii=False))
 

@@ -31,6 +31,7 @@ from stepline.spec import LLMStep, StepBase, format_duration
 from stepline.steps import StepEnvironment, StepOutcome, execute_step
 from stepline.steps.base import Item, item_context
 from stepline.store.items import ItemRecord, ItemStatus, ItemStore
+from stepline.store.jsonl import JsonLines, RowStream
 from stepline.templates import evaluate, render
 
 SUMMED_METRICS = (
@@ -41,6 +42,9 @@ SUMMED_METRICS = (
     "cache_read_tokens",
 )
 MAX_LISTED_FAILURES = 20
+JSONL_ABOVE_ITEMS = 10_000
+"""Without ``output_format``, a fan-out output over this many items is written as JSON Lines,
+streamed from the checkpoints, instead of one JSON list built in memory."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,8 @@ def _item_values(step: StepBase, env: StepEnvironment) -> list[Any]:
         return _records(step, env)
     assert step.for_each is not None
     value = evaluate(step.for_each, env.template_context(), where=f'step "{step.id}" for_each')
+    if isinstance(value, JsonLines):
+        return list(value)  # resolved up front for now; keys need the whole list
     if not isinstance(value, list | tuple):
         raise StepFailed(
             step.id,
@@ -421,7 +427,10 @@ class FanOut:
                 hint="finished items are kept; fix the cause and resume (failed items run "
                 "again), or set on_item_error: skip or collect",
             )
-        value = list(self._results())
+        jsonl = step.output_format == "jsonl" or (
+            step.output_format is None and self._total > JSONL_ABOVE_ITEMS
+        )
+        value: Any = RowStream(self._results) if jsonl else list(self._results())
         metrics = {
             **tally.metrics,
             "items": self._total,

@@ -28,6 +28,7 @@ _NOT_IN_FINGERPRINT = frozenset(
         "schema_file",
         "concurrency",
         "stream_items",
+        "output_format",
     }
 )
 

@@ -24,7 +24,6 @@ from stepline.engine.plan import INPUT_KEY, Action, Decision
 from stepline.engine.references import StepNeeds
 from stepline.engine.streams import ItemStream
 from stepline.errors import RunInterrupted, RunStoreError, StepFailed, StepLineError
-from stepline.hashing import hash_value
 from stepline.providers.base import StreamProgress
 from stepline.providers.caller import LLMCaller
 from stepline.providers.pool import ProviderFactory, ProviderPool
@@ -36,6 +35,7 @@ from stepline.spec import PipelineSpec, StepBase, format_duration
 from stepline.steps import InputData, StepEnvironment, StepOutcome, execute_step
 from stepline.store.cassette import Cassette
 from stepline.store.items import ItemStore
+from stepline.store.jsonl import RowStream, hash_output
 from stepline.store.rundir import RunDir
 from stepline.store.runs import RunStore
 from stepline.store.state import RunState, RunStatus, StepState, StepStatus, now, save_state
@@ -402,7 +402,8 @@ class Runner:
     def _record_success(
         self, step: StepBase, record: StepState, outcome: StepOutcome, elapsed: float
     ) -> None:
-        relative = self.run.run_dir.output_name(record.number, step.id)
+        suffix = ".jsonl" if isinstance(outcome.value, RowStream) else ".json"
+        relative = self.run.run_dir.output_name(record.number, step.id, suffix)
         record.output_hash = self.run.run_dir.write_output(relative, outcome.value)
         record.output = relative
         record.reads = self._reads(step, outcome)
@@ -410,7 +411,10 @@ class Runner:
         record.fingerprint = fingerprint(record.spec_hash, record.reads)
         record.metrics = outcome.metrics
         self._end_step(record, StepStatus.COMPLETED, elapsed)
-        self._remember(step.id, outcome.value, record.output_hash)
+        value = outcome.value
+        if isinstance(value, RowStream):  # later steps stream it from the file
+            value = self.run.run_dir.read_output(relative)
+        self._remember(step.id, value, record.output_hash)
         self._emit(EventType.STEP_COMPLETED, step, data={"duration_s": record.duration_s})
 
     def _record_failure(
@@ -450,7 +454,7 @@ class Runner:
 
     def _remember(self, step_id: str, value: Any, value_hash: str | None = None) -> None:
         self.outputs[step_id] = value
-        self.output_hashes[step_id] = value_hash or hash_value(value)
+        self.output_hashes[step_id] = value_hash or hash_output(value)
 
     async def _pause_stops(self, step: StepBase, record: StepState) -> bool:
         """At a pause point: True when the run should stop here (status paused)."""

@@ -166,11 +166,18 @@ class StepBase(_Strict):
     concurrency: int | None = Field(default=None, ge=1, le=1000)
     on_item_error: ItemErrorStrategy = "fail"
     stream_items: bool = False
+    output_format: Literal["json", "jsonl"] | None = None  # fan-out: None picks by size
 
     @model_validator(mode="after")
     def _fan_out_keys_need_for_each(self) -> StepBase:
         if self.for_each is None:
-            fan_out_keys = {"item_key", "concurrency", "on_item_error", "stream_items"}
+            fan_out_keys = {
+                "item_key",
+                "concurrency",
+                "on_item_error",
+                "stream_items",
+                "output_format",
+            }
             stray = fan_out_keys & self.model_fields_set
             if stray:
                 raise ValueError(f"{sorted(stray)[0]} needs for_each (it applies to fan-out steps)")

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -23,14 +24,16 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from stepline.errors import InputError, RunStoreError
-from stepline.hashing import canonical_json, hash_value
+from stepline.hashing import HASH_TAG, canonical_json, hash_value
 from stepline.store.atomic import (
     fsync_dir,
     remove_stale_temp_files,
     write_bytes_atomic,
+    write_chunks_atomic,
     write_json_atomic,
     write_text_atomic,
 )
+from stepline.store.jsonl import JsonLines, RowStream, hash_output, jsonl_chunks
 from stepline.store.lock import is_locked
 from stepline.store.state import now
 
@@ -116,9 +119,9 @@ class RunDir:
         for folder in (self.path, self.path / "steps", self.path / "input"):
             remove_stale_temp_files(folder)
 
-    def output_name(self, number: int, step_id: str) -> str:
-        """Relative path of a step's output: ``steps/03-score.json``."""
-        return f"steps/{number:02d}-{step_id}.json"
+    def output_name(self, number: int, step_id: str, suffix: str = ".json") -> str:
+        """Relative path of a step's output: ``steps/03-score.json`` (or ``.jsonl``)."""
+        return f"steps/{number:02d}-{step_id}{suffix}"
 
     def resolve(self, relative: str) -> Path:
         return self.path / relative
@@ -138,10 +141,17 @@ class RunDir:
         write_text_atomic(self.config_path, text)
 
     def write_output(self, relative: str, value: Any) -> str:
-        """Store a step's output value (replacing one moves it to history); return its hash."""
+        """Store a step's output value (replacing one moves it to history); return its hash.
+
+        A ``RowStream`` is written as JSON Lines, row by row, and never held whole.
+        """
         path = self.resolve(relative)
         if path.exists():
             self._archive(path)
+        if isinstance(value, RowStream):
+            digest = hashlib.sha256()
+            write_chunks_atomic(path, jsonl_chunks(value.rows(), digest))
+            return HASH_TAG + digest.hexdigest()
         write_json_atomic(path, value)
         return hash_value(value)
 
@@ -150,8 +160,13 @@ class RunDir:
         write_text_atomic(self.resolve(relative), text)
 
     def read_output(self, relative: str) -> Any:
-        """Read a step's output value, as a person may have edited it."""
+        """Read a step's output value, as a person may have edited it (a ``.jsonl`` output
+        comes back as a ``JsonLines`` that streams the file)."""
         path = self.resolve(relative)
+        if path.suffix == ".jsonl":
+            if not path.exists():
+                raise RunStoreError(f"output file {path} is missing")
+            return JsonLines(path)
         try:
             return json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -167,7 +182,7 @@ class RunDir:
         """Hash of the output as it is on disk now; None when the file is missing."""
         if not self.resolve(relative).exists():
             return None
-        return hash_value(self.read_output(relative))
+        return hash_output(self.read_output(relative))
 
     def append_event(self, event: dict[str, Any]) -> None:
         """Append one event line; a torn last line after a crash is skipped by readers."""

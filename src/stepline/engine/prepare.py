@@ -6,7 +6,8 @@ before anything is written, so a wrong command line never leaves a half-made run
 
 from __future__ import annotations
 
-import json
+import codecs
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from stepline.engine.plan import INPUT_KEY, Action, Decision, StepFacts, plan_ru
 from stepline.engine.references import analyse_spec
 from stepline.engine.runner import PreparedRun
 from stepline.errors import InputError
-from stepline.hashing import hash_bytes
+from stepline.hashing import HASH_TAG
 from stepline.providers import check_credentials
 from stepline.providers.requests import targets
 from stepline.settings import Settings
@@ -25,6 +26,8 @@ from stepline.steps import InputData
 from stepline.steps.python import resolve_function
 from stepline.store.rundir import RunDir
 from stepline.store.state import RunState, StepState, StepStatus
+
+CHUNK_BYTES = 1 << 20
 
 
 @dataclass
@@ -61,38 +64,28 @@ class Preview:
     estimates: list[LLMEstimate] = field(default_factory=list)
 
 
-def read_input(path: Path) -> tuple[bytes, str]:
-    """The input's bytes and text; a clear error for a missing, odd or non-UTF-8 file."""
+def input_data(path: Path, name: str) -> InputData:
+    """The input, hashed and checked as UTF-8 a chunk at a time (never read whole here)."""
     if not path.exists():
         raise InputError(f"input file not found: {path}")
     if not path.is_file():
         raise InputError(f"input is not a file: {path}")
+    digest, decoder, offset = hashlib.sha256(), codecs.getincrementaldecoder("utf-8")(), 0
     try:
-        data = path.read_bytes()
-        return data, data.decode("utf-8")
+        with path.open("rb") as handle:
+            while chunk := handle.read(CHUNK_BYTES):
+                digest.update(chunk)
+                decoder.decode(chunk)
+                offset += len(chunk)
+        decoder.decode(b"", final=True)
     except UnicodeDecodeError as exc:
         raise InputError(
-            f"input file {path} is not UTF-8 text (byte {exc.start})",
+            f"input file {path} is not UTF-8 text (byte {offset + exc.start})",
             hint="convert it to UTF-8 first",
         ) from None
     except OSError as exc:
         raise InputError(f"cannot read input file {path}: {exc.strerror}") from None
-
-
-def input_data(path: Path, name: str) -> InputData:
-    data, text = read_input(path)
-    try:
-        parsed, is_json = json.loads(text), True
-    except json.JSONDecodeError:
-        parsed, is_json = None, False
-    return InputData(
-        path=path.resolve(),
-        name=name,
-        text=text,
-        hash=hash_bytes(data),
-        json=parsed,
-        is_json=is_json,
-    )
+    return InputData(path=path.resolve(), name=name, hash=HASH_TAG + digest.hexdigest())
 
 
 def new_state(spec: PipelineSpec, run_dir: RunDir, input_path: Path, input_hash: str) -> RunState:

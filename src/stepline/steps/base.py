@@ -6,9 +6,11 @@ through ``env`` and return a value; the runner persists it. No executor touches 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +20,66 @@ from stepline.spec import PipelineSpec
 
 @dataclass(frozen=True)
 class InputData:
-    """The run's input: ``path`` is the copy inside the run folder, ``name`` the original's."""
+    """The run's input: ``path`` is the copy inside the run folder, ``name`` the original's.
+
+    The text is read, and parsed as JSON, only when something first asks for it: a fan-out over
+    ``input.lines`` streams the file instead, so a million-line input never sits in memory.
+    """
 
     path: Path
     name: str
-    text: str
     hash: str
-    json: Any = None
-    is_json: bool = False
 
-    def template_value(self) -> dict[str, Any]:
-        value: dict[str, Any] = {"text": self.text, "path": str(self.path), "name": self.name}
-        if self.is_json:
-            value["json"] = self.json
-        return value
+    @cached_property
+    def text(self) -> str:
+        return self.path.read_text(encoding="utf-8")  # checked as UTF-8 when the run started
+
+    @cached_property
+    def _parsed(self) -> tuple[bool, Any]:
+        try:
+            return True, json.loads(self.text)
+        except json.JSONDecodeError:
+            return False, None
+
+    @property
+    def is_json(self) -> bool:
+        return self._parsed[0]
+
+    @property
+    def json(self) -> Any:
+        """The input parsed as JSON; None when it is not JSON (see ``is_json``)."""
+        return self._parsed[1]
+
+    def template_value(self) -> InputView:
+        return InputView(self)
+
+
+class InputView:
+    """``input`` in templates: ``text``, ``path``, ``name`` and, for JSON input, ``json``.
+
+    Attributes rather than a dict, so the text is read only by a template that uses it.
+    """
+
+    def __init__(self, data: InputData) -> None:
+        self._data = data
+
+    @property
+    def text(self) -> str:
+        return self._data.text
+
+    @property
+    def path(self) -> str:
+        return str(self._data.path)
+
+    @property
+    def name(self) -> str:
+        return self._data.name
+
+    @property
+    def json(self) -> Any:
+        if not self._data.is_json:
+            raise AttributeError("json")  # StrictUndefined: "input has no attribute json"
+        return self._data.json
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,6 @@ from stepline.hashing import HASH_TAG, canonical_json, hash_value
 from stepline.store.atomic import (
     fsync_dir,
     remove_stale_temp_files,
-    write_bytes_atomic,
     write_chunks_atomic,
     write_json_atomic,
     write_text_atomic,
@@ -129,7 +128,8 @@ class RunDir:
     def copy_input(self, source: Path) -> str:
         """Copy the input file into the run; return its relative path."""
         relative = f"input/original{source.suffix}"
-        write_bytes_atomic(self.resolve(relative), source.read_bytes())
+        with source.open("rb") as handle:  # a chunk at a time: inputs may be large
+            write_chunks_atomic(self.resolve(relative), iter(lambda: handle.read(1 << 20), b""))
         return relative
 
     def write_config(self, text: str) -> None:

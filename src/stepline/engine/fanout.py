@@ -15,13 +15,15 @@ item out of the output; ``collect`` puts ``{"error": ..., "item_key": ...}`` in 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
-import io
 import json
 import secrets
+import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from stepline.engine.streams import ItemStream
@@ -68,18 +70,37 @@ class FanOutProgress:
 ShowFanOut = Callable[[FanOutProgress], None]
 
 
-def resolve_items(step: StepBase, env: StepEnvironment) -> list[Item]:
-    """The step's items, each with its stable key; duplicate keys are an error."""
+def resolve_items(step: StepBase, env: StepEnvironment) -> tuple[int, Iterator[Item]]:
+    """How many items the step has, and the items with their stable keys, in order.
+
+    Two passes over the values: the first counts them and refuses duplicate keys (before any
+    item runs), the second hands them out. Keys are checked in a temporary on-disk table, and
+    the input sources are read a line at a time, so neither pass holds the items in memory.
+    """
     values = _item_values(step, env)
-    items = [
-        Item(value, index, _item_key(step, env, value, index)) for index, value in enumerate(values)
-    ]
-    seen: dict[str, int] = {}
-    duplicates = []
-    for item in items:
-        if item.key in seen:
-            duplicates.append(f'"{item.key}" (items {seen[item.key] + 1} and {item.index + 1})')
-        seen.setdefault(item.key, item.index)
+    count = _check_keys(step, env, values())
+    keyed = (
+        Item(value, index, _item_key(step, env, value, index))
+        for index, value in enumerate(values())
+    )
+    return count, keyed
+
+
+def _check_keys(step: StepBase, env: StepEnvironment, values: Iterable[Any]) -> int:
+    """Count the items; fail naming the duplicate keys if any key repeats."""
+    duplicates: list[str] = []
+    count = 0
+    with contextlib.closing(sqlite3.connect("")) as keys:  # "": a temporary file, not RAM
+        keys.execute("CREATE TABLE keys (key TEXT PRIMARY KEY, position INTEGER) WITHOUT ROWID")
+        for count, value in enumerate(values, start=1):
+            key = _item_key(step, env, value, count - 1)
+            try:
+                keys.execute("INSERT INTO keys VALUES (?, ?)", (key, count - 1))
+            except sqlite3.IntegrityError:
+                (first,) = keys.execute(
+                    "SELECT position FROM keys WHERE key = ?", (key,)
+                ).fetchone()
+                duplicates.append(f'"{key}" (items {first + 1} and {count})')
     if duplicates:
         raise StepFailed(
             step.id,
@@ -90,55 +111,76 @@ def resolve_items(step: StepBase, env: StepEnvironment) -> list[Item]:
             if step.item_key is None
             else "make item_key unique per item",
         )
-    return items
+    return count
 
 
-async def _each(items: list[Item]) -> AsyncIterator[Item]:
+async def _each(items: Iterable[Item]) -> AsyncIterator[Item]:
     for item in items:
         yield item
 
 
-def _item_values(step: StepBase, env: StepEnvironment) -> list[Any]:
+def _item_values(step: StepBase, env: StepEnvironment) -> Callable[[], Iterable[Any]]:
+    """The step's values, as a function that reads them afresh each time it is called."""
     if step.for_each == "input.lines":
-        return [line for line in env.input.text.splitlines() if line.strip()]
+        return lambda: _lines(env.input.path)
     if step.for_each == "input.records":
-        return _records(step, env)
+        return lambda: _records(step, env)
     assert step.for_each is not None
     value = evaluate(step.for_each, env.template_context(), where=f'step "{step.id}" for_each')
     if isinstance(value, JsonLines):
-        return list(value)  # resolved up front for now; keys need the whole list
+        return lambda: value  # iterating streams the file
     if not isinstance(value, list | tuple):
         raise StepFailed(
             step.id,
             f"for_each must give a list, but it gave {_kind(value)}",
             hint="point it at a list, e.g. {{ steps.extract.items }}",
         )
-    return list(value)
+    return lambda: value
 
 
-def _records(step: StepBase, env: StepEnvironment) -> list[Any]:
+def _lines(path: Path) -> Iterator[str]:
+    """The input's non-blank lines, read one at a time."""
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            text = line.rstrip("\r\n")
+            if text.strip():
+                yield text
+
+
+def _records(step: StepBase, env: StepEnvironment) -> Iterator[Any]:
     """The input as records: CSV rows, JSON Lines, or a JSON array (by the file's suffix,
-    then by its content)."""
-    name, text = env.input.name, env.input.text
+    then by its first character). CSV and JSON Lines are read a row at a time."""
+    path, name = env.input.path, env.input.name
     suffix = name.lower().rsplit(".", 1)[-1] if "." in name else ""
     if suffix == "csv":
-        return list(csv.DictReader(io.StringIO(text)))
-    if suffix != "jsonl" and env.input.is_json and isinstance(env.input.json, list):
-        return list(env.input.json)
-    records = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise StepFailed(
-                step.id,
-                f"input.records: line {number} of {name} is not JSON ({exc.msg})",
-                hint="input.records reads a JSON array, JSON Lines (one object per line) "
-                "or a .csv file",
-            ) from None
-    return records
+        with path.open(encoding="utf-8", newline="") as handle:
+            yield from csv.DictReader(handle)
+        return
+    if suffix != "jsonl" and _first_character(path) == "[" and isinstance(env.input.json, list):
+        yield from env.input.json
+        return
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise StepFailed(
+                    step.id,
+                    f"input.records: line {number} of {name} is not JSON ({exc.msg})",
+                    hint="input.records reads a JSON array, JSON Lines (one object per line) "
+                    "or a .csv file",
+                ) from None
+
+
+def _first_character(path: Path) -> str:
+    with path.open(encoding="utf-8") as handle:
+        while chunk := handle.read(4096):
+            stripped = chunk.lstrip()
+            if stripped:
+                return stripped[0]
+    return ""
 
 
 def _item_key(step: StepBase, env: StepEnvironment, value: Any, index: int) -> str:
@@ -233,8 +275,7 @@ class FanOut:
 
     async def _run(self) -> StepOutcome:
         if self.inbound is None:
-            items = resolve_items(self.step, self.env)
-            self._total = len(items)
+            self._total, items = resolve_items(self.step, self.env)
             arrivals: AsyncIterator[Item] = _each(items)
         else:
             arrivals = self._keyed(self.inbound)

@@ -36,6 +36,7 @@ from stepline.cli.options import (
     SkipFailedOption,
     ToStepOption,
     WorkdirOption,
+    check_status,
     lazy_module,
     print_json,
     settings_for,
@@ -223,12 +224,8 @@ def list_command(
     """List runs, newest first."""
     settings = settings_for(workdir)
     from stepline.store.runs import RunStore
-    from stepline.store.state import RunStatus
 
-    if status is not None and status not in {s.value for s in RunStatus}:
-        raise InputError(
-            f'unknown status "{status}"', hint="statuses: " + ", ".join(s.value for s in RunStatus)
-        )
+    check_status(status)
     rows = [r for r in RunStore(settings.workdir).summaries() if status in (None, r.status)]
     rows = rows[:limit]
     if as_json:

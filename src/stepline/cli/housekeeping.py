@@ -15,6 +15,7 @@ from stepline.cli.options import (
     DryRunOption,
     JsonOption,
     WorkdirOption,
+    check_status,
     lazy_module,
     print_json,
     settings_for,
@@ -91,10 +92,7 @@ def clean_command(
     from stepline.store.state import RunStatus
 
     cutoff = datetime.now(UTC) - timedelta(seconds=_seconds(older_than))
-    if status is not None and status not in {s.value for s in RunStatus}:
-        raise InputError(
-            f'unknown status "{status}"', hint="statuses: " + ", ".join(s.value for s in RunStatus)
-        )
+    check_status(status)
     store = RunStore(settings_for(workdir).workdir)
     doomed = [
         row

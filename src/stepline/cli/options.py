@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from stepline.errors import InputError
 from stepline.settings import Settings, load_settings
 
 ConfigOption = Annotated[
@@ -124,3 +125,14 @@ def lazy_module(name: str) -> ModuleType:
     sys.modules[name] = module
     loader.exec_module(module)
     return module
+
+
+def check_status(status: str | None) -> None:
+    """Refuse a ``--status`` that no run can have, listing the ones that exist."""
+    from stepline.store.state import RunStatus
+
+    if status is not None and status not in {value.value for value in RunStatus}:
+        raise InputError(
+            f'unknown status "{status}"',
+            hint="statuses: " + ", ".join(value.value for value in RunStatus),
+        )

@@ -14,6 +14,10 @@ hint, and exit with the error's own code::
         RetryableProviderError             429, 5xx, 529, timeouts, connection resets
         ProviderAuthError                  hint names the environment variable to set
         ProviderRequestError               the provider refused the request (400, 404, 413)
+          PromptTooLarge                   the prompt cannot fit the model's context window
+
+``steps.structured.ReplyProblem`` is the one exception kept elsewhere: it never leaves the
+LLM step, which turns it into a repair turn or a ``StepFailed``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import pytest
 from tests.e2e.test_errors import assert_clean_error
 from tests.fakes import ErrorReply, FakeLLMServer, Reply
 from tests.fakes.llm_server import RecordedRequest
-from tests.helpers import write
+from tests.helpers import run_pipeline_process, write
 
 CONFIG = """
 name: chain
@@ -186,3 +186,40 @@ def test_stream_items_from_a_step_that_does_not_fan_out_is_refused(cli, tmp_path
     config.write_text(text.replace("Score {{ item }}", "Score all"))
 
     assert_clean_error(cli("validate"), 2, 'stream_items needs step "score" to fan out')
+
+
+def test_a_streaming_step_that_cannot_start_releases_the_chain(
+    fake_llm: FakeLLMServer, tmp_path: Path
+):
+    """The second step fails before its first item (its item_key needs the output of a failed,
+    non-critical step): the first step must not wait for ever on a full stream, and the run
+    fails rather than completes."""
+    write_chain(tmp_path)
+    config = tmp_path / "pipeline-config.yaml"
+    text = config.read_text().replace(
+        "steps:\n",
+        "steps:\n  - id: broken\n    kind: python\n    critical: false\n"
+        "    function: helpers:broken\n",
+        1,
+    )
+    config.write_text(
+        text.replace(
+            "    function: helpers:stamp",
+            '    item_key: "{{ steps.broken }}-{{ item }}"\n    concurrency: 1\n'
+            "    function: helpers:stamp",
+        )
+    )
+    write(tmp_path / "helpers.py", HELPERS + "\ndef broken(ctx):\n    raise RuntimeError('no')\n")
+    fake_llm.responder = Slow(delay=0.0)
+
+    result = run_pipeline_process("run", "in.txt", "--run-id", "r", cwd=tmp_path, timeout=60)
+
+    assert result.returncode == 1, result.stderr
+    state = json.loads((tmp_path / ".pipeline/r/state.json").read_text())
+    assert state["status"] == "failed"
+    assert [step["status"] for step in state["steps"]] == [
+        "failed",
+        "completed",
+        "failed",
+        "failed",
+    ]

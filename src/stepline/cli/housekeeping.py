@@ -104,6 +104,7 @@ def clean_command(
         and row.updated_at < cutoff
     ]
     if not dry_run:
+        store.sweep_removals()
         for row in doomed:
             store.remove(row.run_id)
     ids = [row.run_id for row in doomed]

@@ -21,7 +21,7 @@ import json
 import secrets
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ SUMMED_METRICS = (
     "cache_read_tokens",
 )
 MAX_LISTED_FAILURES = 20
+CONFIRM_BATCH = 500  # reused items confirmed per commit
 JSONL_ABOVE_ITEMS = 10_000
 """Without ``output_format``, a fan-out output over this many items is written as JSON Lines,
 streamed from the checkpoints, instead of one JSON list built in memory."""
@@ -114,7 +115,7 @@ def _check_keys(step: StepBase, env: StepEnvironment, values: Iterable[Any]) -> 
     return count
 
 
-async def _each(items: Iterable[Item]) -> AsyncIterator[Item]:
+async def _each(items: Iterable[Item]) -> AsyncGenerator[Item]:
     for item in items:
         yield item
 
@@ -127,9 +128,7 @@ def _item_values(step: StepBase, env: StepEnvironment) -> Callable[[], Iterable[
         return lambda: _records(step, env)
     assert step.for_each is not None
     value = evaluate(step.for_each, env.template_context(), where=f'step "{step.id}" for_each')
-    if isinstance(value, JsonLines):
-        return lambda: value  # iterating streams the file
-    if not isinstance(value, list | tuple):
+    if not isinstance(value, list | tuple | JsonLines):  # a JsonLines streams its file
         raise StepFailed(
             step.id,
             f"for_each must give a list, but it gave {_kind(value)}",
@@ -251,6 +250,7 @@ class FanOut:
         self.inbound = inbound  # stream_items: the items arrive from the step before
         self.outbound = outbound  # the next step streams this step's results
         self.mark = secrets.token_hex(8)  # this execution's rows in items.sqlite
+        self._confirmations: list[asyncio.Future[None]] = []
         self._in_flight_before = 0
         self.tally = _Tally()
         self.records_intent = isinstance(step, LLMStep)  # only LLM calls cost money twice
@@ -276,11 +276,12 @@ class FanOut:
     async def _run(self) -> StepOutcome:
         if self.inbound is None:
             self._total, items = resolve_items(self.step, self.env)
-            arrivals: AsyncIterator[Item] = _each(items)
+            arrivals: AsyncGenerator[Item] = _each(items)
         else:
             arrivals = self._keyed(self.inbound)
         self._show()
         await self._run_all(arrivals)
+        await self._confirmed()
         if self._in_flight_before:
             self.env.log.warning(
                 "%d item(s) were cut short last time (in flight when the run stopped or the "
@@ -301,7 +302,7 @@ class FanOut:
             )
         return self._outcome()
 
-    async def _keyed(self, inbound: ItemStream) -> AsyncIterator[Item]:
+    async def _keyed(self, inbound: ItemStream) -> AsyncGenerator[Item]:
         """Streamed results as items, keyed as they arrive (duplicate keys fail the step)."""
         seen: dict[str, int] = {}
         async for index, value in inbound:
@@ -331,11 +332,13 @@ class FanOut:
             identity["list"] = self.list_hashes
         return hash_value(identity)
 
-    def _checkpoint(self, item: Item, record: ItemRecord | None) -> ItemRecord | None:
+    def _checkpoint(
+        self, item: Item, fingerprint: str, record: ItemRecord | None
+    ) -> ItemRecord | None:
         """The item's checkpoint when it still holds (its fingerprint is unchanged)."""
         if record is None:
             return None
-        if record.fingerprint == self.fingerprint(item):
+        if record.fingerprint == fingerprint:
             return record
         if self.list_hashes and record.fingerprint == self.fingerprint(item, whole_list=True):
             return record
@@ -346,20 +349,32 @@ class FanOut:
         if record is None:
             return False
         if record.status is ItemStatus.DONE:
-            await self.store.confirm(self.step.id, item.key, item.index, self.mark)
+            await self._confirm(item)
             self._add_metrics(record.metrics or {})
             self.tally.reused += 1
             if self.outbound is not None:
                 await self._emit(item.index, self.store.result(self.step.id, item.key))
             return True
         if record.status is ItemStatus.FAILED and not self.retry_failed:
-            await self.store.confirm(self.step.id, item.key, item.index, self.mark)
+            await self._confirm(item)
             self.tally.failures[item.index] = (item.key, record.error or "failed")
             self.tally.kept_failures.add(item.index)
             await self._emit_failure(item)
             return True
         self._in_flight_before += record.status is ItemStatus.STARTED
         return False
+
+    async def _confirm(self, item: Item) -> None:
+        """Mark a reused checkpoint as this execution's, waiting only once per batch."""
+        self._confirmations.append(
+            self.store.confirm(self.step.id, item.key, item.index, self.mark)
+        )
+        if len(self._confirmations) >= CONFIRM_BATCH:
+            await self._confirmed()
+
+    async def _confirmed(self) -> None:
+        batch, self._confirmations = self._confirmations, []
+        await asyncio.gather(*batch)
 
     async def _emit(self, index: int, value: Any) -> None:
         if self.outbound is not None:
@@ -371,7 +386,7 @@ class FanOut:
             error = self.tally.failures[item.index][1]
             await self._emit(item.index, {"error": error, "item_key": item.key})
 
-    async def _run_all(self, arrivals: AsyncIterator[Item]) -> None:
+    async def _run_all(self, arrivals: AsyncGenerator[Item]) -> None:
         """Launch items as they come, at most ``concurrency`` at once, until done or stopping."""
         limit = asyncio.Semaphore(self.concurrency)
 
@@ -385,17 +400,20 @@ class FanOut:
                 limit.release()
 
         try:
-            async for item in arrivals:
-                if await self._reused(item, self._checkpoint(item, self._previous(item))):
-                    self._show()
-                    continue
-                await limit.acquire()
-                if self._stopping or (self.outbound is not None and self.outbound.abandoned):
-                    limit.release()
-                    break
-                task = asyncio.create_task(run_one(item, self.fingerprint(item)))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+            async with contextlib.aclosing(arrivals):  # stopping early closes the input file
+                async for item in arrivals:
+                    fingerprint = self.fingerprint(item)
+                    record = self._checkpoint(item, fingerprint, self._previous(item))
+                    if await self._reused(item, record):
+                        self._show()
+                        continue
+                    await limit.acquire()
+                    if self._stopping or (self.outbound is not None and self.outbound.abandoned):
+                        limit.release()
+                        break
+                    task = asyncio.create_task(run_one(item, fingerprint))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
             while self._tasks:
                 await asyncio.wait(set(self._tasks))
             if self._crash is not None:

@@ -235,32 +235,52 @@ class Runner:
         """Run a fan-out step and the step that streams its items, at the same time.
 
         Each step's record is written as it would be on its own, the first step's first (the
-        second reads its output hash). When both fail, the one that caused it is reported.
+        second reads its output hash). The failure reported is the one that stops the run: a
+        critical step's, and of those the cause rather than the consequence.
         """
         up, down = (self.run.spec.steps[d.number - 1] for d in (first, second))
         up_record, down_record = (self.run.state.steps[d.number - 1] for d in (first, second))
-        limit = 2 * (self.run.concurrency or down.concurrency or self.run.spec.concurrency)
-        self._streams = {up.id: ItemStream(up.id, limit)}
-        self._streams[down.id] = self._streams[up.id]
+        stream = ItemStream(up.id, 2 * self._concurrency(down))
+        self._streams = {up.id: stream, down.id: stream}
         try:
             self._begin_step(up, up_record, first)
             self._begin_step(down, down_record, second)
             started = time.monotonic()
             results = await asyncio.gather(
-                self._execute(up), self._execute(down), return_exceptions=True
+                self._execute_streaming(up, stream, producer=True),
+                self._execute_streaming(down, stream, producer=False),
+                return_exceptions=True,
             )
         finally:
             self._streams = {}
         elapsed = time.monotonic() - started
+        if any(isinstance(r, RunInterrupted | asyncio.CancelledError) for r in results):
+            for record in (up_record, down_record):
+                record.status, record.started_at = StepStatus.PENDING, None
         up_failure = self._end_step_with(up, up_record, results[0], elapsed)
         down_failure = self._end_step_with(down, down_record, results[1], elapsed)
-        if down_failure is not None and (up_failure is None or self._streams_stopped(up_failure)):
-            return down, down_failure
-        return up, up_failure
+        failures = [(up, up_failure), (down, down_failure)]
+        if stream.abandoned:  # the downstream step failed first; the upstream one stopped
+            failures.reverse()
+        for step, failure in failures:
+            if failure is not None and step.critical:
+                return step, failure
+        return next(((s, f) for s, f in failures if f is not None), (up, None))
 
-    @staticmethod
-    def _streams_stopped(failure: StepLineError) -> bool:
-        return isinstance(failure, StepFailed) and failure.reason.startswith("stopped early")
+    async def _execute_streaming(
+        self, step: StepBase, stream: ItemStream, *, producer: bool
+    ) -> StepOutcome:
+        """One side of a chain; a side that fails before its items start still releases the
+        other (closing or abandoning the stream), so neither waits for ever."""
+        try:
+            return await self._execute(step)
+        except BaseException:
+            await (stream.close(failed=True) if producer else stream.abandon())
+            raise
+
+    def _concurrency(self, step: StepBase) -> int:
+        """Items at once: --concurrency, else the step's, else the pipeline's."""
+        return self.run.concurrency or step.concurrency or self.run.spec.concurrency
 
     def _reuse(self, step: StepBase, record: StepState) -> None:
         assert record.output is not None  # the plan reuses only steps with an output
@@ -355,7 +375,7 @@ class Runner:
                 if name in self.output_hashes  # a streamed list has no hash until it ends
             },
             uses_index=needs.uses_item_index,
-            concurrency=self.run.concurrency or step.concurrency or self.run.spec.concurrency,
+            concurrency=self._concurrency(step),
             retry_failed=not self.run.skip_failed,
             reuse_items=not self.run.fresh_items,
             show=lambda progress: self._show_items(step, progress),

@@ -13,7 +13,6 @@ import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
-from urllib.parse import unquote
 
 from pydantic import (
     AfterValidator,
@@ -305,11 +304,26 @@ def check_json_schema(schema: dict[str, Any]) -> None:
         raise ValueError(
             f"the schema is not a valid JSON Schema at {path}: {error.message}"
         ) from None
+    _check_references(schema)
+
+
+def _check_references(schema: dict[str, Any]) -> None:
+    """Every ``$ref`` must resolve inside the schema (pointers and anchors, as jsonschema
+    resolves them); remote references are refused, so validating never touches the network."""
+    from referencing import Registry
+    from referencing.exceptions import Unresolvable
+    from referencing.jsonschema import DRAFT202012, specification_with
+
+    specification = specification_with(schema.get("$schema", ""), default=DRAFT202012)
+    resource = specification.create_resource(schema)
+    resolver = Registry().with_resource(resource.id() or "", resource).resolver(resource.id() or "")
     for ref in _refs(schema):
         if not ref.startswith("#"):
-            raise ValueError(f'the schema refers to "{ref}"; only local references (#/...) work')
-        if _resolve_pointer(schema, ref[1:]) is _MISSING:
-            raise ValueError(f'the schema\'s reference "{ref}" points at nothing in the schema')
+            raise ValueError(f'the schema refers to "{ref}"; only local references (#...) work')
+        try:
+            resolver.lookup(ref)
+        except Unresolvable:
+            raise ValueError(f'the schema\'s reference "{ref}" points at nothing in it') from None
 
 
 def check_json_value(value: Any, what: str) -> None:
@@ -322,9 +336,6 @@ def check_json_value(value: Any, what: str) -> None:
         ) from None
 
 
-_MISSING = object()
-
-
 def _refs(node: Any) -> list[str]:
     if isinstance(node, dict):
         found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
@@ -332,24 +343,6 @@ def _refs(node: Any) -> list[str]:
     if isinstance(node, list):
         return [ref for value in node for ref in _refs(value)]
     return []
-
-
-def _resolve_pointer(document: Any, pointer: str) -> Any:
-    """The value at a JSON Pointer (RFC 6901), or ``_MISSING``."""
-    if not pointer:
-        return document
-    if not pointer.startswith("/"):
-        return _MISSING  # a plain-name anchor ("#name"); not supported
-    node = document
-    for raw in pointer[1:].split("/"):
-        part = unquote(raw).replace("~1", "/").replace("~0", "~")
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return _MISSING
-    return node
 
 
 def split_command(command: str) -> list[str]:

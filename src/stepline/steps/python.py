@@ -13,7 +13,7 @@ import inspect
 import json
 import logging
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,10 +154,17 @@ def _describe_exception(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
+def _listed(value: Any) -> Any:
+    """A lazy output (a ``.jsonl`` file read as a sequence) returned as data is its list."""
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return list(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 def _as_json_value(step: PythonStep, value: Any) -> Any:
     """The value as it will read back from its JSON file (int dict keys become strings)."""
     try:
-        return json.loads(json.dumps(value, allow_nan=False))
+        return json.loads(json.dumps(value, allow_nan=False, default=_listed))
     except (TypeError, ValueError) as exc:
         raise StepFailed(
             step.id,

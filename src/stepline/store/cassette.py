@@ -21,6 +21,7 @@ class Cassette:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._entries: dict[str, dict[str, Any]] | None = None
+        self._endpoints: list[tuple[str, str | None]] | None = None
 
     def get(self, key: str) -> dict[str, Any] | None:
         """The recorded completion for ``key``."""
@@ -29,12 +30,14 @@ class Cassette:
 
     def endpoints(self) -> list[tuple[str, str | None]]:
         """Each (provider, base_url) the cassette was recorded against, first seen first."""
-        seen = {
-            (str(entry.get("provider")), entry.get("base_url")): None
-            for entry in self._loaded().values()
-            if entry.get("provider")
-        }
-        return list(seen)
+        if self._endpoints is None:
+            seen = {
+                (str(entry.get("provider")), entry.get("base_url")): None
+                for entry in self._loaded().values()
+                if entry.get("provider")
+            }
+            self._endpoints = list(seen)
+        return self._endpoints
 
     def _loaded(self) -> dict[str, dict[str, Any]]:
         if self._entries is None:
@@ -53,6 +56,7 @@ class Cassette:
             handle.write(json.dumps(line, ensure_ascii=False) + "\n")
         if self._entries is not None:
             self._entries[key] = line
+        self._endpoints = None
 
     def _load(self) -> dict[str, dict[str, Any]]:
         try:

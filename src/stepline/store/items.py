@@ -9,8 +9,9 @@ has changed.
 
 Writes go through one writer thread that commits whatever rows are waiting in one transaction
 (group commit): a hundred concurrent items cost a handful of fsyncs instead of a hundred, and
-the event loop never blocks on the disk. Each write is awaited until its transaction has
-committed, so "committed" still means on disk before the item moves on.
+the event loop never waits on a commit's fsync (it reads rows itself, a lookup per item). Each
+item's write is awaited until its transaction has committed; rows written ``durable=False``
+are then safe from a killed process, not from a power cut.
 """
 
 from __future__ import annotations
@@ -93,11 +94,14 @@ class ItemStore:
         self._reader = Database(path, MIGRATIONS, damaged_hint=DAMAGED_HINT)
         self._writes: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
+        self._exists = False
 
     def lookup(self, step: str, key: str) -> ItemRecord | None:
         """The checkpoint of one item, without its result (see ``result``)."""
-        if not self.path.exists():
-            return None
+        if not self._exists:
+            self._exists = self.path.exists()  # once it exists it stays; no stat per item
+            if not self._exists:
+                return None
         with self._reader.connect(write=False) as db:
             row = db.execute(
                 "SELECT position, fingerprint, status, error, metrics FROM items "
@@ -174,10 +178,11 @@ class ItemStore:
         row = (step, key, position, fingerprint, ItemStatus.FAILED, None, error, None, mark)
         await self._put(UPSERT, row)
 
-    async def confirm(self, step: str, key: str, position: int, mark: str) -> None:
-        """Count a reused checkpoint as part of this execution's output (cheap, not durable:
-        a lost confirmation only means the item is looked up again)."""
-        await self._put(CONFIRM, (position, mark), tail=(step, key), durable=False)
+    def confirm(self, step: str, key: str, position: int, mark: str) -> asyncio.Future[None]:
+        """Count a reused checkpoint as part of this execution's output. Not awaited one by
+        one: the caller gathers a batch, so reuse costs a commit per batch, not per item (and
+        it is not durable: a lost confirmation only means the item is looked up again)."""
+        return self._enqueue(CONFIRM, (position, mark), tail=(step, key), durable=False)
 
     def close(self) -> None:
         """Finish the pending writes and stop the writer."""
@@ -195,15 +200,28 @@ class ItemStore:
         tail: tuple[Any, ...] = (),
         durable: bool = True,
     ) -> None:
+        """Write one statement and wait until its transaction has committed."""
+        done = self._enqueue(sql, row, tail=tail, durable=durable)
+        await asyncio.shield(done)  # a cancelled item still gets its row written
+
+    def _enqueue(
+        self,
+        sql: str,
+        row: tuple[Any, ...],
+        *,
+        tail: tuple[Any, ...] = (),
+        durable: bool = True,
+    ) -> asyncio.Future[None]:
         """Queue one statement for the writer; ``updated_at`` goes between ``row`` and
-        ``tail`` (the column order of UPSERT and CONFIRM)."""
+        ``tail`` (the column order of UPSERT and CONFIRM). The future settles on commit."""
         if self._writer is None:
             self._writer = threading.Thread(target=self._write_batches, name="stepline-items")
             self._writer.daemon = True
             self._writer.start()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._writes.put(_Write(sql, (*row, time.time(), *tail), durable, done))
-        await asyncio.shield(done)  # a cancelled item still gets its row written
+        self._exists = True
+        return done
 
     def _write_batches(self) -> None:
         """The writer thread: commit every waiting row in one transaction, then report back."""

@@ -58,6 +58,19 @@ class JsonLines(Sequence[Any]):
     def __getitem__(self, index: int | slice) -> Any:
         return self._list()[index]
 
+    def __add__(self, other: Iterable[Any]) -> list[Any]:
+        return [*self, *other]
+
+    def __radd__(self, other: Iterable[Any]) -> list[Any]:
+        return [*other, *self]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, JsonLines | list | tuple):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-list semantics: not hashable
+
     def hash(self) -> str:
         """The hash of this list as canonical JSON, computed a line at a time."""
         digest = hashlib.sha256()

@@ -146,8 +146,12 @@ class RunDir:
         A ``RowStream`` is written as JSON Lines, row by row, and never held whole.
         """
         path = self.resolve(relative)
-        if path.exists():
-            self._archive(path)
+        other = path.with_suffix(".json" if path.suffix == ".jsonl" else ".jsonl")
+        for existing in (path, other):  # a switch of format leaves no stale output beside it
+            if existing.exists():
+                self._archive(existing)
+                if existing is other:
+                    existing.unlink()
         if isinstance(value, RowStream):
             digest = hashlib.sha256()
             write_chunks_atomic(path, jsonl_chunks(value.rows(), digest))

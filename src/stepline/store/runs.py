@@ -20,6 +20,7 @@ from stepline.store.rundir import RunDir, check_run_id, new_run_id
 from stepline.store.state import RunState, RunStatus, load_state
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
+REMOVING = ".removing-"  # a run folder being deleted: renamed out of the run ids first
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class RunStore:
         return sorted(
             entry.name
             for entry in self.workdir.iterdir()
-            if entry.is_dir() and (entry / "state.json").exists()
+            if entry.is_dir() and not entry.name.startswith(".") and (entry / "state.json").exists()
         )
 
     def remove(self, run_id: str) -> None:
@@ -100,9 +101,16 @@ class RunStore:
         """
         run_dir = self.open(run_id)
         with RunLock(run_dir.lock_path, run_dir.run_id):  # fails at once if it is running
-            doomed = self.workdir / f".removing-{run_dir.run_id}-{secrets.token_hex(4)}"
+            doomed = self.workdir / f"{REMOVING}{run_dir.run_id}-{secrets.token_hex(4)}"
             run_dir.path.rename(doomed)
         shutil.rmtree(doomed)
+
+    def sweep_removals(self) -> int:
+        """Finish removals a crash interrupted (hidden ``.removing-*`` folders)."""
+        leftovers = list(self.workdir.glob(f"{REMOVING}*")) if self.workdir.is_dir() else []
+        for folder in leftovers:
+            shutil.rmtree(folder, ignore_errors=True)
+        return len(leftovers)
 
     def summaries(self) -> list[RunSummary]:
         """Every run, newest first; damaged runs are listed with their problem."""

@@ -38,12 +38,15 @@ def run(
     workdir: StrPath | None = None,
     model: str | None = None,
     provider: str | None = None,
+    concurrency: int | None = None,
+    fresh_items: bool = False,
     hooks: Hooks | None = None,
 ) -> RunResult:
     """Start a run of the pipeline at ``config`` on ``input``; return how it ended.
 
     ``model`` / ``provider`` force a model or provider on every LLM step, like ``--model`` and
-    ``--provider``. Pause points are passed unless ``hooks`` says otherwise. Errors in the
+    ``--provider``; ``concurrency`` and ``fresh_items`` are ``--concurrency`` and
+    ``--fresh-items``. Pause points are passed unless ``hooks`` says otherwise. Errors in the
     config or the input raise ``stepline.errors.StepLineError`` subclasses before anything is
     written.
     """
@@ -57,6 +60,8 @@ def run(
         variables=dict(variables or {}),
         model=model,
         provider=provider,
+        concurrency=concurrency,
+        fresh_items=fresh_items,
         run_id=run_id,
     )
     return api.run(
@@ -78,9 +83,13 @@ def resume(
     workdir: StrPath | None = None,
     model: str | None = None,
     provider: str | None = None,
+    concurrency: int | None = None,
+    skip_failed: bool = False,
+    fresh_items: bool = False,
     hooks: Hooks | None = None,
 ) -> RunResult:
-    """Continue a run: completed, unchanged steps are reused and the rest run."""
+    """Continue a run: completed, unchanged steps are reused and the rest run (the keyword
+    arguments are the options of ``pipeline resume``)."""
     from stepline.engine import api
     from stepline.engine.prepare import RunOptions
 
@@ -91,6 +100,9 @@ def resume(
         variables=dict(variables or {}),
         model=model,
         provider=provider,
+        concurrency=concurrency,
+        skip_failed=skip_failed,
+        fresh_items=fresh_items,
     )
     return api.resume(
         run_id,

@@ -1224,3 +1224,22 @@ def test_from_step_reuses_unchanged_items_and_fresh_items_redoes_them(cli, tmp_p
 
     assert result.exit_code == 0, result.output
     assert output_of(tmp_path, "r", "each") == ["red!", "green!"]
+
+
+def test_python_api_takes_the_fan_out_options(fake_llm: FakeLLMServer, tmp_path: Path):
+    import stepline
+
+    ask_pipeline(tmp_path, NAMES)
+    responder = ItemResponder(hold=0.05)
+    fake_llm.responder = responder
+
+    result = stepline.run(
+        tmp_path / "pipeline-config.yaml", tmp_path / "in.txt", run_id="api", concurrency=1
+    )
+
+    assert result.status.value == "completed"
+    assert responder.peak == 1
+    asked_before = len(asked(fake_llm))
+    again = stepline.resume("api", from_step="ask", fresh_items=True, concurrency=2)
+    assert again.status.value == "completed"
+    assert len(asked(fake_llm)) == 2 * asked_before, "fresh_items asked every item again"

@@ -231,3 +231,25 @@ def test_prompt_too_large_for_the_primary_goes_to_a_larger_fallback(
     assert "too large for tiny-model" in result.output and "falling back to roomy-model" in (
         result.output
     )
+
+
+def test_dry_run_says_a_fan_out_step_is_not_estimated(cli, tmp_path: Path):
+    write(tmp_path / "in.txt", "a\nb\n")
+    write(
+        tmp_path / "pipeline-config.yaml",
+        """
+        name: fan
+        llm: {model: claude-haiku-4-5}
+        steps:
+          - id: ask
+            kind: llm
+            for_each: input.lines
+            prompt: "About {{ item }}"
+        """,
+    )
+
+    result = cli("run", "in.txt", "--dry-run")
+
+    assert result.exit_code == 0, result.output
+    assert "ask: a fan-out step: one request per item; not estimated yet" in result.stdout
+    assert "Input tokens: ;" not in result.stdout

@@ -504,7 +504,8 @@ def test_progress_events_reach_the_listener_only(
             {"id": "loud", "kind": "llm", "prompt": "streamed", "stream": True},
         ],
     )
-    fake_llm.responder = lambda request: Reply(text=text, chunk_delay=0.02)
+    # Chunks 0.25 s apart: progress is shown at most every 0.2 s, so each chunk shows.
+    fake_llm.responder = lambda request: Reply(text=text, chunk_delay=0.25)
     seen: list[Event] = []
 
     result = stepline.run(
@@ -519,7 +520,7 @@ def test_progress_events_reach_the_listener_only(
     assert len(counts) == 3, counts
     assert counts == sorted(counts) and counts[0] < counts[-1], counts
     elapsed = [event.data["elapsed_s"] for event in progress]
-    assert elapsed == sorted(elapsed) and elapsed[-1] >= 0.04
+    assert elapsed == sorted(elapsed) and elapsed[-1] >= 0.5
     expected_model = LOCAL_MODEL if provider == "openai" else MODEL
     assert {event.message for event in progress} == {expected_model}
     # progress arrives while the step runs: after it started, before it completed
@@ -618,3 +619,21 @@ def test_a_request_cut_short_by_ctrl_c_is_still_recorded(fake_llm: FakeLLMServer
     assert process.returncode == 130, stderr
     records = read_jsonl(run_folder(tmp_path, "c") / "llm-calls.jsonl")
     assert [(r["attempt"], r["outcome"] != "ok") for r in records] == [(1, True)]
+
+
+def test_progress_is_shown_a_few_times_a_second_not_per_token(
+    fake_llm: FakeLLMServer, tmp_path: Path
+):
+    import stepline
+
+    config = write_pipeline(
+        tmp_path, fake_llm, steps=[{"id": "loud", "kind": "llm", "prompt": "p", "stream": True}]
+    )
+    fake_llm.responder = lambda request: Reply(text="word " * 300, chunks=200, chunk_delay=0.002)
+    seen: list[Event] = []
+
+    result = stepline.run(config, tmp_path / "in.txt", hooks=Hooks(listener=seen.append))
+
+    assert result.exit_code == 0
+    shown = [event for event in seen if event.type is EventType.LLM_PROGRESS]
+    assert 1 <= len(shown) <= 5  # 200 chunks over about 0.4 s

@@ -129,6 +129,8 @@ class Reply:
     #: line and ``message_start`` have gone out (a slow stream: progress, interrupts, read
     #: timeouts mid-body). Ignored for non-streaming requests. Cut short by ``stop()``.
     chunk_delay: float = 0.0
+    #: Streaming only: how many text deltas the reply is split into.
+    chunks: int = 3
 
 
 @dataclass
@@ -621,7 +623,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
         )
         ping_once()
-        for piece in _chunks(reply.text):
+        for piece in _chunks(reply.text, reply.chunks):
             self._wait(reply.chunk_delay)
             self._write_chunk(_sse("content_block_delta", _text_delta(index, piece)))
         self._write_chunk(_sse("content_block_stop", _block_stop(index)))
@@ -756,7 +758,7 @@ class _Handler(BaseHTTPRequestHandler):
         chunk = self._openai_chunk_factory(request, reply.model)
         self._start_stream()
         self._write_chunk(_sse_data(chunk([_choice({"role": "assistant", "content": ""})])))
-        for piece in _chunks(reply.text):
+        for piece in _chunks(reply.text, reply.chunks):
             self._wait(reply.chunk_delay)
             self._write_chunk(_sse_data(chunk([_choice({"content": piece})])))
         finish = OPENAI_FINISH_REASON.get(reply.stop_reason, reply.stop_reason)

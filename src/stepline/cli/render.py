@@ -125,9 +125,10 @@ class ProgressPrinter:
         text = fan_out_progress_text(progress)
         if self._running is not None:
             self._running.detail = text
+            total = max(progress["total"], 1)  # a streamed step learns its total as it goes
             if self._running.bar is None:
-                self._running.bar = ProgressBar(total=max(progress["total"], 1), width=40)
-            self._running.bar.update(progress["done"] + progress["failed"])
+                self._running.bar = ProgressBar(total=total, width=40)
+            self._running.bar.update(progress["done"] + progress["failed"], total=total)
         elif self.plain and time.monotonic() - self._last_plain >= PLAIN_PROGRESS_EVERY_S:
             self._last_plain = time.monotonic()
             self.console.print(f"{label}: {text}")
@@ -273,11 +274,13 @@ def print_plan(console: Console, preview: Preview) -> None:
             escape(decision.reason),
         )
     console.print(table)
+    methods = sorted({e.method for e in preview.estimates if e.method})
     if preview.estimates:
         console.print(estimates_table(preview.estimates))
+    if methods:
         console.print(
             "[dim]Input tokens: "
-            + escape(", ".join(sorted({e.method for e in preview.estimates if e.method})))
+            + escape(", ".join(methods))
             + "; the cost prices that input and a full max_tokens reply.[/]"
         )
     for estimate in preview.estimates:

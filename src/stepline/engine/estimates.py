@@ -109,7 +109,9 @@ def _plan_requests(prepared: PreparedRun) -> list[_Planned]:
         earlier = prepared.spec.step_ids[: prepared.spec.step_ids.index(step.id)]
         wanted = earlier if needs.reads_everything else sorted(needs.steps)
         missing = [name for name in wanted if name not in outputs]
-        if missing:
+        if step.fans_out:
+            note = "a fan-out step: one request per item; not estimated yet"
+        elif missing:
             note = f'the prompt needs the output of step "{missing[0]}", which runs first'
         else:
             try:

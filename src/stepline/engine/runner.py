@@ -41,7 +41,7 @@ from stepline.store.runs import RunStore
 from stepline.store.state import RunState, RunStatus, StepState, StepStatus, now, save_state
 from stepline.threads import run_in_thread
 
-ITEM_PROGRESS_EVERY_S = 0.2
+PROGRESS_EVERY_S = 0.2
 
 
 @dataclass
@@ -123,7 +123,7 @@ class Runner:
         self._cassettes: dict[Path, Cassette] = {}
         self.items = ItemStore(prepared.run_dir.items_path)
         self._streams: dict[str, ItemStream] = {}  # stream_items: step id -> its stream
-        self._last_item_progress = 0.0
+        self._last_progress: dict[str, float] = {}  # progress stream -> last shown
         self.outputs: dict[str, Any] = {}
         self.output_hashes: dict[str, str] = {}
         self.total = len(prepared.spec.steps)
@@ -136,10 +136,21 @@ class Runner:
         return self._cassettes[path]
 
     def _show_progress(self, step_id: str, progress: StreamProgress) -> None:
-        """Tell the listener how a streamed reply is coming along (not kept in events.jsonl)."""
+        """Tell the listener how a streamed reply is coming along, a few times a second (not
+        per token, and never kept in events.jsonl)."""
+        if not self._due(f"llm:{step_id}"):
+            return
         step = self.run.spec.steps[self.run.spec.step_ids.index(step_id)]
         data = {"output_tokens": progress.output_tokens, "elapsed_s": progress.elapsed_s}
         self._emit(EventType.LLM_PROGRESS, step, message=progress.model, data=data)
+
+    def _due(self, stream: str) -> bool:
+        """Whether a progress stream may show again (each stream at most every 0.2 s)."""
+        now_s = time.monotonic()
+        if now_s - self._last_progress.get(stream, 0.0) < PROGRESS_EVERY_S:
+            return False
+        self._last_progress[stream] = now_s
+        return True
 
     def _record_call(self, call: CallRecord) -> None:
         """Append the call record; the run's totals are saved with the next state write."""
@@ -401,11 +412,9 @@ class Runner:
 
     def _show_items(self, step: StepBase, progress: FanOutProgress) -> None:
         """Item progress for the listener, at most a few times a second (never persisted)."""
-        finished = progress.done + progress.failed >= progress.total
-        if not finished and time.monotonic() - self._last_item_progress < ITEM_PROGRESS_EVERY_S:
-            return
-        self._last_item_progress = time.monotonic()
-        self._emit(EventType.ITEM_PROGRESS, step, data=asdict(progress))
+        finished = progress.total > 0 and progress.done + progress.failed >= progress.total
+        if self._due(f"items:{step.id}") or finished:
+            self._emit(EventType.ITEM_PROGRESS, step, data=asdict(progress))
 
     def _environment(self, step: StepBase) -> StepEnvironment:
         return StepEnvironment(

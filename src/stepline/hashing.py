@@ -9,9 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from typing import Any
 
 HASH_TAG = "sha256:"
+
+
+def as_plain_json(value: Any) -> Any:
+    """``json.dumps(default=...)`` for lazy outputs: a read-only sequence (a JSON Lines
+    output) is written as the list it holds; anything else is not JSON data."""
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return list(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def canonical_json(value: Any) -> str:

@@ -26,6 +26,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from stepline.errors import SpecError
 from stepline.expressions import one_expression
+from stepline.hashing import as_plain_json
 
 CONTEXT_NAMES = frozenset({"input", "steps", "run", "vars"})
 ITEM_NAMES = frozenset({"item", "item_index", "item_key"})
@@ -39,18 +40,12 @@ def _finalize(value: Any) -> Any:
 
 
 def _to_json(value: Any, indent: int | None = None) -> str:
-    return json.dumps(value, ensure_ascii=False, indent=indent, default=_plain)
+    return json.dumps(value, ensure_ascii=False, indent=indent, default=as_plain_json)
 
 
 def _is_lazy_list(value: Any) -> bool:
     """A read-only sequence such as a JSON Lines output (it renders as the list it holds)."""
     return isinstance(value, Sequence) and not isinstance(value, str | bytes | list | tuple)
-
-
-def _plain(value: Any) -> Any:
-    if _is_lazy_list(value):
-        return list(value)
-    raise TypeError(f"{type(value).__name__} is not JSON data")
 
 
 class _DataFirstEnvironment(SandboxedEnvironment):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Annotated, Any
@@ -13,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from stepline.errors import InputError
+from stepline.hashing import as_plain_json
 from stepline.settings import Settings, load_settings
 
 ConfigOption = Annotated[
@@ -103,14 +103,7 @@ def settings_for(workdir: Path | None) -> Settings:
 
 
 def print_json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2, ensure_ascii=False, default=_listed))
-
-
-def _listed(value: Any) -> Any:
-    """JSON for a lazy output (a ``.jsonl`` file read as a sequence): the list it holds."""
-    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
-        return list(value)
-    raise TypeError(f"{type(value).__name__} is not JSON data")
+    typer.echo(json.dumps(value, indent=2, ensure_ascii=False, default=as_plain_json))
 
 
 def lazy_module(name: str) -> ModuleType:

@@ -13,13 +13,13 @@ import inspect
 import json
 import logging
 import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from stepline.errors import SpecError, StepFailed
-from stepline.hashing import hash_bytes
+from stepline.hashing import as_plain_json, hash_bytes
 from stepline.spec import PythonStep
 from stepline.steps.base import InputData, StepEnvironment, StepOutcome
 from stepline.steps.modules import import_user_module
@@ -154,17 +154,10 @@ def _describe_exception(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
-def _listed(value: Any) -> Any:
-    """A lazy output (a ``.jsonl`` file read as a sequence) returned as data is its list."""
-    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
-        return list(value)
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
 def _as_json_value(step: PythonStep, value: Any) -> Any:
     """The value as it will read back from its JSON file (int dict keys become strings)."""
     try:
-        return json.loads(json.dumps(value, allow_nan=False, default=_listed))
+        return json.loads(json.dumps(value, allow_nan=False, default=as_plain_json))
     except (TypeError, ValueError) as exc:
         raise StepFailed(
             step.id,

@@ -100,7 +100,8 @@ class LLMCaller:
     ) -> Completion:
         """Answer from a replayed cassette, else the cache, else the models in order."""
         site = CallSite(step_id, item_key)
-        primary = targets(params)[0]
+        candidates = targets(params)
+        primary = candidates[0]
         request = replace(request, model=primary.model)
         if self._replay is not None:
             return self._replayed(site, primary, request, self._replay)
@@ -112,7 +113,7 @@ class LLMCaller:
             data = self._cache.get(key, ttl_s=params.cache.ttl)
             if data is not None:
                 return self._answered_from_store(site, primary, request, key, data, "cache")
-        completion = await self._ask_models(site, request, params, log)
+        completion = await self._ask_models(site, request, params, log, candidates, key)
         if use_cache and self._cache is not None:
             label = cache_label(self._pipeline, site.step)
             self._cache.put(key, completion.model, completion.to_cache(), label=label)
@@ -167,13 +168,19 @@ class LLMCaller:
         return replace(completion, model_requested=target.model, request_hash=key)
 
     async def _ask_models(
-        self, site: CallSite, request: LLMRequest, params: LLMParams, log: logging.Logger
+        self,
+        site: CallSite,
+        request: LLMRequest,
+        params: LLMParams,
+        log: logging.Logger,
+        candidates: list[Target],
+        primary_key: str,
     ) -> Completion:
         """Ask the primary model, then the fallbacks in order, each with its retry budget."""
-        candidates = targets(params)
         for index, target in enumerate(candidates):
+            key = primary_key if index == 0 else None  # hashed once already for the cache
             try:
-                return await self._with_retries(site, target, request, params, log)
+                return await self._with_retries(site, target, request, params, log, key)
             except (RetryableProviderError, PromptTooLarge) as exc:
                 if index == len(candidates) - 1:
                     if index:
@@ -196,15 +203,17 @@ class LLMCaller:
         request: LLMRequest,
         params: LLMParams,
         log: logging.Logger,
+        key: str | None = None,
     ) -> Completion:
         request = replace(request, model=target.model)
         self._check_fits(target, request)
+        key = key or request_hash(target, request)  # one hash for all of this model's attempts
         attempts = 0
 
         async def attempt() -> Completion:
             nonlocal attempts
             attempts += 1
-            return await self._attempt(site, target, request, params, attempts, log)
+            return await self._attempt(site, target, request, params, attempts, log, key)
 
         def on_retry(failed: Attempt) -> None:
             log.warning(
@@ -225,6 +234,7 @@ class LLMCaller:
         params: LLMParams,
         number: int,
         log: logging.Logger,
+        key: str,
     ) -> Completion:
         """One HTTP request to one model, recorded whatever its outcome."""
         provider = self._pool.get(target.provider, target.base_url)
@@ -233,7 +243,7 @@ class LLMCaller:
             attempt=number,
             provider=target.provider,
             model=target.model,
-            key=request_hash(target, request),
+            key=key,
             request=request,
         )
         if self._rate_limit is not None:

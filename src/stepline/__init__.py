@@ -39,16 +39,14 @@ def run(
     model: str | None = None,
     provider: str | None = None,
     concurrency: int | None = None,
-    fresh_items: bool = False,
     hooks: Hooks | None = None,
 ) -> RunResult:
     """Start a run of the pipeline at ``config`` on ``input``; return how it ended.
 
     ``model`` / ``provider`` force a model or provider on every LLM step, like ``--model`` and
-    ``--provider``; ``concurrency`` and ``fresh_items`` are ``--concurrency`` and
-    ``--fresh-items``. Pause points are passed unless ``hooks`` says otherwise. Errors in the
-    config or the input raise ``stepline.errors.StepLineError`` subclasses before anything is
-    written.
+    ``--provider``; ``concurrency`` is ``--concurrency``. Pause points are passed unless
+    ``hooks`` says otherwise. Errors in the config or the input raise
+    ``stepline.errors.StepLineError`` subclasses before anything is written.
     """
     from stepline.engine import api
     from stepline.engine.prepare import RunOptions
@@ -61,7 +59,6 @@ def run(
         model=model,
         provider=provider,
         concurrency=concurrency,
-        fresh_items=fresh_items,
         run_id=run_id,
     )
     return api.run(

@@ -131,8 +131,7 @@ class AnthropicProvider:
         return int(counted.input_tokens)
 
     async def aclose(self) -> None:
-        for client in self._clients.clients:
-            await client.close()
+        await self._clients.aclose()
 
 
 def must_stream(request: LLMRequest) -> bool:

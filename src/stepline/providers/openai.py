@@ -115,8 +115,7 @@ class OpenAICompatibleProvider:
         return None
 
     async def aclose(self) -> None:
-        for client in self._clients.clients:
-            await client.close()
+        await self._clients.aclose()
 
 
 def _request_arguments(request: LLMRequest, delivery: Delivery) -> dict[str, Any]:

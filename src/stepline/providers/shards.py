@@ -11,9 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
-Client = TypeVar("Client")
+
+class Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+Client = TypeVar("Client", bound=Closable)
 
 REQUESTS_PER_CLIENT = 32
 
@@ -44,6 +49,11 @@ class ClientShards(Generic[Client]):
     @property
     def clients(self) -> list[Client]:
         return list(self._clients)
+
+    async def aclose(self) -> None:
+        """Close every client (and its connections)."""
+        for client in self._clients:
+            await client.close()
 
     def _least_busy(self) -> int:
         index = min(range(len(self._clients)), key=self._in_flight.__getitem__)

@@ -8,6 +8,7 @@ hint, and exit with the error's own code::
       SpecError                   exit 2   bad YAML, unknown key, bad step reference or template
       InputError                  exit 2   missing input file, bad --set, unknown run id, bad run id
       RunStoreError               exit 2   run locked by another process, damaged or too new
+        WriteFailed               exit 1   a file could not be written (disk full, I/O error)
       StepFailed                  exit 1   a step failed; names the step, chains the cause
       RunInterrupted              exit 130 Ctrl-C or SIGTERM stopped the run (state is saved)
       ProviderError               exit 1   an LLM provider answered with an error
@@ -56,6 +57,19 @@ class RunStoreError(StepLineError):
     """A run folder cannot be used: locked by another process, damaged, or too new."""
 
     exit_code = 2
+
+
+class WriteFailed(RunStoreError):
+    """A file of a run or of the work folder could not be written: disk full, read-only file
+    system, an I/O error. The file's previous version is intact (writes are atomic), so the
+    run can be resumed once the cause is gone. Exit 1: the run failed; nothing the user gave
+    was wrong. ``errno`` is the operating system's error number."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None, errno: int | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.errno = errno
 
 
 class StepFailed(StepLineError):

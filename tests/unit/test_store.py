@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stepline.errors import InputError, RunStoreError
+from stepline.errors import InputError, RunStoreError, WriteFailed
 from stepline.hashing import hash_value
 from stepline.store.atomic import (
     TEMP_PREFIX,
@@ -78,7 +78,7 @@ def test_failed_atomic_write_removes_its_temp_file(tmp_path: Path) -> None:
     target = tmp_path / "taken"
     target.mkdir()  # os.replace cannot put a file over a folder
 
-    with pytest.raises(OSError):
+    with pytest.raises(WriteFailed):
         write_bytes_atomic(target, b"data")
 
     assert leftovers(tmp_path) == []
@@ -119,7 +119,7 @@ def test_state_round_trips(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
-        ("", "not valid JSON"),
+        ("", "it is empty"),
         ('{"schema_version": 1, "run_id": "ru', "not valid JSON"),
         ("this is not json", "not valid JSON"),
         (json.dumps({"schema_version": SCHEMA_VERSION + 1}), "written by a newer stepline"),

@@ -173,18 +173,28 @@ def load_state(path: Path) -> RunState:
 
 
 def _read_json_object(path: Path) -> dict[str, Any]:
+    """The file's JSON object; each way a crash, a disk fault or an editor can spoil it gets
+    its own words, since the fix differs (wait for disk, restore, upgrade)."""
     try:
-        raw = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise RunStoreError(
             f"{path} is missing", hint="the run folder is incomplete; start a new run"
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RunStoreError(f"cannot read {path}: {exc}") from None
+    except OSError as exc:
+        raise RunStoreError(
+            f"cannot read {path}: {exc.strerror or exc}",
+            hint="check the file's permissions and the disk, then try again",
+        ) from None
+    if not raw.strip():
+        raise _damaged(path, "it is empty")
     try:
-        data = json.loads(raw)
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise _damaged(path, f"not UTF-8 text (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
-        raise _damaged(path, f"not valid JSON ({exc.msg}, line {exc.lineno})") from None
+        cut = "" if raw.rstrip().endswith(b"}") else "; it ends mid-way, as if cut off"
+        raise _damaged(path, f"not valid JSON ({exc.msg}, line {exc.lineno}){cut}") from None
     if not isinstance(data, dict):
         raise _damaged(path, f"it holds {type(data).__name__}, not a JSON object")
     return data

@@ -87,6 +87,33 @@ def is_locked(path: Path) -> bool:
     return False
 
 
+def holder(path: Path) -> int | None:
+    """The pid of the live process holding the run, or None when nobody holds it.
+
+    A holder writes its pid just after taking the lock, so a lock seen held with no pid (or
+    the previous holder's) is re-read for a moment. Checking the lock as well as the pid is
+    what keeps ``cancel`` from signalling a recycled pid left in the file by a dead holder.
+    """
+    for _ in range(_ACQUIRE_ATTEMPTS):
+        if not is_locked(path):
+            return None
+        pid = _read_pid(path)
+        if pid is not None and _is_alive(pid):
+            return pid
+        time.sleep(_ACQUIRE_PAUSE_S)
+    return None
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but owned by another user
+        return True
+    return True
+
+
 def _read_pid(path: Path) -> int | None:
     try:
         return int(path.read_text().strip() or "0") or None

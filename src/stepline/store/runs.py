@@ -1,25 +1,30 @@
 """The work folder as a collection of runs: create, open, list.
 
 ``list`` and ``show`` never write. A run whose state says ``running`` but whose lock nobody
-holds lost its process (kill -9, power loss) and is reported as ``interrupted``.
+holds lost its process (kill -9, power loss) and is reported as ``interrupted``. A running
+run's summary also says which step it is on and, for a fan-out step, how many items are done
+(from the last progress line in ``events.jsonl``, read from the end of the file).
 """
 
 from __future__ import annotations
 
 import difflib
+import json
 import secrets
 import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from stepline.errors import InputError, RunStoreError
 from stepline.store.cache import CACHE_FILE, ResponseCache
 from stepline.store.lock import RunLock, is_locked
 from stepline.store.rundir import RunDir, check_run_id, new_run_id
-from stepline.store.state import RunState, RunStatus, load_state
+from stepline.store.state import RunState, RunStatus, StepStatus, load_state, now
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
+_PROGRESS_TAIL_BYTES = 64 * 1024  # how far back from the end of events.jsonl to look
 REMOVING = ".removing-"  # a run folder being deleted: renamed out of the run ids first
 
 
@@ -40,6 +45,10 @@ class RunSummary:
     unpriced_calls: int = 0
     updated_at: datetime | None = None
     problem: str | None = None
+    current_step: str | None = None  # the rest are set only while the run is running
+    pid: int | None = None
+    items_done: int | None = None
+    items_total: int | None = None
 
 
 def effective_status(state: RunState, run_dir: RunDir) -> RunStatus:
@@ -122,17 +131,55 @@ class RunStore:
             state = load_state(run_dir.state_path)
         except RunStoreError as exc:
             return RunSummary(run_id=run_dir.run_id, path=run_dir.path, problem=exc.message)
+        status = effective_status(state, run_dir)
+        progress = _progress(state, run_dir) if status == RunStatus.RUNNING else {}
         return RunSummary(
             run_id=run_dir.run_id,
             path=run_dir.path,
             pipeline=state.pipeline,
-            status=effective_status(state, run_dir).value,
+            status=status.value,
             started_at=state.started_at,
-            duration_s=state.duration_s,
             steps_done=state.completed_count,
             steps_total=len(state.steps),
             requests=state.usage.requests,
             cost_usd=state.usage.cost_known,
             unpriced_calls=state.usage.unpriced_calls,
             updated_at=state.updated_at,
+            **({"duration_s": state.duration_s} | progress),
         )
+
+
+def _progress(state: RunState, run_dir: RunDir) -> dict[str, Any]:
+    """Where a running run is: its step, its process and, in a fan-out, its items."""
+    step = state.current_step or next(
+        (record.id for record in state.steps if record.status == StepStatus.RUNNING), None
+    )
+    elapsed = (now() - state.started_at).total_seconds()  # state.json's stops at its last write
+    progress: dict[str, Any] = {"current_step": step, "pid": state.pid, "duration_s": elapsed}
+    items = _item_progress(run_dir, step) if step else None
+    if items is not None:
+        progress["items_done"], progress["items_total"] = items
+    return progress
+
+
+def _item_progress(run_dir: RunDir, step: str) -> tuple[int, int] | None:
+    """(done, total) from the newest event of ``step`` if it is an ``item_progress``; None
+    when the step has shown none since it started (or the file's tail has no event of it)."""
+    try:
+        with run_dir.events_path.open("rb") as handle:
+            handle.seek(max(0, handle.seek(0, 2) - _PROGRESS_TAIL_BYTES))
+            lines = handle.read().decode("utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return None
+    for line in reversed(lines):
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a torn line, or the first one cut by the seek
+        if not isinstance(event, dict) or event.get("step") != step:
+            continue
+        data = event.get("data") or {}
+        if event.get("type") != "item_progress" or "total" not in data:  # EventType.ITEM_PROGRESS
+            return None
+        return int(data.get("done", 0)) + int(data.get("failed", 0)), int(data["total"])
+    return None

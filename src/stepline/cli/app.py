@@ -17,6 +17,12 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from stepline import __version__
+from stepline.cli.background import (
+    DetachOption,
+    cancel_command,
+    logs_command,
+    start_in_background,
+)
 from stepline.cli.housekeeping import cache_app, clean_command
 from stepline.cli.options import (
     ConcurrencyOption,
@@ -91,6 +97,7 @@ def root(
         typer.echo(ctx.get_help())
         raise typer.Exit(0)
     resume_command(
+        ctx,
         resume,
         config=config,
         from_step=from_step,
@@ -105,6 +112,7 @@ def root(
 
 @app.command("run")
 def run_command(
+    ctx: typer.Context,
     input: Annotated[Path, typer.Argument(help="The input file.", show_default=False)],
     config: ConfigOption = None,
     run_id: Annotated[
@@ -122,6 +130,7 @@ def run_command(
     replay: ReplayOption = None,
     record: RecordOption = None,
     workdir: WorkdirOption = None,
+    detach: DetachOption = False,
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -130,6 +139,8 @@ def run_command(
     from stepline.engine.prepare import RunOptions
 
     settings = settings_for(workdir)
+    if detach:
+        start_in_background(ctx, settings, run_id)
     config_path = settings.config_path(config)
     options = RunOptions(
         from_step=from_step,
@@ -156,6 +167,7 @@ def run_command(
 
 @app.command("resume")
 def resume_command(
+    ctx: typer.Context,
     run_id: Annotated[str, typer.Argument(help="The run to continue.", show_default=False)],
     config: ConfigOption = None,
     from_step: FromStepOption = None,
@@ -172,6 +184,7 @@ def resume_command(
     replay: ReplayOption = None,
     record: RecordOption = None,
     workdir: WorkdirOption = None,
+    detach: DetachOption = False,
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -180,6 +193,8 @@ def resume_command(
     from stepline.engine.prepare import RunOptions
 
     settings = settings_for(workdir)
+    if detach:
+        start_in_background(ctx, settings, run_id)
     options = RunOptions(
         from_step=from_step,
         to_step=to_step,
@@ -314,6 +329,10 @@ def validate_command(
     config_path = settings.config_path(config)
     spec = api.validate_config(config_path, _parse_sets(set_))
     typer.echo(f"{config_path}: OK ({spec.name}, {len(spec.steps)} steps)")
+
+
+app.command("logs")(logs_command)
+app.command("cancel")(cancel_command)
 
 
 def _parse_sets(values: list[str] | None) -> dict[str, str]:

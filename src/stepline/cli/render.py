@@ -31,6 +31,7 @@ from stepline.store.runs import RunSummary
 from stepline.store.state import RunState, RunStatus, StepStatus
 
 if TYPE_CHECKING:  # the runner pulls in jinja2; list and --help must stay light
+    from stepline.engine.background import Cancellation, Detached
     from stepline.engine.estimates import LLMEstimate
     from stepline.engine.pauses import PausePoint
     from stepline.engine.prepare import Preview
@@ -328,6 +329,10 @@ def runs_table(rows: list[RunSummary]) -> Table:
         duration = format_duration(row.duration_s) if row.duration_s is not None else ""
         status = f"[{STATUS_STYLE.get(row.status, '')}]{row.status}[/]"
         steps = f"{row.steps_done}/{row.steps_total}" if row.problem is None else ""
+        if row.current_step:
+            steps += f" · {escape(row.current_step)}"
+        if row.items_total is not None:
+            steps += f" {row.items_done or 0:,}/{row.items_total:,} items"
         cost = format_cost(row.cost_usd, row.unpriced_calls) if row.requests else ""
         table.add_row(row.run_id, escape(row.pipeline), status, started, duration, steps, cost)
     return table
@@ -439,3 +444,89 @@ def cache_stats(path: Path, stats: CacheStats) -> str:
         f"{'y' if stats.entries == 1 else 'ies'}, {stats.bytes / 1024:.0f} KiB\n"
         f"  oldest {oldest:%Y-%m-%d %H:%M} UTC, newest {newest:%Y-%m-%d %H:%M} UTC"
     )
+
+
+def print_detached(console: Console, detached: Detached, workdir: Path) -> None:
+    """After ``--detach``: where the run is and what to do with it (on stderr)."""
+    flag = "" if workdir == Path(".pipeline") else f" --workdir {workdir}"
+    console.print(
+        f"Started run {detached.run_id} in the background (process {detached.pid}).\n"
+        f"  follow:  pipeline logs {detached.run_id} -f{escape(flag)}\n"
+        f"  stop:    pipeline cancel {detached.run_id}{escape(flag)}\n"
+        f"  output:  {escape(str(detached.log_path))}",
+        soft_wrap=True,
+    )
+
+
+def print_cancellation(console: Console, result: Cancellation, workdir: Path) -> None:
+    """``pipeline cancel``: what was stopped and how the run stands now."""
+    status = result.status.value
+    styled = f"[{STATUS_STYLE.get(status, '')}]{status}[/]"
+    if not result.was_running:
+        console.print(f"Run {result.run_id} is not running ({styled}); nothing to cancel.")
+        return
+    console.print(
+        f"Stopped run {result.run_id} ({result.signal} to process {result.pid}); "
+        f"it is now {styled}.",
+        soft_wrap=True,
+    )
+    if result.status in (RunStatus.INTERRUPTED, RunStatus.FAILED, RunStatus.PAUSED):
+        console.print(f"Resume with: {resume_command(result.run_id, workdir)}", soft_wrap=True)
+
+
+def event_line(event: dict[str, Any]) -> str:
+    """One event of ``events.jsonl`` as a line for ``pipeline logs`` (rich markup)."""
+    moment = str(event.get("time", ""))[11:19]  # HH:MM:SS of the ISO time (UTC)
+    kind = str(event.get("type", ""))
+    message = escape(str(event.get("message") or ""))
+    data = event.get("data") or {}
+    if kind.startswith("run_"):
+        text = f"[bold]run {kind.removeprefix('run_')}[/]" + (f": {message}" if message else "")
+        if data.get("plan"):
+            text += f" [dim](plan: {escape(', '.join(map(str, data['plan'])))})[/]"
+    else:
+        text = _step_event_text(kind, event, message, data)
+    if data.get("hint"):
+        text += f"\n    [dim]hint:[/] {escape(str(data['hint']))}"
+    return f"[dim]{moment}[/] {text}"
+
+
+def _step_event_text(kind: str, event: dict[str, Any], message: str, data: dict[str, Any]) -> str:
+    title = escape(str(event.get("title") or event.get("step") or ""))
+    label = f"[{event.get('number')}/{event.get('total')}] {title}"
+    if kind == "step_started":
+        return f"  {label}..." + (f" [dim]({message})[/]" if message else "")
+    if kind == "item_progress":
+        return f"  {label}: {fan_out_progress_text(data)}"
+    if kind == "log":
+        return f"  [dim]{escape(str(event.get('step') or ''))}: {message}[/]"
+    if kind == "pause_passed":
+        return f"  [dim]pause point passed ({message})[/]"
+    if kind == "output_edited":
+        return f"  [yellow]using the edited output {message}[/]"
+    if kind == "step_completed":
+        return f"{MARK[EventType.STEP_COMPLETED]} {label} [dim]{_duration(data)}[/]"
+    if kind == "step_reused":
+        return f"{MARK[EventType.STEP_REUSED]} {label} [dim]reused[/]"
+    if kind == "step_skipped":
+        return f"{MARK[EventType.STEP_SKIPPED]} {label} [dim]skipped ({message})[/]"
+    if kind == "step_failed":
+        return f"{MARK[EventType.STEP_FAILED]} {label}: {message}"
+    return f"  {escape(kind)} {label}" + (f": {message}" if message else "")  # a newer type
+
+
+def _duration(data: dict[str, Any]) -> str:
+    return format_duration(float(data.get("duration_s") or 0.0))
+
+
+def print_event(console: Console, event: dict[str, Any]) -> None:
+    console.print(event_line(event), soft_wrap=True, highlight=False)
+
+
+def print_log_tail(console: Console, lines: list[str]) -> None:
+    """The end of ``detached.log``, for a run whose process ended without saying how."""
+    if not lines:
+        return
+    console.print("[dim]The run's process ended without recording how; its detached.log ends:[/]")
+    for line in lines:
+        console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)

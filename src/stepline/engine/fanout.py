@@ -274,6 +274,8 @@ class FanOut:
         return outcome
 
     async def _run(self) -> StepOutcome:
+        # A step with no checkpoints yet (its first execution) looks none up item by item.
+        self.reuse_items = self.reuse_items and self.store.has_rows(self.step.id)
         if self.inbound is None:
             self._total, items = resolve_items(self.step, self.env)
             arrivals: AsyncGenerator[Item] = _each(items)

@@ -17,7 +17,7 @@ import openai
 from stepline.errors import ProviderError, RetryableProviderError
 from stepline.providers.base import Completion, Delivery, LLMRequest, StreamProgress, Usage
 from stepline.providers.retry import error_for_status
-from stepline.providers.shards import ClientShards
+from stepline.providers.shards import ClientShards, shared_ssl_context
 
 API_KEY_VARIABLE = "OPENAI_API_KEY"
 NO_KEY = "no-key"  # local servers ignore the header; the SDK insists on one
@@ -42,7 +42,12 @@ class OpenAICompatibleProvider:
 
     def __init__(self, *, api_key: str | None, base_url: str | None) -> None:
         self._clients = ClientShards(
-            lambda: openai.AsyncOpenAI(api_key=api_key or NO_KEY, base_url=base_url, max_retries=0)
+            lambda: openai.AsyncOpenAI(
+                api_key=api_key or NO_KEY,
+                base_url=base_url,
+                max_retries=0,
+                http_client=openai.DefaultAsyncHttpxClient(verify=shared_ssl_context()),
+            )
         )
 
     async def complete(self, request: LLMRequest, delivery: Delivery) -> Completion:

@@ -385,6 +385,12 @@ class PipelineSpec(_Strict):
     _source_path: Path | None = PrivateAttr(default=None)
     _source_text: str = PrivateAttr(default="")
     _base_dir: Path | None = PrivateAttr(default=None)
+    # step id -> (step, llm defaults, merged params): a fan-out asks once per item. Entries
+    # hold the objects they were merged from, so a copy of the spec (which shares this dict)
+    # never gets another spec's settings: every part is frozen, so identity means equality.
+    _llm_params: dict[str, tuple[LLMStep, LLMDefaults, LLMParams]] = PrivateAttr(
+        default_factory=dict
+    )
 
     @field_validator("steps")
     @classmethod
@@ -422,6 +428,14 @@ class PipelineSpec(_Strict):
 
     def llm_params(self, step: LLMStep) -> LLMParams:
         """Merge the pipeline's ``llm:`` defaults with the step's own overrides."""
+        known = self._llm_params.get(step.id)
+        if known is not None and known[0] is step and known[1] is self.llm:
+            return known[2]
+        params = self._merge_llm_params(step)
+        self._llm_params[step.id] = (step, self.llm, params)
+        return params
+
+    def _merge_llm_params(self, step: LLMStep) -> LLMParams:
         defaults = self.llm.model_dump()
         overrides = {
             key: getattr(step, key)

@@ -120,6 +120,16 @@ class ItemStore:
             metrics=json.loads(metrics) if metrics else None,
         )
 
+    def has_rows(self, step: str) -> bool:
+        """Whether any item of this step was ever checkpointed (else none needs a lookup)."""
+        if not self._exists and not self.path.exists():
+            return False
+        with self._reader.connect(write=False) as db:
+            return (
+                db.execute("SELECT 1 FROM items WHERE step = ? LIMIT 1", (step,)).fetchone()
+                is not None
+            )
+
     def result(self, step: str, key: str) -> Any:
         """One finished item's result."""
         with self._reader.connect(write=False) as db:
@@ -251,14 +261,19 @@ class ItemStore:
                     db.execute(write.sql, write.row)
         except Exception as exc:  # reported to every waiting item; the run fails cleanly
             error = exc
+        # One wake-up of the event loop per batch, not one per row (each is a syscall).
+        loops: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         for write in batch:
-            write.done.get_loop().call_soon_threadsafe(_settle, write.done, error)
+            loops.setdefault(write.done.get_loop(), []).append(write.done)
+        for loop, waiting in loops.items():
+            loop.call_soon_threadsafe(_settle, waiting, error)
 
 
-def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
-    if done.done():
-        return
-    if error is None:
-        done.set_result(None)
-    else:
-        done.set_exception(error)
+def _settle(waiting: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for done in waiting:
+        if done.done():
+            continue
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)

@@ -387,12 +387,6 @@ def test_an_output_too_large_to_write_keeps_the_previous_output_and_the_run_resu
     assert json.loads((output.parent / "03-measure.json").read_text()) == 300_000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine/runner.py: Runner.execute records any exception from a state or output "
-    'write as "internal error: WriteFailed: ..." in state.json, though it is a known, '
-    "explained fault (the CLI message itself is right)",
-)
 def test_a_refused_output_write_is_recorded_without_calling_it_an_internal_error(
     cli, project: Path, monkeypatch: pytest.MonkeyPatch
 ):

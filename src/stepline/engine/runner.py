@@ -178,8 +178,11 @@ class Runner:
         except asyncio.CancelledError:
             self._finish(RunStatus.INTERRUPTED, "cancelled", 130)
             raise
-        except Exception as exc:  # a bug: still leave a resumable, truthful state behind
-            message = f"internal error: {type(exc).__name__}: {exc}"
+        except Exception as exc:  # a refused write, or a bug: leave a resumable, truthful state
+            if isinstance(exc, StepLineError):  # a known fault, already explained (disk full)
+                message = exc.message
+            else:
+                message = f"internal error: {type(exc).__name__}: {exc}"
             for record in self.run.state.steps:
                 if record.status == StepStatus.RUNNING:
                     record.status, record.error = StepStatus.FAILED, message

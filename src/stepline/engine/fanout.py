@@ -393,13 +393,14 @@ class FanOut:
         limit = asyncio.Semaphore(self.concurrency)
 
         async def run_one(item: Item, fingerprint: str) -> None:
+            slot = _Slot(limit)
             try:
-                await self._run_item(item, fingerprint)
+                await self._run_item(item, fingerprint, slot)
             except Exception as exc:  # a bug, not an item failure: stop and let it surface
                 self._crash = self._crash or exc
                 self._stopping = True
             finally:
-                limit.release()
+                slot.release()
 
         try:
             async with contextlib.aclosing(arrivals):  # stopping early closes the input file
@@ -424,7 +425,9 @@ class FanOut:
             await self._cancel_in_flight()
             raise
 
-    async def _run_item(self, item: Item, fingerprint: str) -> None:
+    async def _run_item(self, item: Item, fingerprint: str, slot: _Slot) -> None:
+        """Run one item and commit its outcome. Its concurrency slot is given back before the
+        commit, so the next item's intent row joins this item's result in one transaction."""
         step, store = self.step, self.store
         if self.records_intent:
             await store.start(step.id, item.key, item.index, fingerprint, self.mark)
@@ -433,6 +436,7 @@ class FanOut:
             async with asyncio.timeout(step.step_timeout):  # per item in a fan-out step
                 outcome = await execute_step(step, env)
         except (StepLineError, TimeoutError) as exc:
+            slot.release()
             message = _item_error(exc, step)
             self.tally.failures[item.index] = (item.key, message)
             env.log.warning('item "%s" failed: %s', item.key, message)
@@ -445,6 +449,7 @@ class FanOut:
             await store.fail(step.id, item.key, item.index, fingerprint, message, self.mark)
             await self._emit_failure(item)
         else:
+            slot.release()
             read_list = bool(outcome.read_steps and outcome.read_steps & set(self.list_hashes))
             await store.finish(
                 step.id,
@@ -535,3 +540,15 @@ class FanOut:
                 cost_usd=tally.metrics.get("cost_usd", 0.0),
             )
         )
+
+
+class _Slot:
+    """One item's hold on the step's concurrency limit, given back exactly once."""
+
+    def __init__(self, limit: asyncio.Semaphore) -> None:
+        self._limit: asyncio.Semaphore | None = limit
+
+    def release(self) -> None:
+        if self._limit is not None:
+            self._limit.release()
+            self._limit = None

@@ -24,17 +24,13 @@ import math
 import os
 import resource
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the fake server lives in tests/
+from fake_server import ServerProcess
 
-from fake_server import ServerProcess  # noqa: E402
-
-import stepline  # noqa: E402
-from tests.fakes import FakeLLMServer, Reply  # noqa: E402
+import stepline
 
 HELPERS = """
 def items(ctx):
@@ -105,17 +101,19 @@ def per_item_overhead(items: int, rounds: int) -> tuple[float, float]:
 
 
 def llm_fanout(items: int, latency: float, concurrency: int) -> tuple[float, float]:
-    """(bare SDK loop, stepline fan-out) wall times against the same fake server."""
-    with FakeLLMServer() as server, tempfile.TemporaryDirectory() as name:
-        server.responder = lambda request: Reply(text="ok", delay=latency)
-        os.environ["ANTHROPIC_BASE_URL"] = server.base_url
-        os.environ.setdefault("ANTHROPIC_API_KEY", "bench-key")
-        bare = asyncio.run(bare_sdk_loop(server.base_url, items, concurrency))
+    """(bare SDK loop, stepline fan-out) wall times against the same fake server, which runs
+    in its own process so that its work does not compete with the client's."""
+    with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
-        (folder / "helpers.py").write_text(HELPERS)
-        (folder / "in.txt").write_text("x")
-        elapsed = timed_run(folder, LLM.format(concurrency=concurrency), items)
-        assert server.count("/v1/messages") == 2 * items
+        requests = folder / "requests.log"
+        with ServerProcess(latency, log=requests) as url:
+            os.environ["ANTHROPIC_BASE_URL"] = url
+            os.environ.setdefault("ANTHROPIC_API_KEY", "bench-key")
+            bare = asyncio.run(bare_sdk_loop(url, items, concurrency))
+            (folder / "helpers.py").write_text(HELPERS)
+            (folder / "in.txt").write_text("x")
+            elapsed = timed_run(folder, LLM.format(concurrency=concurrency), items)
+        assert len(requests.read_text().splitlines()) == 2 * items  # no retries, no repeats
         return bare, elapsed
 
 

@@ -223,3 +223,20 @@ def test_a_streaming_step_that_cannot_start_releases_the_chain(
         "failed",
         "failed",
     ]
+
+
+def test_duplicate_keys_in_a_streamed_chain_fail_the_step_naming_them(
+    cli, fake_llm: FakeLLMServer, tmp_path: Path
+):
+    """Streamed items are keyed as they arrive, so duplicates are caught one at a time."""
+    fake_llm.responder = Slow(0.0)
+    write_chain(tmp_path)
+    config = tmp_path / "pipeline-config.yaml"
+    text = config.read_text().replace(
+        "    function: helpers:stamp", '    item_key: "{{ item[:5] }}"\n    function: helpers:stamp'
+    )
+    config.write_text(text)
+
+    result = cli("run", "in.txt", "--run-id", "r")
+
+    assert_clean_error(result, 1, 'duplicate item keys: "score"', "(items 1 and 2)")

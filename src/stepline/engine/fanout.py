@@ -91,16 +91,11 @@ def _check_keys(step: StepBase, env: StepEnvironment, values: Iterable[Any]) -> 
     """Count the items; fail naming the duplicate keys if any key repeats."""
     duplicates: list[str] = []
     count = 0
-    with contextlib.closing(sqlite3.connect("")) as keys:  # "": a temporary file, not RAM
-        keys.execute("CREATE TABLE keys (key TEXT PRIMARY KEY, position INTEGER) WITHOUT ROWID")
+    with contextlib.closing(_SeenKeys()) as seen:
         for count, value in enumerate(values, start=1):
             key = _item_key(step, env, value, count - 1)
-            try:
-                keys.execute("INSERT INTO keys VALUES (?, ?)", (key, count - 1))
-            except sqlite3.IntegrityError:
-                (first,) = keys.execute(
-                    "SELECT position FROM keys WHERE key = ?", (key,)
-                ).fetchone()
+            first = seen.add(key, count - 1)
+            if first is not None:
                 duplicates.append(f'"{key}" (items {first + 1} and {count})')
     if duplicates:
         raise StepFailed(
@@ -113,6 +108,29 @@ def _check_keys(step: StepBase, env: StepEnvironment, values: Iterable[Any]) -> 
             else "make item_key unique per item",
         )
     return count
+
+
+class _SeenKeys:
+    """The item keys met so far, on disk (SQLite's temporary file, not RAM): a million keys
+    must not cost a million strings in memory."""
+
+    def __init__(self) -> None:
+        self._db = sqlite3.connect("")  # "": a temporary file, deleted on close
+        self._db.execute("CREATE TABLE keys (key TEXT PRIMARY KEY, position INTEGER) WITHOUT ROWID")
+
+    def add(self, key: str, position: int) -> int | None:
+        """Remember ``key``; if it was seen before, the position it was first seen at."""
+        try:
+            self._db.execute("INSERT INTO keys VALUES (?, ?)", (key, position))
+        except sqlite3.IntegrityError:
+            (first,) = self._db.execute(
+                "SELECT position FROM keys WHERE key = ?", (key,)
+            ).fetchone()
+            return int(first)
+        return None
+
+    def close(self) -> None:
+        self._db.close()
 
 
 async def _each(items: Iterable[Item]) -> AsyncGenerator[Item]:
@@ -306,19 +324,18 @@ class FanOut:
 
     async def _keyed(self, inbound: ItemStream) -> AsyncGenerator[Item]:
         """Streamed results as items, keyed as they arrive (duplicate keys fail the step)."""
-        seen: dict[str, int] = {}
-        async for index, value in inbound:
-            item = Item(value, index, _item_key(self.step, self.env, value, index))
-            if item.key in seen:
-                raise StepFailed(
-                    self.step.id,
-                    f'duplicate item keys: "{item.key}" (items {seen[item.key] + 1} and '
-                    f"{index + 1})",
-                    hint="make item_key unique per item",
-                )
-            seen[item.key] = index
-            self._total += 1
-            yield item
+        with contextlib.closing(_SeenKeys()) as seen:
+            async for index, value in inbound:
+                item = Item(value, index, _item_key(self.step, self.env, value, index))
+                first = seen.add(item.key, index)
+                if first is not None:
+                    raise StepFailed(
+                        self.step.id,
+                        f'duplicate item keys: "{item.key}" (items {first + 1} and {index + 1})',
+                        hint="make item_key unique per item",
+                    )
+                self._total += 1
+                yield item
 
     def _previous(self, item: Item) -> ItemRecord | None:
         return self.store.lookup(self.step.id, item.key) if self.reuse_items else None

@@ -233,7 +233,57 @@ def test_prompt_too_large_for_the_primary_goes_to_a_larger_fallback(
     )
 
 
-def test_dry_run_says_a_fan_out_step_is_not_estimated(cli, tmp_path: Path):
+FAN_OUT = """
+name: fan
+llm: {model: claude-haiku-4-5, max_tokens: 100}
+steps:
+  - id: ask
+    kind: llm
+    for_each: input.lines
+    prompt: "About {{ item }}"
+"""
+
+
+def test_dry_run_estimates_a_fan_out_step_from_its_items(
+    cli, fake_llm: FakeLLMServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.delenv("ANTHROPIC_API_KEY")  # the heuristic, so the figures are exact
+    write(tmp_path / "in.txt", "apples\nkiwis\n\nbananas and cherries\n")
+    write(tmp_path / "pipeline-config.yaml", FAN_OUT)
+
+    ask = dry_run(cli)["ask"]
+
+    per_item = [
+        -(-len(f"About {line}") // 4) for line in ("apples", "kiwis", "bananas and cherries")
+    ]
+    assert ask["items"] == 3  # blank lines are not items
+    assert ask["input_tokens"] == round(sum(per_item) / 3 * 3)
+    assert ask["max_output_tokens"] == 300
+    assert ask["cache"] == "0 of 3 cached"
+    # claude-haiku-4-5: $1 input, $5 output per million tokens, every item a full reply.
+    assert ask["cost_usd"] == pytest.approx(3 * (sum(per_item) / 3 * 1.0 + 100 * 5.0) / 1e6)
+    assert "3 items" in ask["note"]
+    assert fake_llm.count() == 0
+    assert not (tmp_path / ".pipeline").exists(), "a dry run writes nothing"
+
+
+def test_dry_run_prices_only_the_items_the_cache_does_not_answer(
+    cli, fake_llm: FakeLLMServer, tmp_path: Path
+):
+    fake_llm.responder = lambda request: Reply(text="ok")
+    write(tmp_path / "in.txt", "apples\nkiwis\n")
+    write(tmp_path / "pipeline-config.yaml", FAN_OUT)
+    assert cli("run", "in.txt").exit_code == 0
+    write(tmp_path / "in.txt", "apples\nkiwis\nplums\n")
+
+    ask = dry_run(cli)["ask"]
+
+    assert ask["cache"] == "2 of 3 cached"
+    one_item = (ask["input_tokens"] / 3 * 1.0 + 100 * 5.0) / 1e6
+    assert ask["cost_usd"] == pytest.approx(one_item)
+
+
+def test_dry_run_of_a_fan_out_step_says_what_it_cannot_know_yet(cli, tmp_path: Path):
     write(tmp_path / "in.txt", "a\nb\n")
     write(
         tmp_path / "pipeline-config.yaml",
@@ -241,15 +291,25 @@ def test_dry_run_says_a_fan_out_step_is_not_estimated(cli, tmp_path: Path):
         name: fan
         llm: {model: claude-haiku-4-5}
         steps:
+          - {id: split, kind: python, function: "helpers:split"}
           - id: ask
             kind: llm
+            for_each: "{{ steps.split }}"
+            prompt: "About {{ item }}"
+          - id: again
+            kind: llm
             for_each: input.lines
+            item_key: "same"
             prompt: "About {{ item }}"
         """,
     )
+    write(tmp_path / "helpers.py", "def split(ctx):\n    return ctx.input.text.split()\n")
 
     result = cli("run", "in.txt", "--dry-run")
 
     assert result.exit_code == 0, result.output
-    assert "ask: a fan-out step: one request per item; not estimated yet" in result.stdout
-    assert "Input tokens: ;" not in result.stdout
+    text = " ".join(result.stdout.split())
+    assert 'ask: the items or the prompt need the output of step "split", which runs first' in (
+        text
+    )
+    assert 'again: the items cannot be read: duplicate item keys: "same"' in text

@@ -297,11 +297,11 @@ def estimates_table(estimates: list[LLMEstimate]) -> Table:
     table.add_column("step")
     for column in ("model", "cache"):
         table.add_column(column, no_wrap=True)
-    for column in ("input", "max out", "cost ≤"):
+    for column in ("items", "input", "max out", "cost ≤"):
         table.add_column(column, justify="right", no_wrap=True)
     for estimate in estimates:
         tokens = "?" if estimate.input_tokens is None else f"{estimate.input_tokens:,}"
-        if estimate.approximate:
+        if estimate.approximate and estimate.input_tokens is not None:
             tokens = "~" + tokens
         if estimate.cost_usd is not None:
             cost = f"${estimate.cost_usd:.4f}"
@@ -312,6 +312,7 @@ def estimates_table(estimates: list[LLMEstimate]) -> Table:
             escape(estimate.step),
             escape(estimate.model),
             f"[{cache_style}]{escape(estimate.cache)}[/]",
+            "" if estimate.items is None else f"{estimate.items:,}",
             tokens,
             f"{estimate.max_output_tokens:,}",
             cost,

@@ -24,14 +24,14 @@ import time
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from stepline.engine.streams import ItemStream
 from stepline.errors import StepFailed, StepLineError
 from stepline.hashing import hash_value
 from stepline.spec import LLMStep, StepBase, format_duration
 from stepline.steps import StepEnvironment, StepOutcome, execute_step
-from stepline.steps.base import Item, item_context
+from stepline.steps.base import InputData, Item, item_context
 from stepline.store.items import ItemRecord, ItemStatus, ItemStore
 from stepline.store.jsonl import JsonLines, RowStream
 from stepline.templates import evaluate, render
@@ -71,7 +71,17 @@ class FanOutProgress:
 ShowFanOut = Callable[[FanOutProgress], None]
 
 
-def resolve_items(step: StepBase, env: StepEnvironment) -> tuple[int, Iterator[Item]]:
+class ItemSource(Protocol):
+    """What a fan-out step's items are read from: the run's input and the template context
+    (a step's environment, or what a dry run knows before anything runs)."""
+
+    @property
+    def input(self) -> InputData: ...
+
+    def template_context(self) -> dict[str, Any]: ...
+
+
+def resolve_items(step: StepBase, env: ItemSource) -> tuple[int, Iterator[Item]]:
     """How many items the step has, and the items with their stable keys, in order.
 
     Two passes over the values: the first counts them and refuses duplicate keys (before any
@@ -87,7 +97,7 @@ def resolve_items(step: StepBase, env: StepEnvironment) -> tuple[int, Iterator[I
     return count, keyed
 
 
-def _check_keys(step: StepBase, env: StepEnvironment, values: Iterable[Any]) -> int:
+def _check_keys(step: StepBase, env: ItemSource, values: Iterable[Any]) -> int:
     """Count the items; fail naming the duplicate keys if any key repeats."""
     duplicates: list[str] = []
     count = 0
@@ -138,7 +148,7 @@ async def _each(items: Iterable[Item]) -> AsyncGenerator[Item]:
         yield item
 
 
-def _item_values(step: StepBase, env: StepEnvironment) -> Callable[[], Iterable[Any]]:
+def _item_values(step: StepBase, env: ItemSource) -> Callable[[], Iterable[Any]]:
     """The step's values, as a function that reads them afresh each time it is called."""
     if step.for_each == "input.lines":
         return lambda: _lines(env.input.path)
@@ -164,7 +174,7 @@ def _lines(path: Path) -> Iterator[str]:
                 yield text
 
 
-def _records(step: StepBase, env: StepEnvironment) -> Iterator[Any]:
+def _records(step: StepBase, env: ItemSource) -> Iterator[Any]:
     """The input as records: CSV rows, JSON Lines, or a JSON array (by the file's suffix,
     then by its first character). CSV and JSON Lines are read a row at a time."""
     path, name = env.input.path, env.input.name
@@ -200,7 +210,7 @@ def _first_character(path: Path) -> str:
     return ""
 
 
-def _item_key(step: StepBase, env: StepEnvironment, value: Any, index: int) -> str:
+def _item_key(step: StepBase, env: ItemSource, value: Any, index: int) -> str:
     if step.item_key is None:
         return hash_value(value).split(":", 1)[-1][:16]
     context = {**env.template_context(), **item_context(Item(value, index, ""))}

@@ -11,7 +11,6 @@ import difflib
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from stepline.errors import SpecError
@@ -23,33 +22,29 @@ from stepline.spec.models import (
     PipelineSpec,
     check_json_schema,
 )
-
-Location = tuple[str | int, ...]
-
-
-MAX_CONFIG_BYTES = 1024 * 1024
-MAX_CONFIG_VALUES = 100_000
-"""Caps that keep a hostile or broken config from exhausting memory: its size on disk, and the
-number of values it expands to once YAML aliases are followed (a "billion laughs" is tiny on
-disk)."""
+from stepline.spec.reading import (
+    MAX_CONFIG_BYTES,
+    MAX_STEP_FILE_BYTES,
+    Location,
+    compose,
+    read_capped,
+)
 
 
 def load_spec(path: Path) -> PipelineSpec:
     """Read, parse and validate the config at ``path``."""
     try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise SpecError(
-                f"config file {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB",
-                hint="a pipeline config is a few pages; put long prompts in prompt_file:",
-            )
-        text = path.read_text(encoding="utf-8")
+        text = read_capped(
+            path,
+            MAX_CONFIG_BYTES,
+            what="config file",
+            hint="a pipeline config is a few pages; put long prompts in prompt_file:",
+        )
     except FileNotFoundError:
         raise SpecError(
             f"config file not found: {path}",
             hint="pass -c FILE, set PIPELINE_CONFIG, or create pipeline-config.yaml here",
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read config file {path}: {exc}") from exc
     return parse_spec(text, source=path.resolve())
 
 
@@ -62,7 +57,7 @@ def parse_spec(
     the source's folder (a run's config snapshot passes the original config's folder).
     """
     label = str(source) if source else "<config>"
-    data, lines = _compose(text, label)
+    data, lines = compose(text, label)
     if not isinstance(data, dict):
         raise SpecError(f"{label}: the config must be a mapping with name: and steps:")
     try:
@@ -76,54 +71,6 @@ def parse_spec(
 def config_hash(text: str) -> str:
     """A tagged content hash of config text, recorded in a run's state."""
     return hash_text(text)
-
-
-def _compose(text: str, label: str) -> tuple[Any, dict[Location, int]]:
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{label}:{mark.line + 1}:{mark.column + 1}" if mark else label
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise SpecError(f"{where}: invalid YAML: {problem}") from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{label}: invalid YAML: {exc}") from None
-    finally:
-        loader.dispose()
-    lines: dict[Location, int] = {}
-    if node is not None:
-        _index_lines(node, (), lines, label)
-    return data, lines
-
-
-def _index_lines(
-    node: yaml.Node, location: Location, lines: dict[Location, int], label: str
-) -> None:
-    """Record the line of every value; refuse duplicate keys, which YAML would silently drop,
-    and configs whose aliases expand to more than ``MAX_CONFIG_VALUES`` values."""
-    if len(lines) >= MAX_CONFIG_VALUES:
-        raise SpecError(
-            f"{label}: the config expands to more than {MAX_CONFIG_VALUES:,} values "
-            "(through YAML anchors and aliases); refusing it",
-            hint="use fewer nested aliases",
-        )
-    lines.setdefault(location, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key_node, value_node in node.value:
-            key = str(key_node.value)
-            if key in seen:
-                raise SpecError(
-                    f'{label}:{key_node.start_mark.line + 1}: key "{key}" appears twice'
-                )
-            seen.add(key)
-            lines[location + (key,)] = key_node.start_mark.line + 1
-            _index_lines(value_node, location + (key,), lines, label)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _index_lines(item, location + (index,), lines, label)
 
 
 def _describe(exc: ValidationError, data: Any, lines: dict[Location, int], label: str) -> str:
@@ -267,9 +214,9 @@ def _read_step_files(spec: PipelineSpec, lines: dict[Location, int], label: str)
 
 def _parse_schema(text: str, relative: str, where: str, step_id: str) -> dict[str, Any]:
     """A schema file's JSON Schema (JSON, or YAML for hand-written ones), checked."""
-    try:
-        schema = yaml.safe_load(text)  # YAML is a superset of JSON, so both parse here
-    except yaml.YAMLError as exc:
+    try:  # YAML is a superset of JSON, so both parse here, with the config's own caps
+        schema, _ = compose(text, relative)
+    except SpecError as exc:
         raise SpecError(
             f'{where}: step "{step_id}": {relative} is not JSON or YAML: {exc}'
         ) from None
@@ -285,11 +232,13 @@ def _parse_schema(text: str, relative: str, where: str, step_id: str) -> dict[st
 def _read_relative(base_dir: Path, relative: str, where: str, step_id: str) -> str:
     path = base_dir / relative
     try:
-        return path.read_text(encoding="utf-8")
+        return read_capped(
+            path, MAX_STEP_FILE_BYTES, what="file", hint="split it, or shorten what it holds"
+        )
     except FileNotFoundError:
         raise SpecError(
             f'{where}: step "{step_id}": file not found: {path}',
             hint="paths in the config are relative to the config file's folder",
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f'{where}: step "{step_id}": cannot read {path}: {exc}') from None
+    except SpecError as exc:
+        raise SpecError(f'{where}: step "{step_id}": {exc.message}', hint=exc.hint) from None

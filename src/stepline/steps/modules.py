@@ -18,16 +18,39 @@ _loaded: dict[str, tuple[Path, int]] = {}
 
 
 def import_user_module(module_name: str, base_dir: Path) -> ModuleType:
-    """Import ``module_name`` with ``base_dir`` first on ``sys.path``; raises what import raises."""
+    """Import ``module_name`` with ``base_dir`` first on ``sys.path``; raises what import raises.
+
+    The module comes from the config's folder or from installed packages only: the current
+    folder, which ``python -m stepline`` puts on ``sys.path``, is left out while importing, so
+    a ``helpers.py`` lying wherever the command happens to run is never picked up.
+    """
     folder = str(base_dir)
-    if folder in sys.path:
-        sys.path.remove(folder)
-    sys.path.insert(0, folder)
-    top = module_name.partition(".")[0]
-    _forget_if_stale(top, base_dir)
-    module = importlib.import_module(module_name)
-    _remember(top, base_dir)
+    others = [entry for entry in sys.path if entry != folder]
+    here = _current_folder()
+    sys.path[:] = [folder] + [entry for entry in others if _resolved(entry) != here]
+    try:
+        top = module_name.partition(".")[0]
+        _forget_if_stale(top, base_dir)
+        module = importlib.import_module(module_name)
+        _remember(top, base_dir)
+    finally:
+        sys.path[:] = [folder] + others
     return module
+
+
+def _current_folder() -> Path | None:
+    try:
+        return Path.cwd().resolve()
+    except OSError:  # the current folder was deleted: nothing can be imported from it
+        return None
+
+
+def _resolved(entry: str) -> Path | None:
+    """A ``sys.path`` entry as a folder (``""`` is the current one: ``python -c``, a REPL)."""
+    try:
+        return Path(entry or ".").resolve()
+    except (OSError, RuntimeError):
+        return None
 
 
 def _local_file(top: str, base_dir: Path) -> Path | None:

@@ -12,6 +12,7 @@ import difflib
 import inspect
 import json
 import logging
+import sysconfig
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -143,12 +144,16 @@ def _import_module(step: PythonStep, module_name: str, base_dir: Path) -> Any:
 
 
 def _describe_exception(exc: BaseException) -> str:
-    """``ValueError: bad item (helpers.py:12)``: the exception and where user code raised it."""
-    package = str(Path(__file__).resolve().parents[1])
+    """``ValueError: bad item (helpers.py:12)``: the exception and where user code raised it.
+
+    Frames of stepline and of the standard library are passed over, so an error raised inside
+    ``json.loads`` or a ``cached_property`` still points at the user's line that called it.
+    """
+    skipped = (str(Path(__file__).resolve().parents[1]), sysconfig.get_paths()["stdlib"])
     frames = [
         frame
         for frame in traceback.extract_tb(exc.__traceback__)
-        if not str(Path(frame.filename).resolve()).startswith(package)
+        if not str(Path(frame.filename).resolve()).startswith(skipped)
     ]
     where = f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
     return f"{type(exc).__name__}: {exc}{where}"

@@ -36,7 +36,10 @@ from stepline.store.jsonl import JsonLines, RowStream, hash_output, jsonl_chunks
 from stepline.store.lock import is_locked
 from stepline.store.state import now
 
-RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,100}")
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
+"""A run id is one plain folder name: no separator, NUL or space, at most 100 characters, and
+not starting with ``.`` (hidden from ``list``, and the work folder's own ``.removing-*`` and
+``.detached-*`` names start so) or ``-`` (read as an option by the command line)."""
 
 
 def new_run_id() -> str:
@@ -45,11 +48,12 @@ def new_run_id() -> str:
 
 
 def check_run_id(run_id: str) -> str:
-    """Refuse ids that could name a path outside the work folder."""
-    if run_id in {".", ".."} or not RUN_ID_PATTERN.fullmatch(run_id):
+    """Refuse ids that could name a path outside the work folder, or a hidden one in it."""
+    if not RUN_ID_PATTERN.fullmatch(run_id):
         raise InputError(
             f"invalid run id {run_id!r}",
-            hint="use 1-100 characters from A-Z a-z 0-9 . _ - (not . or ..)",
+            hint="use 1-100 characters from A-Z a-z 0-9 . _ -, "
+            "starting with a letter, a digit or _",
         )
     return run_id
 

@@ -3,11 +3,16 @@
 Templates come only from the config. Data (the input, step outputs, model replies) enters as
 values and is never itself rendered, so ``{{ 7*7 }}`` inside an input stays literal. Lists and
 dicts render as JSON rather than Python reprs, which is what a prompt or a command wants.
+
+The sandbox refuses Python internals (``__class__``, ``_private``, ``str.format`` tricks), any
+change to the data (``.append``, ``.update``: later steps read the same values), and
+arithmetic whose result would exhaust memory or the CPU (``"x" * 10**12``, ``10**10**10``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -22,15 +27,20 @@ from jinja2 import (
     meta,
     nodes,
 )
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from stepline.errors import SpecError
+from stepline.errors import SpecError, StepLineError
 from stepline.expressions import one_expression
 from stepline.hashing import as_plain_json
 
 CONTEXT_NAMES = frozenset({"input", "steps", "run", "vars"})
 ITEM_NAMES = frozenset({"item", "item_index", "item_key"})
 """Names a fan-out step's templates see besides ``CONTEXT_NAMES``."""
+
+MAX_REPEATED_LENGTH = 16 * 1024 * 1024
+MAX_POWER_BITS = 100_000
+"""Limits on ``*`` (a repeated text or list, in items) and ``**`` (bits of an integer power)."""
 
 
 def _finalize(value: Any) -> Any:
@@ -48,21 +58,49 @@ def _is_lazy_list(value: Any) -> bool:
     return isinstance(value, Sequence) and not isinstance(value, str | bytes | list | tuple)
 
 
-class _DataFirstEnvironment(SandboxedEnvironment):
+class _DataFirstEnvironment(ImmutableSandboxedEnvironment):
     """``a.b`` on a dict reads the key ``b`` even where dict has a method of that name.
 
     Step ids and output keys such as ``items`` or ``values`` must reach the data, not
-    ``dict.items``; Jinja's default tries attributes first.
+    ``dict.items``; Jinja's default tries attributes first. ``*`` and ``**`` are checked
+    before they are computed (Jinja then also leaves them out of constant folding).
     """
+
+    intercepted_binops = frozenset({"*", "**"})
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, dict) and attribute in obj:
             return obj[attribute]
         return super().getattr(obj, attribute)
 
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            _check_repeat(left, right)
+            _check_repeat(right, left)
+        elif _is_int(left) and _is_int(right) and _power_bits(left, right) > MAX_POWER_BITS:
+            raise SecurityError(f"{left} ** {right} is too large to compute")
+        return super().call_binop(context, operator, left, right)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _power_bits(base: int, exponent: int) -> float:
+    """About how many bits ``base ** exponent`` has (0 when it stays small whatever it is)."""
+    return exponent * math.log2(abs(base)) if exponent > 0 and abs(base) > 1 else 0.0
+
+
+def _check_repeat(sequence: Any, times: Any) -> None:
+    is_repeat = isinstance(sequence, str | bytes | list | tuple) and _is_int(times)
+    if is_repeat and len(sequence) * times > MAX_REPEATED_LENGTH:
+        raise SecurityError(
+            f"repeating {len(sequence):,} item(s) {times:,} times is too large to compute"
+        )
+
 
 @lru_cache(maxsize=1)
-def _environment() -> SandboxedEnvironment:
+def _environment() -> ImmutableSandboxedEnvironment:
     env = _DataFirstEnvironment(
         undefined=StrictUndefined,
         autoescape=False,
@@ -106,11 +144,20 @@ class ReferenceSet:
 
 
 def render(source: str, context: dict[str, Any], *, where: str) -> str:
-    """Render ``source``; any failure is a ``SpecError`` that names ``where``."""
+    """Render ``source``; any failure is a ``SpecError`` that names ``where``.
+
+    A Python error while rendering (``{{ 1 / 0 }}``, a method called with wrong arguments) is
+    the template's problem too, not an internal error; stepline's own errors (an input too
+    large to read whole) pass through as they are.
+    """
     try:
         return _compiled(source).render(context)
+    except StepLineError:
+        raise
     except TemplateError as exc:
         raise SpecError(f"{where}: template error: {exc.message or exc}") from None
+    except Exception as exc:
+        raise SpecError(f"{where}: template error: {type(exc).__name__}: {exc}") from None
 
 
 def evaluate(source: str, context: dict[str, Any], *, where: str) -> Any:
@@ -125,8 +172,12 @@ def evaluate(source: str, context: dict[str, Any], *, where: str) -> Any:
         if isinstance(value, Undefined):
             value._fail_with_undefined_error()  # raises, naming what is missing
         return value
+    except StepLineError:
+        raise
     except TemplateError as exc:
         raise SpecError(f"{where}: template error: {exc.message or exc}") from None
+    except Exception as exc:
+        raise SpecError(f"{where}: template error: {type(exc).__name__}: {exc}") from None
 
 
 @lru_cache(maxsize=128)

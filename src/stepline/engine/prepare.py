@@ -23,6 +23,7 @@ from stepline.providers.requests import targets
 from stepline.settings import Settings
 from stepline.spec import LLMStep, PipelineSpec, PythonStep, config_hash
 from stepline.steps import InputData
+from stepline.steps.base import check_input_size
 from stepline.steps.python import resolve_function
 from stepline.store.rundir import RunDir
 from stepline.store.state import RunState, StepState, StepStatus
@@ -70,6 +71,7 @@ def input_data(path: Path, name: str) -> InputData:
         raise InputError(f"input file not found: {path}")
     if not path.is_file():
         raise InputError(f"input is not a file: {path}")
+    check_input_size(path)
     digest, decoder, offset = hashlib.sha256(), codecs.getincrementaldecoder("utf-8")(), 0
     try:
         with path.open("rb") as handle:

@@ -25,7 +25,14 @@ import httpx2
 from anthropic.resources.messages import messages as messages_resource
 
 from stepline.errors import ProviderError, RetryableProviderError
-from stepline.providers.base import Completion, Delivery, LLMRequest, StreamProgress, Usage
+from stepline.providers.base import (
+    Completion,
+    Delivery,
+    LLMRequest,
+    ReplyMeter,
+    StreamProgress,
+    Usage,
+)
 from stepline.providers.retry import error_for_status
 from stepline.providers.shards import ClientShards, shared_ssl_context
 
@@ -35,6 +42,7 @@ except ImportError:  # pragma: no cover - depends on the SDK version
     MODEL_NONSTREAMING_TOKENS = {}
 
 API_KEY_VARIABLE = "ANTHROPIC_API_KEY"
+API_NAME = "Anthropic API"
 
 STATUS_FOR_ERROR_TYPE = {
     "invalid_request_error": 400,
@@ -105,6 +113,7 @@ class AnthropicProvider:
             raise RetryableProviderError(
                 f"Anthropic API: the connection broke during the reply ({reason})"
             ) from exc
+        ReplyMeter(API_NAME).add(completion.text)  # an unstreamed reply is only seen whole
         notice = deprecation_notice(request.model)
         return dataclasses.replace(completion, notices=(notice,)) if notice else completion
 
@@ -117,8 +126,11 @@ class AnthropicProvider:
     ) -> Any:
         started = time.monotonic()
         characters = 0
+        meter = ReplyMeter(API_NAME)
         async with client.messages.stream(**arguments) as stream:
             async for event in stream:
+                if event.type == "text":
+                    meter.add(event.text)  # past the cap: stop reading, close the stream
                 if event.type == "text" and delivery.on_progress is not None:
                     characters += len(event.text)
                     delivery.on_progress(

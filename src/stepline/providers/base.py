@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
+from stepline.errors import ProviderError
+
 
 @dataclass(frozen=True)
 class Turn:
@@ -42,6 +44,31 @@ class LLMRequest:
         """The conversation in the shape both chat APIs take (system prompt apart)."""
         first = {"role": "user", "content": self.prompt}
         return [first] + [{"role": turn.role, "content": turn.content} for turn in self.followups]
+
+
+MAX_REPLY_BYTES = 10 * 1024 * 1024
+"""The largest reply text (UTF-8) a provider accepts. Far beyond any model's output limit, so
+only a broken or hostile server reaches it; a streamed reply is cut off as soon as it passes
+the cap, an unstreamed one is refused once read."""
+
+
+class ReplyMeter:
+    """Counts a reply's bytes as it arrives and refuses it past ``MAX_REPLY_BYTES``."""
+
+    def __init__(self, api: str) -> None:
+        self.api = api
+        self.size = 0
+
+    def add(self, text: str) -> None:
+        """Count ``text``; a ``ProviderError`` (not retried) once the reply is over the cap."""
+        self.size += len(text.encode("utf-8", "surrogatepass"))
+        if self.size > MAX_REPLY_BYTES:
+            raise ProviderError(
+                f"{self.api}: the reply is larger than {MAX_REPLY_BYTES // (1024 * 1024)} MiB, "
+                "stepline's cap on one reply; refusing it",
+                hint="lower max_tokens or ask for a shorter reply; a server that sends this "
+                "much text is probably misbehaving",
+            )
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,19 @@ import httpx2
 import openai
 
 from stepline.errors import ProviderError, RetryableProviderError
-from stepline.providers.base import Completion, Delivery, LLMRequest, StreamProgress, Usage
+from stepline.providers.base import (
+    Completion,
+    Delivery,
+    LLMRequest,
+    ReplyMeter,
+    StreamProgress,
+    Usage,
+)
 from stepline.providers.retry import error_for_status
 from stepline.providers.shards import ClientShards, shared_ssl_context
 
 API_KEY_VARIABLE = "OPENAI_API_KEY"
+API_NAME = "OpenAI-compatible API"
 NO_KEY = "no-key"  # local servers ignore the header; the SDK insists on one
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "content_filter": "refusal"}
 STATUS_FOR_ERROR_TYPE = {
@@ -71,6 +79,7 @@ class OpenAICompatibleProvider:
         if not response.choices:
             raise ProviderError("OpenAI-compatible API: the response has no choices")
         choice = response.choices[0]
+        ReplyMeter(API_NAME).add(choice.message.content or "")
         return Completion(
             text=choice.message.content or "",
             model=response.model or request.model,
@@ -90,6 +99,7 @@ class OpenAICompatibleProvider:
         parts: list[str] = []
         model, finish_reason, usage = request.model, None, None
         chunks = 0
+        meter = ReplyMeter(API_NAME)
         stream = await client.chat.completions.create(
             **arguments, stream=True, stream_options={"include_usage": True}
         )
@@ -101,6 +111,7 @@ class OpenAICompatibleProvider:
                     for choice in chunk.choices[:1]:
                         finish_reason = choice.finish_reason or finish_reason
                         if choice.delta.content:
+                            meter.add(choice.delta.content)  # past the cap: stop reading
                             parts.append(choice.delta.content)
                             chunks += 1
                             if delivery.on_progress is not None:

@@ -14,8 +14,30 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from stepline.errors import InputError
 from stepline.providers.caller import LLMCaller
 from stepline.spec import PipelineSpec
+
+MIB = 1024 * 1024
+MAX_INPUT_BYTES = 512 * MIB
+MAX_WHOLE_INPUT_BYTES = 32 * MIB
+"""Caps on the run's input file. Any input is hashed, checked and copied a chunk at a time and
+``input.lines`` / ``input.records`` (JSON Lines, CSV) stream it, so the first cap only keeps a
+mistaken path (a disk image, a database dump) from filling the work folder. Reading the input
+whole (``input.text``, ``input.json``, ``ctx.input.text``, ``input.records`` over a JSON array)
+holds it in memory, several times over once parsed, and no model's context takes even a few
+MiB of prompt, so that has the smaller cap."""
+
+
+def check_input_size(path: Path) -> None:
+    """Refuse an input file over ``MAX_INPUT_BYTES`` before anything is copied or hashed."""
+    size = path.stat().st_size
+    if size > MAX_INPUT_BYTES:
+        raise InputError(
+            f"input file {path} is {size / MIB:,.0f} MiB; the largest input stepline takes is "
+            f"{MAX_INPUT_BYTES // MIB} MiB",
+            hint="split it into several inputs (one run each)",
+        )
 
 
 @dataclass(frozen=True)
@@ -32,7 +54,17 @@ class InputData:
 
     @cached_property
     def text(self) -> str:
-        return self.path.read_text(encoding="utf-8")  # checked as UTF-8 when the run started
+        """The whole input (checked as UTF-8 when the run started), up to its cap."""
+        size = self.path.stat().st_size
+        if size > MAX_WHOLE_INPUT_BYTES:
+            raise InputError(
+                f"input file {self.name} is {size / MIB:,.1f} MiB, too large to read whole "
+                f"(input.text, input.json, input.records over a JSON array: at most "
+                f"{MAX_WHOLE_INPUT_BYTES // MIB} MiB)",
+                hint="fan out over it with for_each: input.lines, or input.records over "
+                "JSON Lines or CSV, which read it a line at a time",
+            )
+        return self.path.read_text(encoding="utf-8")
 
     @cached_property
     def _parsed(self) -> tuple[bool, Any]:

@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from stepline.errors import ProviderError, StepFailed
-from stepline.providers.base import Completion, LLMRequest, Turn
+from stepline.providers.base import MAX_REPLY_BYTES, Completion, LLMRequest, Turn
 from stepline.spec import LLMParams, LLMStep
 from stepline.steps.base import StepEnvironment, StepOutcome
 from stepline.steps.structured import ReplyProblem, repair_request_text, structured_value
@@ -31,9 +31,13 @@ async def run_llm_step(step: LLMStep, env: StepEnvironment) -> StepOutcome:
             env.llm.discard(completion)
         raise
     metrics = _metrics(replies)
-    if replies[-1].stop_reason == "max_tokens":
+    last = replies[-1]
+    if last.stop_reason == "max_tokens":
         metrics["warning"] = f"the reply was cut off at max_tokens ({params.max_tokens})"
         env.log.warning("%s; raise max_tokens if the output is incomplete", metrics["warning"])
+    elif not last.text.strip():  # kept (a prompt may allow it), but rarely what was meant
+        metrics["warning"] = "the model's reply is empty"
+        env.log.warning("%s; the step's output is empty text", metrics["warning"])
     return StepOutcome(value=value, metrics=metrics)
 
 
@@ -48,6 +52,7 @@ async def _ask_until_usable(
     while True:
         completion = await _ask(step, env, request, params)
         replies.append(completion)
+        _check_size(step, completion)
         try:
             return _output_value(step, completion)
         except ReplyProblem as problem:
@@ -81,6 +86,21 @@ async def _ask(
         )
     except ProviderError as exc:
         raise StepFailed(step.id, exc.message, hint=exc.hint) from exc
+
+
+def _check_size(step: LLMStep, completion: Completion) -> None:
+    """Refuse a reply over the providers' cap, wherever it came from (a cassette or the cache
+    written by an older version too): no repair, and the chain is dropped from the cache."""
+    if len(completion.text) * 4 <= MAX_REPLY_BYTES:  # at most 4 bytes a character: no need
+        return
+    size = len(completion.text.encode("utf-8", "surrogatepass"))
+    if size > MAX_REPLY_BYTES:
+        raise StepFailed(
+            step.id,
+            f"the reply is {size / (1024 * 1024):,.1f} MiB, over stepline's cap of "
+            f"{MAX_REPLY_BYTES // (1024 * 1024)} MiB for one reply",
+            hint="lower max_tokens or ask for a shorter reply",
+        )
 
 
 def _output_value(step: LLMStep, completion: Completion) -> Any:

@@ -16,6 +16,12 @@ from types import ModuleType
 _loaded: dict[str, tuple[Path, int]] = {}
 """Top-level module name -> (file, mtime_ns) of modules loaded from a config folder."""
 
+_unchanged: dict[tuple[str, Path], tuple[ModuleType, tuple[Path, int] | None]] = {}
+"""(module name, config folder) -> the module last imported for it, and its file as found with
+its mtime_ns (None for a module from elsewhere): a fan-out step imports its function once per
+item, and a stat or two says nothing changed (the module in ``sys.modules`` must still be that
+one: another config folder's ``helpers`` may have replaced it since)."""
+
 
 def import_user_module(module_name: str, base_dir: Path) -> ModuleType:
     """Import ``module_name`` with ``base_dir`` first on ``sys.path``; raises what import raises.
@@ -24,6 +30,11 @@ def import_user_module(module_name: str, base_dir: Path) -> ModuleType:
     folder, which ``python -m stepline`` puts on ``sys.path``, is left out while importing, so
     a ``helpers.py`` lying wherever the command happens to run is never picked up.
     """
+    key = (module_name, base_dir)
+    if key in _unchanged:
+        module, found = _unchanged[key]
+        if sys.modules.get(module_name) is module and _found(module_name, base_dir) == found:
+            return module
     folder = str(base_dir)
     others = [entry for entry in sys.path if entry != folder]
     here = _current_folder()
@@ -35,7 +46,20 @@ def import_user_module(module_name: str, base_dir: Path) -> ModuleType:
         _remember(top, base_dir)
     finally:
         sys.path[:] = [folder] + others
+    _unchanged[key] = (module, _found(module_name, base_dir))
     return module
+
+
+def _found(module_name: str, base_dir: Path) -> tuple[Path, int] | None:
+    """The config folder's file for the module's top-level name and its mtime, unresolved
+    (a couple of stats); None for a module from elsewhere (installed packages)."""
+    top = module_name.partition(".")[0]
+    for candidate in (base_dir / top / "__init__.py", base_dir / f"{top}.py"):
+        try:
+            return candidate, candidate.stat().st_mtime_ns
+        except OSError:
+            continue
+    return None
 
 
 def _current_folder() -> Path | None:

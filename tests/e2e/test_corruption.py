@@ -309,7 +309,7 @@ def test_a_full_disk_during_a_state_write_keeps_the_previous_state_and_the_run_r
     ]
     assert list(run.rglob(f"{TEMP_PREFIX}*")) == []
     assert json.loads(cli("list", "--json").stdout)[0]["status"] == "interrupted"
-    assert calls(project) == ["parse", "shout:a", "shout:b", "shout:c"]
+    assert sorted(calls(project)) == ["parse", "shout:a", "shout:b", "shout:c"]  # any order
 
     resumed = cli("resume", "r1")
 

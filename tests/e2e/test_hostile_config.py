@@ -483,12 +483,6 @@ def test_a_module_next_to_the_config_and_an_installed_one_are_imported(cli, tmp_
 # Known gap, outside this change's files
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store/state.py and RunDir.resolve (store/rundir.py) follow the relative paths in "
-    "state.json (steps[].output, input_copy) without checking that they stay inside the run "
-    "folder, so a tampered or hostile run folder makes a step read a file outside it",
-)
 @pytest.mark.parametrize("field", ["output", "input_copy"])
 def test_paths_in_a_tampered_state_json_never_leave_the_run_folder(cli, tmp_path: Path, field):
     write(tmp_path / "in.txt", "input")

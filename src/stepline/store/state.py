@@ -10,15 +10,27 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from enum import StrEnum
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from stepline.errors import RunStoreError
 from stepline.store.atomic import write_text_atomic
 
 SCHEMA_VERSION = 1
+
+
+def _inside_run_folder(relative: str) -> str:
+    """A path the state names (an output, the input copy) must stay in the run folder: a
+    tampered or hostile state.json must not make a resume read or overwrite other files."""
+    path = PurePosixPath(relative)
+    if path.is_absolute() or ".." in path.parts or "\\" in relative or "\0" in relative:
+        raise ValueError(f"{relative!r} is not a path inside the run folder")
+    return relative
+
+
+RunPath = Annotated[str, AfterValidator(_inside_run_folder)]
 
 
 def now() -> datetime:
@@ -56,7 +68,7 @@ class StepState(BaseModel):
     finished_at: datetime | None = None
     duration_s: float | None = None
     attempts: int = 0
-    output: str | None = None
+    output: RunPath | None = None
     output_hash: str | None = None
     fingerprint: str | None = None
     spec_hash: str | None = None
@@ -117,7 +129,7 @@ class RunState(BaseModel):
     config_path: str | None
     config_hash: str
     input_path: str
-    input_copy: str
+    input_copy: RunPath
     input_hash: str
     status: RunStatus = RunStatus.RUNNING
     current_step: str | None = None
@@ -189,11 +201,15 @@ def _read_json_object(path: Path) -> dict[str, Any]:
     if not raw.strip():
         raise _damaged(path, "it is empty")
     try:
-        data = json.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        data = json.loads(text)
     except UnicodeDecodeError as exc:
         raise _damaged(path, f"not UTF-8 text (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
-        cut = "" if raw.rstrip().endswith(b"}") else "; it ends mid-way, as if cut off"
+        # JSON cut short fails where the text ends, or inside an unterminated string
+        end = text.rstrip()
+        cut_short = exc.pos >= len(end) or not end.endswith("}")
+        cut = "; it ends mid-way, as if cut off" if cut_short else ""
         raise _damaged(path, f"not valid JSON ({exc.msg}, line {exc.lineno}){cut}") from None
     if not isinstance(data, dict):
         raise _damaged(path, f"it holds {type(data).__name__}, not a JSON object")

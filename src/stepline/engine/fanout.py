@@ -473,6 +473,8 @@ class FanOut:
                 for task in list(self._tasks):
                     if task is not current:
                         task.cancel()
+                if self.inbound is not None:  # the step feeding this one stops launching now
+                    await self.inbound.abandon()
             await store.fail(step.id, item.key, item.index, fingerprint, message, self.mark)
             await self._emit_failure(item)
         else:

@@ -974,10 +974,10 @@ steps:
     assert result.exit_code == 0, result.output
     assert time.monotonic() - started < 10
     output = output_of(tmp_path, "r", "each")
-    assert output[1] == {"error": "timed out after 3s", "item_key": "n1"}
+    assert output[1] == {"error": "timed out after 3.0s", "item_key": "n1"}
     assert len(output) == 3 and str(output[0]) == "0.01" and str(output[2]) == "0.02"
     failed = step_of(tmp_path, "r", "each")["metrics"]["failed_items"]
-    assert failed == [{"item_key": "n1", "error": "timed out after 3s"}]
+    assert failed == [{"item_key": "n1", "error": "timed out after 3.0s"}]
 
 
 def test_an_item_over_the_timeout_fails_the_step_by_default(cli, tmp_path: Path):

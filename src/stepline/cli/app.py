@@ -138,7 +138,7 @@ def run_command(
     from stepline.engine import api
     from stepline.engine.prepare import RunOptions
 
-    settings = settings_for(workdir)
+    settings = settings_for(workdir, debug=debug)
     if detach:
         start_in_background(ctx, settings, run_id)
     config_path = settings.config_path(config)
@@ -192,7 +192,7 @@ def resume_command(
     from stepline.engine import api
     from stepline.engine.prepare import RunOptions
 
-    settings = settings_for(workdir)
+    settings = settings_for(workdir, debug=debug)
     if detach:
         start_in_background(ctx, settings, run_id)
     options = RunOptions(

@@ -100,9 +100,9 @@ NoCacheOption = Annotated[
 MAX_NAME_BYTES = 255  # the longest file name Linux and macOS file systems accept
 
 
-def settings_for(workdir: Path | None) -> Settings:
-    """The settings, with ``--workdir`` applied and the work folder checked."""
-    settings = load_settings(workdir=workdir)
+def settings_for(workdir: Path | None, *, debug: bool = False) -> Settings:
+    """The settings, with ``--workdir`` (and ``--debug``) applied and the work folder checked."""
+    settings = load_settings(workdir=workdir, debug=debug or None)
     check_workdir(settings.workdir)
     return settings
 

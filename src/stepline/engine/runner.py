@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import time
+import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,6 +106,7 @@ class Runner:
     def __init__(self, prepared: PreparedRun, settings: Settings, hooks: Hooks) -> None:
         self.run = prepared
         self.hooks = hooks
+        self.debug = settings.debug
         self.events = EventLog(prepared.run_dir, hooks.listener)
         self.providers = ProviderPool(settings, hooks.provider_factory)
         self.cache = RunStore(settings.workdir).cache()
@@ -339,6 +342,8 @@ class Runner:
             record.status, record.started_at = StepStatus.PENDING, None
             raise result
         if isinstance(result, StepLineError):
+            if self.debug:  # where the step's error came from: the provider's or user's code
+                traceback.print_exception(result, file=sys.stderr)
             failure = (
                 result
                 if isinstance(result, StepFailed)

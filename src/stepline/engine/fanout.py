@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from stepline.engine.streams import ItemStream
 from stepline.errors import StepFailed, StepLineError
+from stepline.faults import crash_point
 from stepline.hashing import hash_value
 from stepline.spec import LLMStep, StepBase, format_duration
 from stepline.steps import StepEnvironment, StepOutcome, execute_step
@@ -458,6 +459,7 @@ class FanOut:
         step, store = self.step, self.store
         if self.records_intent:
             await store.start(step.id, item.key, item.index, fingerprint, self.mark)
+            crash_point("item-intent-committed")
         env = replace(self.env, item=item)
         try:
             async with asyncio.timeout(step.step_timeout):  # per item in a fan-out step

@@ -22,6 +22,7 @@ from stepline.errors import (
     ProviderRequestError,
     RetryableProviderError,
 )
+from stepline.faults import crash_point
 from stepline.providers.base import Completion, Delivery, LLMRequest, StreamProgress, Usage
 from stepline.providers.pool import ProviderPool
 from stepline.providers.pricing import Pricer
@@ -257,6 +258,7 @@ class LLMCaller:
         except asyncio.CancelledError:  # the request may have reached the provider: say so
             self._emit(record.failed("interrupted", None, time.monotonic() - started))
             raise
+        crash_point("reply-received")
         self._tell_notices(completion, log)
         cost = self._cost(completion.model or target.model, completion.usage, log)
         completion = replace(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from stepline.errors import WriteFailed
+from stepline.faults import crash_point
 
 TEMP_PREFIX = ".tmp-"
 
@@ -66,6 +67,7 @@ def write_chunks_atomic(path: Path, chunks: Iterable[bytes]) -> None:
         raise write_failed(path, exc) from exc
     try:
         _fill(os.fdopen(fd, "wb"), path, chunks)
+        crash_point("before-rename:" + path.name)
         try:
             os.replace(temp_name, path)
         except OSError as exc:

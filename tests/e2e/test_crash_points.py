@@ -1,0 +1,129 @@
+"""Crash safety at the exact moments that matter, through the named crash points of
+``stepline.faults``: the process kills itself there (SIGKILL, no cleanup), then a resume must
+finish with the outputs of an uninterrupted run, sending again only what the crash caught in
+flight. A random kill rarely lands in these windows; ``test_crash_loop.py`` covers the rest."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from stepline.store.atomic import TEMP_PREFIX
+from stepline.store.state import RunStatus, load_state
+from tests.fakes import FakeLLMServer, Reply
+from tests.helpers import SENTINEL_KEY, run_pipeline_process, write
+
+CONFIG = """
+name: points
+concurrency: 1
+llm:
+  model: claude-haiku-4-5
+  retry: {attempts: 1}
+steps:
+  - id: first
+    kind: llm
+    prompt: "First {{ input.text.split() | length }}"
+  - id: each
+    kind: llm
+    for_each: input.lines
+    item_key: "{{ item }}"
+    prompt: "Each {{ item }}"
+  - id: last
+    kind: python
+    function: helpers:last
+"""
+
+HELPERS = """
+def last(ctx):
+    return {"first": ctx.steps["first"], "each": ctx.steps["each"]}
+"""
+
+# Arms a crash point in the child process only: nothing a user can set reaches faults.arm.
+WRAPPER = (
+    "import sys; from stepline import faults; faults.arm(sys.argv[1], after=int(sys.argv[2])); "
+    "from stepline.cli.app import main; main(sys.argv[3:])"
+)
+PROMPTS = ["First 3", "Each a", "Each b", "Each c"]
+
+
+@pytest.fixture
+def project(tmp_path: Path, fake_llm: FakeLLMServer) -> Path:
+    fake_llm.responder = lambda request: Reply(text=f"re: {request.prompt}")
+    write(tmp_path / "pipeline-config.yaml", CONFIG)
+    write(tmp_path / "helpers.py", HELPERS)
+    write(tmp_path / "in.txt", "a\nb\nc\n")
+    return tmp_path
+
+
+def crash_at(project: Path, point: str, after: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", WRAPPER, point, str(after), "run", "in.txt", "--run-id", "r"],
+        cwd=project,
+        env={**os.environ, "ANTHROPIC_API_KEY": SENTINEL_KEY},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def requests(fake_llm: FakeLLMServer) -> Counter[str]:
+    return Counter(request.prompt for request in fake_llm.requests)
+
+
+UNINTERRUPTED = {"first": "re: First 3", "each": ["re: Each a", "re: Each b", "re: Each c"]}
+
+
+@pytest.mark.parametrize(
+    ("point", "after", "sent_twice", "cut_short"),
+    [
+        # the second item's intent row is committed; its request was never sent
+        ("item-intent-committed", 1, [], 1),
+        # the first step's reply arrived and died with the process: it is asked again
+        ("reply-received", 0, ["First 3"], 0),
+        # the second item's reply arrived, not committed: only that item is asked again
+        ("reply-received", 2, ["Each b"], 1),
+        # a state write dies before its rename: the reply is in the cache, nothing is resent
+        ("before-rename:state.json", 3, [], 0),
+        # the first step's output dies before its rename: answered again from the cache
+        ("before-rename:01-first.json", 0, [], 0),
+    ],
+)
+def test_a_crash_at_a_named_point_loses_nothing_and_resends_only_what_was_in_flight(
+    project: Path,
+    fake_llm: FakeLLMServer,
+    point: str,
+    after: int,
+    sent_twice: list[str],
+    cut_short: int,
+):
+    crashed = crash_at(project, point, after)
+
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    run = project / ".pipeline" / "r"
+    assert load_state(run / "state.json").status == RunStatus.RUNNING  # parses; nobody holds it
+    if point.startswith("before-rename:"):
+        assert list(run.rglob(f"{TEMP_PREFIX}{point.partition(':')[2]}.*")), "the torn write"
+
+    resumed = run_pipeline_process("resume", "r", cwd=project)
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((run / "steps" / "03-last.json").read_text()) == UNINTERRUPTED
+    assert requests(fake_llm) == Counter({prompt: 1 + (prompt in sent_twice) for prompt in PROMPTS})
+    if cut_short:
+        assert f"{cut_short} item(s) were cut short last time" in resumed.stdout + resumed.stderr
+    assert not list(run.rglob(f"{TEMP_PREFIX}*")), "the crash's temp files are cleaned up"
+
+
+def test_an_unarmed_point_is_passed_by(project: Path, fake_llm: FakeLLMServer):
+    finished = crash_at(project, "no-such-point", 0)
+
+    assert finished.returncode == 0, finished.stderr
+    assert requests(fake_llm) == Counter(PROMPTS)

@@ -111,9 +111,11 @@ def resume(
 
 
 def _settings(workdir: StrPath | None) -> Settings:
-    from stepline.settings import load_settings
+    from stepline.settings import check_workdir, load_settings
 
-    return load_settings(workdir=Path(workdir) if workdir is not None else None)
+    settings = load_settings(workdir=Path(workdir) if workdir is not None else None)
+    check_workdir(settings.workdir)
+    return settings
 
 
 def _default_hooks() -> Hooks:

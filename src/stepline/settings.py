@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from stepline.errors import InputError
 
 DEFAULT_CONFIG_NAME = "pipeline-config.yaml"
+MAX_NAME_BYTES = 255  # the longest file name Linux and macOS file systems accept
 
 
 class Settings(BaseSettings):
@@ -62,3 +63,28 @@ def load_settings(**overrides: Any) -> Settings:
             f"{variable}={error.get('input')!r} is not valid: {error['msg']}",
             hint=f"fix or unset {variable}",
         ) from None
+
+
+def check_workdir(workdir: Path) -> None:
+    """Refuse a work folder that could never hold runs, before anything is written.
+
+    The work folder is the user's choice (absolute, relative, ``..`` all fine), but a file, a
+    path under a file or an over-long name would otherwise surface as an operating system
+    error deep inside a run (an internal error) instead of one line saying what to fix. (A NUL
+    byte cannot reach here: the option parser and the environment refuse it.)
+    """
+    hint = (
+        "pass --workdir (workdir= in Python) a folder, or fix PIPELINE_WORKDIR; "
+        "it is created when missing"
+    )
+    text = str(workdir)
+    if any(len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for part in workdir.parts):
+        raise InputError(
+            f"work folder {text}: a name in it is over {MAX_NAME_BYTES} bytes", hint=hint
+        )
+    for folder in (workdir, *workdir.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                where = "is" if folder == workdir else f"is under {folder}, which is"
+                raise InputError(f"work folder {text} {where} not a folder", hint=hint)
+            return

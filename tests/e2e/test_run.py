@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+import stepline
+from stepline.errors import InputError
 from tests.e2e.pipelines import REPLY, calls, write_backlog_pipeline
 from tests.fakes import FakeLLMServer, Reply
 from tests.helpers import SENTINEL_KEY, write
@@ -120,8 +124,6 @@ def test_list_and_show(cli, fake_llm: FakeLLMServer, tmp_path: Path):
 
 
 def test_python_api_runs_and_reads_results(fake_llm: FakeLLMServer, tmp_path: Path):
-    import stepline
-
     config = write_backlog_pipeline(tmp_path)
     fake_llm.script(Reply(text=REPLY))
 
@@ -132,6 +134,15 @@ def test_python_api_runs_and_reads_results(fake_llm: FakeLLMServer, tmp_path: Pa
     again = stepline.resume("from-python", from_step="report")
     assert again.exit_code == 0
     assert fake_llm.count() == 1
+
+
+def test_python_api_refuses_a_workdir_that_is_a_file(tmp_path: Path):
+    config = write_backlog_pipeline(tmp_path)
+
+    with pytest.raises(InputError, match="work folder .* is not a folder"):
+        stepline.run(config, tmp_path / "notes.txt", workdir=tmp_path / "notes.txt")
+
+    assert not list(tmp_path.rglob("state.json"))
 
 
 def test_each_config_folder_gets_its_own_helpers_module(cli, tmp_path: Path):

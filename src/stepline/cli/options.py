@@ -13,7 +13,7 @@ import typer
 
 from stepline.errors import InputError
 from stepline.hashing import as_plain_json
-from stepline.settings import Settings, load_settings
+from stepline.settings import Settings, check_workdir, load_settings
 
 ConfigOption = Annotated[
     Path | None,
@@ -97,36 +97,11 @@ NoCacheOption = Annotated[
 ]
 
 
-MAX_NAME_BYTES = 255  # the longest file name Linux and macOS file systems accept
-
-
 def settings_for(workdir: Path | None, *, debug: bool = False) -> Settings:
     """The settings, with ``--workdir`` (and ``--debug``) applied and the work folder checked."""
     settings = load_settings(workdir=workdir, debug=debug or None)
     check_workdir(settings.workdir)
     return settings
-
-
-def check_workdir(workdir: Path) -> None:
-    """Refuse a work folder that could never hold runs, before anything is written.
-
-    The work folder is the user's choice (absolute, relative, ``..`` all fine), but a file, a
-    path under a file or an over-long name would otherwise surface as an operating system
-    error deep inside a run (an internal error) instead of one line saying what to fix. (A NUL
-    byte cannot reach here: the option parser and the environment refuse it.)
-    """
-    hint = "pass --workdir a folder (or fix PIPELINE_WORKDIR); it is created when missing"
-    text = str(workdir)
-    if any(len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for part in workdir.parts):
-        raise InputError(
-            f"work folder {text}: a name in it is over {MAX_NAME_BYTES} bytes", hint=hint
-        )
-    for folder in (workdir, *workdir.parents):
-        if folder.exists():
-            if not folder.is_dir():
-                where = "is" if folder == workdir else f"is under {folder}, which is"
-                raise InputError(f"work folder {text} {where} not a folder", hint=hint)
-            return
 
 
 def print_json(value: Any) -> None:

@@ -17,12 +17,13 @@ $(STAMP): pyproject.toml
 # The LLM steps answer from a cassette of hand-written example replies (--replay), so the demo
 # needs no key and no network; drop --replay (and set ANTHROPIC_API_KEY) to ask Claude.
 demo: $(STAMP)
-	@run_id=$$($(BIN)/pipeline run configs/notes-to-backlog/meeting-notes.txt \
+	@run_dir=$$($(BIN)/pipeline run configs/notes-to-backlog/meeting-notes.txt \
 		-c configs/notes-to-backlog/pipeline.yaml \
 		--replay configs/notes-to-backlog/demo-cassette.jsonl --json \
-		| $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)["run_id"])') \
-	&& $(BIN)/pipeline show $$run_id \
-	&& echo && $(BIN)/pipeline show $$run_id --step backlog
+		| $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)["run_dir"])') \
+	&& $(BIN)/pipeline show $$(basename $$run_dir) \
+	&& echo && cat $$run_dir/outputs/summary.md \
+	&& echo && cat $$run_dir/outputs/backlog.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

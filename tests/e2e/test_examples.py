@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-from tests.fakes import FakeLLMServer, RecordedRequest, Reply
+from tests.fakes import FakeLLMServer, Reply
 from tests.helpers import write
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,70 +62,90 @@ def test_action_items_demo_runs_end_to_end(cli, tmp_path: Path):
     assert "## Chen (1)\n- I will move the slow integration tests" in report
 
 
-def backlog_responder(request: RecordedRequest) -> Reply:
-    if "Meeting notes:" in request.prompt:
-        items = [
-            {
-                "title": "Fix SSO plus-sign emails",
-                "detail": "Login breaks for emails with a plus sign; write a failing test first.",
-                "owner": "Ana",
-                "type": "bug",
-            },
-            {
-                "title": "Add CSV export",
-                "detail": "Reports as CSV.",
-                "owner": None,
-                "type": "feature",
-            },
-        ]
-        return Reply(text=json.dumps(items))
-    questions = [{"title": "Add CSV export", "question": "Which columns does sales need?"}]
-    return Reply(text="```json\n" + json.dumps(questions) + "\n```")
-
-
-def test_notes_to_backlog_runs_against_the_llm(cli, fake_llm: FakeLLMServer, tmp_path: Path):
-    example = copy_example("notes-to-backlog", tmp_path)
-    fake_llm.responder = backlog_responder
-
-    result = cli(
+def run_example(cli, example: Path, run_id: str, *args: str):
+    """``pipeline run`` on the example's own input, as its README says."""
+    return cli(
         "run",
         str(example / "meeting-notes.txt"),
         "-c",
         str(example / "pipeline.yaml"),
         "--run-id",
-        "backlog",
+        run_id,
+        *args,
     )
 
-    assert result.exit_code == 0, result.output
-    assert [request.model for request in fake_llm.requests] == [
-        "claude-sonnet-5-5",
-        "claude-haiku-5-5",
-    ]
-    assert "the product team" in (fake_llm.requests[0].system or "")
-    assert fake_llm.requests[0].body["temperature"] == 0.2
-    backlog = json.loads((tmp_path / ".pipeline/backlog/steps/04-backlog.json").read_text())
-    assert "## Fix SSO plus-sign emails (bug, readiness 1.0)" in backlog
-    assert "> Question: Which columns does sales need?" in backlog
+
+def notes_replies(example: Path) -> ModuleType:
+    """The example's hand-written replies (the ones its cassette was recorded from)."""
+    spec = importlib.util.spec_from_file_location("demo_replies", example / "demo_replies.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_notes_to_backlog_demo_replays_offline(cli, tmp_path: Path):
     """What make demo runs: LLM steps answered from the shipped cassette, no key, no server."""
     example = copy_example("notes-to-backlog", tmp_path)
 
-    result = cli(
-        "run",
-        str(example / "meeting-notes.txt"),
-        "-c",
-        str(example / "pipeline.yaml"),
-        "--replay",
-        str(example / "demo-cassette.jsonl"),
-        "--run-id",
-        "demo",
+    result = run_example(
+        cli, example, "demo", "--replay", str(example / "demo-cassette.jsonl"), "--no-pause"
     )
 
     assert result.exit_code == 0, result.output
-    backlog = json.loads((tmp_path / ".pipeline/demo/steps/04-backlog.json").read_text())
-    assert "## Fix SSO login for emails with a plus sign (bug, readiness 1.0)" in backlog
-    assert "> Question: Which report columns does sales need" in backlog
+    outputs = tmp_path / ".pipeline/demo/outputs"
+    backlog = json.loads((outputs / "backlog.json").read_text())
+    assert [p["name"] for p in backlog["meeting"]["participants"]] == ["Ana", "Bo", "Chen"]
+    verdicts = {item["id"]: item["verdict"] for item in backlog["items"]}
+    assert verdicts == {
+        "B1": "ready",
+        "B2": "needs clarification",
+        "B3": "needs clarification",
+        "B4": "not ready",
+        "B5": "needs clarification",
+    }
+    sso = next(item for item in backlog["items"] if item["id"] == "B1")
+    assert sso["confidence"] == 0.95
+    assert sso["context"][0]["doc"] == "authentication.md"  # retrieved by BM25
+    markdown = (outputs / "backlog.md").read_text()
+    assert markdown.startswith("# Backlog\n\n## B1. Fix SSO login for emails with a plus sign")
+    assert "- Conflict: A new job needs a third runner" in markdown
+    assert "> Question: Which report columns does sales need in the CSV?" in markdown
+    assert (
+        "Items: 5; ready: 1; needs clarification: 3; not ready: 1"
+        in (outputs / "summary.md").read_text()
+    )
     for line in (example / "demo-cassette.jsonl").read_text().splitlines():
         assert json.loads(line)["example"].startswith("Hand-written example reply")
+
+
+def test_notes_to_backlog_uses_a_model_per_step_and_resumes_after_review(
+    cli, fake_llm: FakeLLMServer, tmp_path: Path
+):
+    """Against the fake server: strong model for reading, cheap for scoring; a person drops an
+    item at the pause and only the kept items are scored; vars choose formats and top_k."""
+    example = copy_example("notes-to-backlog", tmp_path)
+    replies = notes_replies(example)
+    fake_llm.responder = lambda request: Reply(text=replies.reply(request.prompt, request.model))
+
+    paused = run_example(cli, example, "live", "--pause")
+    assert paused.exit_code == 3, paused.output
+    extract = tmp_path / ".pipeline/live/steps/02-extract.json"
+    items = json.loads(extract.read_text())
+    extract.write_text(json.dumps([item for item in items if item["id"] != "B4"]))
+    resumed = cli("resume", "live", "--set", "formats=json, summary", "--set", "top_k=1")
+
+    assert resumed.exit_code == 0, resumed.output
+    models = [(request.prompt.splitlines()[0], request.model) for request in fake_llm.requests]
+    assert models == [
+        ("Task: describe the meeting behind these notes.", "claude-sonnet-5-5"),
+        ("Task: extract candidate backlog items.", "claude-sonnet-5-5"),
+        *[("Task: score one candidate backlog item.", "claude-haiku-5-5")] * 4,
+        ("Task: check backlog items for risks and conflicts.", "claude-sonnet-5-5"),
+        ("Task: ask clarifying questions about backlog items.", "claude-haiku-5-5"),
+    ]
+    outputs = tmp_path / ".pipeline/live/outputs"
+    assert sorted(path.name for path in outputs.iterdir()) == ["backlog.json", "summary.md"]
+    kept = json.loads((outputs / "backlog.json").read_text())["items"]
+    assert sorted(item["id"] for item in kept) == ["B1", "B2", "B3", "B5"]
+    assert all(len(item["context"]) == 1 for item in kept)

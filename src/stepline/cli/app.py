@@ -47,6 +47,7 @@ from stepline.cli.options import (
     print_json,
     settings_for,
 )
+from stepline.cli.scaffold import init_command, schema_command
 from stepline.errors import InputError, StepLineError
 from stepline.settings import Settings, load_settings
 
@@ -68,6 +69,8 @@ app = typer.Typer(
 )
 app.add_typer(cache_app, name="cache")
 app.command("clean")(clean_command)
+app.command("init")(init_command)
+app.command("schema")(schema_command)
 
 
 @app.callback(invoke_without_command=True)

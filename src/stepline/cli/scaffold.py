@@ -1,0 +1,73 @@
+"""Getting started: ``pipeline init`` (a new pipeline from the starter or an example) and
+``pipeline schema`` (the config's JSON Schema, for editors and CI checks).
+
+Both import the spec models only when they run, so ``pipeline --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from stepline.cli.options import DebugOption
+
+
+def schema_command(
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write the schema to FILE instead of stdout."),
+    ] = None,
+    debug: DebugOption = False,
+) -> None:
+    """Print the JSON Schema of the pipeline config file (for editors and CI checks)."""
+    from stepline.spec.schema import schema_text
+
+    text = schema_text()
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        from stepline.errors import InputError
+
+        raise InputError(f"cannot write {output}: {exc.strerror or exc}") from None
+    typer.echo(f"Wrote {output}")
+
+
+def init_command(
+    directory: Annotated[
+        Path, typer.Argument(help="Folder to create the pipeline in (default: here).")
+    ] = Path("."),
+    example: Annotated[
+        str | None,
+        typer.Option("--example", help="Copy this shipped example instead of the starter."),
+    ] = None,
+    list_examples: Annotated[
+        bool, typer.Option("--list", help="List the shipped examples and exit.")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+    debug: DebugOption = False,
+) -> None:
+    """Create a working pipeline: config, prompt, helpers, schema, input and a cassette."""
+    from stepline import scaffold
+    from stepline.spec.schema import schema_text
+
+    if list_examples:
+        typer.echo("\n".join(scaffold.example_names()) or "No examples in this installation.")
+        return
+    if example is None:
+        plan = scaffold.starter_scaffold(schema_text())
+    else:
+        plan = scaffold.example_scaffold(example, schema_text())
+    written = scaffold.write_scaffold(plan, directory, force=force)
+    typer.echo(f"Created {len(written)} files in {directory}:")
+    for path in sorted(plan.files):
+        typer.echo(f"  {path}")
+    typer.echo("\nNext:")
+    if directory.resolve() != Path.cwd().resolve():
+        typer.echo(f"  cd {directory}")
+    for command in scaffold.how_to_run(plan):
+        typer.echo(f"  {command}")

@@ -23,6 +23,7 @@ from stepline.cli.background import (
     logs_command,
     start_in_background,
 )
+from stepline.cli.completion import complete_run_id
 from stepline.cli.housekeeping import cache_app, clean_command
 from stepline.cli.options import (
     ConcurrencyOption,
@@ -171,7 +172,12 @@ def run_command(
 @app.command("resume")
 def resume_command(
     ctx: typer.Context,
-    run_id: Annotated[str, typer.Argument(help="The run to continue.", show_default=False)],
+    run_id: Annotated[
+        str,
+        typer.Argument(
+            help="The run to continue.", show_default=False, autocompletion=complete_run_id
+        ),
+    ],
     config: ConfigOption = None,
     from_step: FromStepOption = None,
     to_step: ToStepOption = None,
@@ -256,7 +262,10 @@ def list_command(
 
 @app.command("show")
 def show_command(
-    run_id: Annotated[str, typer.Argument(help="The run to show.", show_default=False)],
+    run_id: Annotated[
+        str,
+        typer.Argument(help="The run to show.", show_default=False, autocompletion=complete_run_id),
+    ],
     step: Annotated[
         str | None, typer.Option("--step", help="Print this step's output (number or id).")
     ] = None,

@@ -1,0 +1,39 @@
+"""Shell completion of run ids (``pipeline resume <TAB>``, ``pipeline show <TAB>``).
+
+The shell asks on every Tab press, so this only lists folder names in the work folder: no
+state is parsed and nothing heavy is imported. Newest runs come first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from stepline.errors import StepLineError
+
+
+def complete_run_id(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Run ids in the work folder (``--workdir`` if already typed) starting with ``incomplete``."""
+    workdir = ctx.params.get("workdir")
+    try:
+        if workdir is None:
+            from stepline.settings import load_settings
+
+            workdir = load_settings().workdir
+        return run_ids(Path(workdir), incomplete)
+    except (OSError, StepLineError):
+        return []  # a Tab press must never print an error into the user's command line
+
+
+def run_ids(workdir: Path, prefix: str = "") -> list[str]:
+    """Names of the run folders (those holding a state.json) under ``workdir``, newest first."""
+    runs = [
+        entry
+        for entry in workdir.iterdir()
+        if entry.name.startswith(prefix)
+        and not entry.name.startswith(".")
+        and (entry / "state.json").is_file()
+    ]
+    runs.sort(key=lambda entry: (entry / "state.json").stat().st_mtime, reverse=True)
+    return [entry.name for entry in runs]

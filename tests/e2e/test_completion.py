@@ -1,0 +1,54 @@
+"""Shell completion: run ids complete for ``resume`` and ``show``, through the real command
+the shell calls on Tab (typer's ``_PIPELINE_COMPLETE`` protocol), newest first."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from stepline.cli.completion import run_ids
+from tests.helpers import run_pipeline_process, write
+
+
+def make_runs(workdir: Path, *names: str) -> None:
+    """Run folders as the store lays them out, each newer than the last."""
+    for number, name in enumerate(names):
+        state = write(workdir / name / "state.json", "{}")
+        os.utime(state, (time.time() + number, time.time() + number))
+
+
+def complete(words: str, cwd: Path) -> list[str]:
+    """What bash would offer after ``words`` (the last word is the one being completed)."""
+    result = run_pipeline_process(
+        cwd=cwd,
+        env={
+            "_PIPELINE_COMPLETE": "complete_bash",
+            "COMP_WORDS": words,
+            "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1)),
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def test_run_ids_complete_newest_first_for_resume_and_show(tmp_path: Path) -> None:
+    make_runs(tmp_path / ".pipeline", "run-20260101-a", "run-20260102-b", "nightly")
+    (tmp_path / ".pipeline" / "run-not-a-run").mkdir()  # no state.json: not offered
+    write(tmp_path / ".pipeline" / "cache.sqlite", "")
+    assert complete("pipeline show run-", tmp_path) == ["run-20260102-b", "run-20260101-a"]
+    assert complete("pipeline resume ", tmp_path) == ["nightly", "run-20260102-b", "run-20260101-a"]
+    assert complete("pipeline show zzz", tmp_path) == []
+
+
+def test_completion_without_a_work_folder_offers_nothing(tmp_path: Path) -> None:
+    assert complete("pipeline show ", tmp_path) == []
+    assert run_ids(tmp_path, "") == []
+
+
+def test_install_and_show_completion_are_offered() -> None:
+    shown = run_pipeline_process("--show-completion", "bash", cwd=Path.cwd())
+    assert shown.returncode == 0
+    assert "_PIPELINE_COMPLETE=complete_bash" in shown.stdout
+    helped = run_pipeline_process("--help", cwd=Path.cwd())
+    assert "--install-completion" in helped.stdout

@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit clean
+.PHONY: demo demo-triage demo-plan test lint typecheck unit clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("stepline needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -24,6 +24,15 @@ demo: $(STAMP)
 	&& $(BIN)/pipeline show $$(basename $$run_dir) \
 	&& echo && cat $$run_dir/outputs/summary.md \
 	&& echo && cat $$run_dir/outputs/backlog.md
+
+# ticket-triage offline: 30 tickets classified from its cassette, upserted into triage.sqlite.
+demo-triage: $(STAMP)
+	@run_id=$$($(BIN)/pipeline run configs/ticket-triage/tickets.jsonl \
+		-c configs/ticket-triage/pipeline.yaml \
+		--replay configs/ticket-triage/demo-cassette.jsonl --set database=.pipeline/triage.sqlite \
+		--json \
+		| $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)["run_id"])') \
+	&& $(BIN)/pipeline show $$run_id && $(BIN)/pipeline show $$run_id --step summary
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -52,7 +52,7 @@ def record(example: Path) -> Path:
         command = [sys.executable, "-m", "stepline", "run", str(example / replies.INPUT)]
         command += ["-c", str(example / "pipeline.yaml"), "--record", str(recorded)]
         command += ["--no-cache", "--no-pause", "--workdir", workdir, *replies.ARGS]
-        subprocess.run(command, env=env, check=True)
+        subprocess.run(command, env=env, check=True, cwd=workdir)
         assert server.errors == [], server.errors
         lines = [json.loads(line) for line in recorded.read_text().splitlines()]
     cassette = example / "demo-cassette.jsonl"

@@ -283,6 +283,7 @@ def show_command(
     from stepline.spec import select_step
 
     settings = settings_for(workdir)
+    from stepline.reports.overview import load_overview, overview_json
     from stepline.store.runs import RunStore, effective_status
     from stepline.store.state import load_state
 
@@ -300,10 +301,13 @@ def show_command(
             raise InputError(f'step "{record.id}" has no output (status {record.status.value})')
         value = run_dir.read_output(record.output)
         print_json(value) if as_json else render.print_output(out, value)
-    elif as_json:
-        print_json({**state.model_dump(mode="json"), "status": status.value})
+    elif as_json:  # the state as stored, plus the timeline and usage breakdown (new keys only)
+        overview = load_overview(run_dir)
+        print_json(
+            {**state.model_dump(mode="json"), "status": status.value, **overview_json(overview)}
+        )
     else:
-        render.print_run(out, state, status, settings.workdir)
+        render.print_run(out, load_overview(run_dir), settings.workdir)
 
 
 def _show_calls(

@@ -28,7 +28,7 @@ from stepline.engine.plan import Action
 from stepline.spec import format_duration
 from stepline.store.cache import CacheStats
 from stepline.store.runs import RunSummary
-from stepline.store.state import RunState, RunStatus, StepStatus
+from stepline.store.state import RunState, RunStatus, RunUsage, StepStatus
 
 if TYPE_CHECKING:  # the runner pulls in jinja2; list and --help must stay light
     from stepline.engine.background import Cancellation, Detached
@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # the runner pulls in jinja2; list and --help must stay light
     from stepline.engine.pauses import PausePoint
     from stepline.engine.prepare import Preview
     from stepline.engine.runner import RunResult
+    from stepline.reports.overview import RunOverview, Timeline
 
 STATUS_STYLE = {
     "completed": "green",
@@ -339,8 +340,10 @@ def runs_table(rows: list[RunSummary]) -> Table:
     return table
 
 
-def print_run(console: Console, state: RunState, status: RunStatus, workdir: Path) -> None:
-    """``pipeline show``: the run's header, its steps, and what to do next."""
+def print_run(console: Console, overview: RunOverview, workdir: Path) -> None:
+    """``pipeline show``: the run's header, its steps, a timeline, the LLM usage per step and
+    per model, and what to do next."""
+    state, status = overview.state, overview.status
     console.print(f"[bold]{state.run_id}[/]  {escape(state.pipeline)}  ", end="")
     console.print(f"[{STATUS_STYLE.get(status.value, '')}]{status.value}[/]")
     console.print(f"  started   {state.started_at:%Y-%m-%d %H:%M:%S} UTC")
@@ -354,11 +357,57 @@ def print_run(console: Console, state: RunState, status: RunStatus, workdir: Pat
             f"{usage.output_tokens} out, cost {format_cost(usage.cost_known, usage.unpriced_calls)}"
         )
     console.print(steps_table(state))
+    if overview.timeline.bars:
+        console.print(timeline_table(overview.timeline))
+    for name, table in (("step", overview.usage.by_step), ("model", overview.usage.by_model)):
+        if table:
+            console.print(usage_table(f"LLM usage by {name}", table))
     for step in state.steps:
         if step.error:
             console.print(f"[red]{escape(step.id)}:[/] {escape(step.error)}")
     if status in (RunStatus.PAUSED, RunStatus.INTERRUPTED, RunStatus.FAILED):
         console.print(f"Continue with: {resume_command(state.run_id, workdir)}")
+
+
+TIMELINE_WIDTH = 40
+
+
+def timeline_table(timeline: Timeline, width: int = TIMELINE_WIDTH) -> Table:
+    """Each step's latest attempt as a bar placed on the run's time axis."""
+    title = "Timeline"
+    if timeline.gaps_cut:
+        title += f" ({timeline.gaps_cut} idle gap(s) shortened)"
+    table = Table(title=title, title_justify="left", show_edge=False, box=None)
+    table.add_column("#", justify="right")
+    table.add_column("step", max_width=30, no_wrap=True, overflow="ellipsis")
+    table.add_column("", no_wrap=True, width=width)
+    table.add_column("duration", justify="right", no_wrap=True)
+    span = timeline.span_s or 1.0
+    for bar in timeline.bars:
+        start = min(width - 1, int(bar.offset_s / span * width))
+        end = max(start + 1, min(width, round((bar.offset_s + bar.duration_s) / span * width)))
+        line = Text(" " * start)
+        line.append("█" * (end - start), style=STATUS_STYLE.get(bar.status, ""))
+        table.add_row(str(bar.number), escape(bar.title), line, format_duration(bar.duration_s))
+    return table
+
+
+def usage_table(title: str, usage: dict[str, RunUsage]) -> Table:
+    """LLM requests, tokens and cost, a row per step or per model, with a total row."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("name")
+    for column in ("requests", "cached", "tokens in", "tokens out", "cost"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for name, row in usage.items():
+        table.add_row(
+            escape(name),
+            f"{row.requests:,}",
+            f"{row.cache_hits + row.replayed:,}",
+            f"{row.input_tokens:,}",
+            f"{row.output_tokens:,}",
+            format_cost(row.cost_known, row.unpriced_calls),
+        )
+    return table
 
 
 def print_output(console: Console, value: Any) -> None:

@@ -34,6 +34,14 @@ demo-triage: $(STAMP)
 		| $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)["run_id"])') \
 	&& $(BIN)/pipeline show $$run_id && $(BIN)/pipeline show $$run_id --step summary
 
+# plan-to-code offline: a plan for a change to configs/plan-to-code/sample-repo, printed.
+demo-plan: $(STAMP)
+	@run_dir=$$($(BIN)/pipeline run configs/plan-to-code/task.md \
+		-c configs/plan-to-code/pipeline.yaml \
+		--replay configs/plan-to-code/demo-cassette.jsonl --json \
+		| $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)["run_dir"])') \
+	&& $(BIN)/pipeline show $$(basename $$run_dir) && echo && cat $$run_dir/plan.md
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -1,0 +1,53 @@
+"""Commands that read runs back for people: ``pipeline report`` (an HTML file). The work is
+in ``stepline.reports``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from stepline.cli.options import (
+    DebugOption,
+    JsonOption,
+    WorkdirOption,
+    lazy_module,
+    print_json,
+    settings_for,
+)
+
+if TYPE_CHECKING:
+    from stepline.cli import render
+else:
+    render = lazy_module("stepline.cli.render")
+
+
+def report_command(
+    run_id: Annotated[str, typer.Argument(help="The run to report on.", show_default=False)],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the HTML here (default: <run>/report.html).",
+            show_default=False,
+        ),
+    ] = None,
+    workdir: WorkdirOption = None,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Write one self-contained HTML report of a run (opens in any browser, offline)."""
+    from stepline.reports.html_report import write_report
+    from stepline.reports.overview import load_overview
+    from stepline.store.runs import RunStore
+    from stepline.store.state import now
+
+    settings = settings_for(workdir)
+    overview = load_overview(RunStore(settings.workdir).open(run_id))
+    path = write_report(overview, output, generated_at=now())
+    if as_json:
+        print_json({"run_id": overview.state.run_id, "path": str(path)})
+    else:
+        typer.echo(str(path))

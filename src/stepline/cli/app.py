@@ -48,7 +48,7 @@ from stepline.cli.options import (
     print_json,
     settings_for,
 )
-from stepline.cli.reports import report_command
+from stepline.cli.reports import diff_command, report_command
 from stepline.cli.scaffold import init_command, schema_command
 from stepline.errors import InputError, StepLineError
 from stepline.settings import Settings, load_settings
@@ -351,6 +351,7 @@ def validate_command(
 app.command("logs")(logs_command)
 app.command("cancel")(cancel_command)
 app.command("report")(report_command)
+app.command("diff")(diff_command)
 
 
 def _parse_sets(values: list[str] | None) -> dict[str, str]:

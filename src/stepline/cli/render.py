@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # the runner pulls in jinja2; list and --help must stay light
     from stepline.engine.pauses import PausePoint
     from stepline.engine.prepare import Preview
     from stepline.engine.runner import RunResult
+    from stepline.reports.diff import RunComparison, StepComparison
     from stepline.reports.overview import RunOverview, Timeline
 
 STATUS_STYLE = {
@@ -408,6 +409,37 @@ def usage_table(title: str, usage: dict[str, RunUsage]) -> Table:
             format_cost(row.cost_known, row.unpriced_calls),
         )
     return table
+
+
+def comparison_table(comparison: RunComparison) -> Table:
+    """``pipeline diff A B``: each step's output, same or not."""
+    styles = {"same": "green", "changed": "yellow", "only_a": "cyan", "only_b": "cyan"}
+    words = {"only_a": f"only in {comparison.run_a}", "only_b": f"only in {comparison.run_b}"}
+    table = Table(title=f"{comparison.run_a} → {comparison.run_b}", title_justify="left")
+    for column in ("step", "output", comparison.run_a, comparison.run_b):
+        table.add_column(escape(column), overflow="fold")
+    for step in comparison.steps:
+        change = step.change.value
+        word = words.get(change, change.replace("_", " "))
+        table.add_row(
+            escape(step.step),
+            f"[{styles.get(change, 'dim')}]{escape(word)}[/]",
+            escape(step.output_a or "-"),
+            escape(step.output_b or "-"),
+        )
+    return table
+
+
+def print_step_diff(console: Console, compared: StepComparison, text: str) -> None:
+    """A unified diff, coloured in a terminal; a one-line verdict when there is none."""
+    if not text:
+        verdict = "the same" if compared.change.value == "same" else "missing in both runs"
+        console.print(f'Step "{escape(compared.step)}": the output is {verdict}.')
+        return
+    styles = {"+": "green", "-": "red", "@": "cyan"}
+    for line in text.splitlines():
+        style = "bold" if line.startswith(("+++", "---")) else styles.get(line[:1], "")
+        console.print(Text(line, style=style), soft_wrap=True, highlight=False)
 
 
 def print_output(console: Console, value: Any) -> None:

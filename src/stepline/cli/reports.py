@@ -1,5 +1,5 @@
-"""Commands that read runs back for people: ``pipeline report`` (an HTML file). The work is
-in ``stepline.reports``."""
+"""Commands that read runs back for people: ``pipeline report`` (an HTML file) and
+``pipeline diff`` (two runs' outputs compared). The work is in ``stepline.reports``."""
 
 from __future__ import annotations
 
@@ -51,3 +51,34 @@ def report_command(
         print_json({"run_id": overview.state.run_id, "path": str(path)})
     else:
         typer.echo(str(path))
+
+
+def diff_command(
+    run_a: Annotated[str, typer.Argument(help="The first run.", show_default=False)],
+    run_b: Annotated[str, typer.Argument(help="The run to compare it with.", show_default=False)],
+    step: Annotated[
+        str | None,
+        typer.Option("--step", help="Show how this step's output differs (number or id)."),
+    ] = None,
+    workdir: WorkdirOption = None,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Compare the step outputs of two runs (same, changed, only in one), or diff one step."""
+    from stepline.reports.diff import compare_runs, comparison_json, step_diff
+    from stepline.store.runs import RunStore
+
+    store = RunStore(settings_for(workdir).workdir)
+    dir_a, dir_b = store.open(run_a), store.open(run_b)
+    out = render.make_consoles()[0]
+    if step is None:
+        comparison = compare_runs(dir_a, dir_b)
+        print_json(comparison_json(comparison)) if as_json else out.print(
+            render.comparison_table(comparison)
+        )
+        return
+    compared, text = step_diff(dir_a, dir_b, step)
+    if as_json:
+        print_json({"step": compared.step, "change": compared.change.value, "diff": text})
+    else:
+        render.print_step_diff(out, compared, text)

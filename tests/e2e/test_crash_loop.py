@@ -1,7 +1,8 @@
 """Crash safety, proven: kill -9 a run at random moments until it completes.
 
 A run with Python, LLM and fan-out steps is killed with SIGKILL at seeded random moments and
-resumed each time, until it completes. Then: its outputs equal those of an uninterrupted run;
+resumed each time, until it completes (the first kill comes after a seeded number of requests,
+so it lands mid-run however busy the machine is; later ones at seeded times). Then: its outputs equal those of an uninterrupted run;
 state.json parsed after every kill; and no LLM request was sent more often than once plus once
 per kill (a request in flight at a kill may be sent again: LLM APIs take no idempotency key).
 Kept short here (a few kills); ``STEPLINE_CRASH_LOOPS`` raises the number of seeds.
@@ -87,6 +88,14 @@ def start(folder: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
+def wait_for_requests(counting: Counting, number: int, process: subprocess.Popen[str]) -> None:
+    """Until the server has seen ``number`` requests (the run is then surely mid-way)."""
+    deadline = time.monotonic() + 60
+    while sum(counting.counts.values()) < number and time.monotonic() < deadline:
+        assert process.poll() is None, "the run ended before the kill"
+        time.sleep(0.005)
+
+
 def outputs(folder: Path, run_id: str) -> dict[str, object]:
     steps = folder / ".pipeline" / run_id / "steps"
     return {path.name: json.loads(path.read_text()) for path in sorted(steps.glob("*.json"))}
@@ -111,15 +120,16 @@ def test_runs_killed_at_random_moments_finish_with_the_same_outputs(
     kills = 0
     state_path = tmp_path / ".pipeline" / "crashy" / "state.json"
     for attempt in range(40):
-        # The first kill always lands before the run could finish; later ones anywhere.
-        low, high = (0.5, 0.9) if attempt == 0 else (0.4, 1.3)
         # Killed before its first state write, a run has nothing to resume: start it again.
         command = (
             ["resume", "crashy"] if state_path.exists() else ["run", "in.txt", "--run-id", "crashy"]
         )
         process = start(tmp_path, *command)
         try:
-            code = process.wait(timeout=calm_seconds * chance.uniform(low, high))
+            if attempt == 0:  # the first kill lands mid-run however busy the machine is
+                wait_for_requests(counting, chance.randint(1, 20), process)
+                raise subprocess.TimeoutExpired(command, 0)
+            code = process.wait(timeout=calm_seconds * chance.uniform(0.4, 1.3))
         except subprocess.TimeoutExpired:
             process.send_signal(signal.SIGKILL)
             process.wait()

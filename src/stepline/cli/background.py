@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from stepline.cli.completion import complete_run_id
 from stepline.cli.options import (
     DebugOption,
     JsonOption,
@@ -107,7 +108,10 @@ def _option_tokens(param: Any, value: Any) -> list[str]:
 
 
 def cancel_command(
-    run_id: Annotated[str, typer.Argument(help="The run to stop.", show_default=False)],
+    run_id: Annotated[
+        str,
+        typer.Argument(help="The run to stop.", show_default=False, autocompletion=complete_run_id),
+    ],
     force: Annotated[
         bool, typer.Option("--force", help="SIGKILL at once instead of a graceful SIGTERM.")
     ] = False,
@@ -145,7 +149,9 @@ def cancel_command(
 
 
 def logs_command(
-    run_id: Annotated[str, typer.Argument(help="The run whose events to print.")],
+    run_id: Annotated[
+        str, typer.Argument(help="The run whose events to print.", autocompletion=complete_run_id)
+    ],
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing until the run's process ends.")
     ] = False,

@@ -1,4 +1,4 @@
-"""Shell completion of run ids (``pipeline resume <TAB>``, ``pipeline show <TAB>``).
+"""Shell completion of run ids (``pipeline resume <TAB>``, and show, report, diff, logs, cancel).
 
 The shell asks on every Tab press, so this only lists folder names in the work folder: no
 state is parsed and nothing heavy is imported. Newest runs come first.

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from stepline.cli.completion import complete_run_id
 from stepline.cli.options import (
     DebugOption,
     JsonOption,
@@ -24,7 +25,12 @@ else:
 
 
 def report_command(
-    run_id: Annotated[str, typer.Argument(help="The run to report on.", show_default=False)],
+    run_id: Annotated[
+        str,
+        typer.Argument(
+            help="The run to report on.", show_default=False, autocompletion=complete_run_id
+        ),
+    ],
     output: Annotated[
         Path | None,
         typer.Option(
@@ -54,8 +60,18 @@ def report_command(
 
 
 def diff_command(
-    run_a: Annotated[str, typer.Argument(help="The first run.", show_default=False)],
-    run_b: Annotated[str, typer.Argument(help="The run to compare it with.", show_default=False)],
+    run_a: Annotated[
+        str,
+        typer.Argument(help="The first run.", show_default=False, autocompletion=complete_run_id),
+    ],
+    run_b: Annotated[
+        str,
+        typer.Argument(
+            help="The run to compare it with.",
+            show_default=False,
+            autocompletion=complete_run_id,
+        ),
+    ],
     step: Annotated[
         str | None,
         typer.Option("--step", help="Show how this step's output differs (number or id)."),

@@ -45,12 +45,12 @@ def gaps(times: list[float]) -> list[float]:
 
 
 def test_requests_are_spaced_by_the_rate_limit(cli, fake_llm: FakeLLMServer, tmp_path: Path):
-    write_pipeline(tmp_path, "rate_limit: 10/s")
+    write_pipeline(tmp_path, "rate_limit: 4/s")
 
     assert cli("run", "in.txt").exit_code == 0
 
     assert len(arrivals(fake_llm)) == 6
-    assert min(gaps(arrivals(fake_llm))) >= 0.08  # 100 ms apart, less scheduling slack
+    assert min(gaps(arrivals(fake_llm))) >= 0.17  # 250 ms apart, less a busy machine's slack
 
 
 def test_without_a_rate_limit_requests_go_out_together(
@@ -65,14 +65,14 @@ def test_without_a_rate_limit_requests_go_out_together(
 
 
 def test_retries_take_their_own_slots(cli, fake_llm: FakeLLMServer, tmp_path: Path):
-    write_pipeline(tmp_path, "rate_limit: 20/s")
+    write_pipeline(tmp_path, "rate_limit: 4/s")
     fake_llm.script(ErrorReply.overloaded())
 
     assert cli("run", "in.txt").exit_code == 0
 
     times = arrivals(fake_llm)
     assert len(times) == 7
-    assert min(gaps(times)) >= 0.04  # 50 ms apart, the retry included
+    assert min(gaps(times)) >= 0.17  # 250 ms apart, the retry included
 
 
 @pytest.mark.parametrize(

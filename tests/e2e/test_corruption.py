@@ -287,10 +287,11 @@ def failing_replace(name: str, *, after: int) -> Callable[[Any, Any], None]:
 def test_a_full_disk_during_a_state_write_keeps_the_previous_state_and_the_run_resumes(
     cli, project: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    # state writes: run started, parse started, parse completed, fan started, fan completed:
-    # the disk is full from the fifth on, after fan's items ran and its output was written
+    # state writes: run started, parse started, parse completed with fan started (one write),
+    # fan completed with join started: the disk is full from that fourth write on, after
+    # fan's items ran and its output was written
     with monkeypatch.context() as patch:
-        patch.setattr(os, "replace", failing_replace("state.json", after=4))
+        patch.setattr(os, "replace", failing_replace("state.json", after=3))
         result = cli("run", "in.txt", "--run-id", "r1")
 
     run = run_folder(project)

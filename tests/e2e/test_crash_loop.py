@@ -2,10 +2,11 @@
 
 A run with Python, LLM and fan-out steps is killed with SIGKILL at seeded random moments and
 resumed each time, until it completes (the first kill comes after a seeded number of requests,
-so it lands mid-run however busy the machine is; later ones at seeded times). Then: its outputs equal those of an uninterrupted run;
-state.json parsed after every kill; and no LLM request was sent more often than once plus once
-per kill (a request in flight at a kill may be sent again: LLM APIs take no idempotency key).
-Kept short here (a few kills); ``STEPLINE_CRASH_LOOPS`` raises the number of seeds.
+so it lands mid-run however busy the machine is; later ones at seeded times). Then: its
+outputs equal those of an uninterrupted run; state.json parsed after every kill; and no LLM
+request was sent more often than once plus once per kill (a request in flight at a kill may be
+sent again: LLM APIs take no idempotency key). Kept short here (a few kills);
+``STEPLINE_CRASH_LOOPS`` raises the number of seeds.
 """
 
 from __future__ import annotations

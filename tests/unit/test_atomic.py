@@ -196,3 +196,22 @@ def test_a_failed_output_write_leaves_the_previous_output_readable(
     assert run_dir.read_output(relative) == {"value": 1}
     assert run_dir.output_hash(relative) == first_hash
     assert temp_files(run_dir.path) == []
+
+
+def test_a_refused_append_to_a_run_log_is_a_write_failure_that_keeps_the_lines_before(
+    tmp_path: Path,
+) -> None:
+    run_dir = RunDir(tmp_path)
+    run_dir.append_event({"type": "run_started"})
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (run_dir.events_path.stat().st_size + 16, hard))
+    try:
+        with pytest.raises(WriteFailed) as caught:
+            run_dir.append_event({"type": "log", "message": "x" * 4096})
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        run_dir.close()
+
+    assert "cannot append to" in caught.value.message and "events.jsonl" in caught.value.message
+    assert "the lines before are kept" in caught.value.message
+    assert run_dir.read_events() == [{"type": "run_started"}]  # a torn last line is skipped

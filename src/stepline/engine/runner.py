@@ -107,6 +107,7 @@ class Runner:
         self.run = prepared
         self.hooks = hooks
         self.debug = settings.debug
+        self._unsaved = False  # the state in memory is ahead of state.json
         self.events = EventLog(prepared.run_dir, hooks.listener)
         self.providers = ProviderPool(settings, hooks.provider_factory)
         self.cache = RunStore(settings.workdir).cache()
@@ -202,6 +203,8 @@ class Runner:
         position = 0
         while position < len(decisions):
             decision = decisions[position]
+            if self._unsaved and decision.action is not Action.RUN:
+                self._save()  # a step's end waits for the next step's start only
             self.hooks.interrupts.check()
             step = self.run.spec.steps[decision.number - 1]
             record = self.run.state.steps[decision.number - 1]
@@ -471,9 +474,12 @@ class Runner:
         self._emit(EventType.STEP_FAILED, step, message=message, data=hint)
 
     def _end_step(self, record: StepState, status: StepStatus, elapsed: float) -> None:
+        """Record a step's end; it is saved with the next state write, which in a sequence of
+        steps is the next one's start, a moment later: one durable write per step, not two.
+        Every other way on (a pause, a reused or skipped step, the run's end) saves first."""
         record.status, record.finished_at, record.duration_s = status, now(), round(elapsed, 3)
         self.run.state.current_step = None
-        self._save()
+        self._unsaved = True
 
     def _reads(self, step: StepBase, outcome: StepOutcome) -> dict[str, str]:
         """The hashes of everything the step read, keyed by step id (and @input)."""
@@ -495,6 +501,8 @@ class Runner:
 
     async def _pause_stops(self, step: StepBase, record: StepState) -> bool:
         """At a pause point: True when the run should stop here (status paused)."""
+        if self._unsaved:  # the step's end is on disk before anyone is asked anything
+            self._save()
         mode = self.hooks.pause_mode
         if mode is PauseMode.ALWAYS:
             return True
@@ -569,6 +577,7 @@ class Runner:
 
     def _save(self) -> None:
         save_state(self.run.run_dir.state_path, self.run.state)
+        self._unsaved = False
 
     def _emit(
         self,

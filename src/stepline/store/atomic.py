@@ -141,6 +141,16 @@ def write_failed(path: Path, exc: OSError) -> WriteFailed:
     )
 
 
+def append_failed(path: Path, exc: OSError) -> WriteFailed:
+    """The readable error for an ``OSError`` while appending a line to ``path`` (a log)."""
+    what, todo = _cause(exc)
+    return WriteFailed(
+        f"cannot append to {path}: {what}; the lines before are kept",
+        hint=f"{todo}, {_RETRY}",
+        errno=exc.errno,
+    )
+
+
 def _cause(exc: OSError) -> tuple[str, str]:
     if exc.errno in _CAUSES:
         return _CAUSES[exc.errno]

@@ -26,6 +26,7 @@ from typing import Any, TextIO
 from stepline.errors import InputError, RunStoreError
 from stepline.hashing import HASH_TAG, canonical_json, hash_value
 from stepline.store.atomic import (
+    append_failed,
     fsync_dir,
     remove_stale_temp_files,
     write_chunks_atomic,
@@ -63,7 +64,7 @@ class RunDir:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._calls: TextIO | None = None
+        self._logs: dict[Path, TextIO] = {}  # events.jsonl, llm-calls.jsonl: kept open
 
     @property
     def run_id(self) -> str:
@@ -194,7 +195,7 @@ class RunDir:
 
     def append_event(self, event: dict[str, Any]) -> None:
         """Append one event line; a torn last line after a crash is skipped by readers."""
-        _append_line(self.events_path, event)
+        self._append(self.events_path, event)
 
     def read_events(self) -> list[dict[str, Any]]:
         return _read_lines(self.events_path)
@@ -205,15 +206,23 @@ class RunDir:
         The file stays open between records (a fan-out appends thousands); each line is
         flushed to the OS as it is written, so a killed process loses none.
         """
-        if self._calls is None:
-            self._calls = self.calls_path.open("a", encoding="utf-8", buffering=1)
-        self._calls.write(canonical_json(record) + "\n")
+        self._append(self.calls_path, record)
 
     def close(self) -> None:
-        """Close the call log if this object opened it."""
-        if self._calls is not None:
-            self._calls.close()
-            self._calls = None
+        """Close the logs this object opened."""
+        for handle in self._logs.values():
+            handle.close()
+        self._logs.clear()
+
+    def _append(self, path: Path, record: dict[str, Any]) -> None:
+        """One line, flushed to the OS (line buffering); a refused write says so plainly."""
+        try:
+            handle = self._logs.get(path)
+            if handle is None:
+                handle = self._logs[path] = path.open("a", encoding="utf-8", buffering=1)
+            handle.write(canonical_json(record) + "\n")
+        except OSError as exc:
+            raise append_failed(path, exc) from exc
 
     def read_calls(self) -> list[dict[str, Any]]:
         return _read_lines(self.calls_path)
@@ -231,11 +240,6 @@ class RunDir:
         except OSError:
             shutil.copy2(path, target)
         fsync_dir(self.history_dir)
-
-
-def _append_line(path: Path, record: dict[str, Any]) -> None:
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(canonical_json(record) + "\n")
 
 
 def _read_lines(path: Path) -> list[dict[str, Any]]:

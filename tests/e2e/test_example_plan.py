@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+from tests.e2e.test_examples import assert_report_renders
 from tests.helpers import write
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,3 +60,4 @@ def test_plan_to_code_demo_replays_offline(cli, tmp_path: Path):
     assert "orders_over_500" not in plan_prompt  # chunk 2 was judged irrelevant
     for line in (example / "demo-cassette.jsonl").read_text().splitlines():
         assert json.loads(line)["example"].startswith("Hand-written example reply")
+    assert_report_renders(cli, run)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.e2e.test_examples import assert_report_renders
 from tests.fakes import ErrorReply, FakeLLMServer, RecordedRequest, Reply, ResponseSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,6 +64,7 @@ def test_triage_demo_replays_offline_and_upserts(cli, tmp_path: Path):
     assert result["cost"] == {"usd": 0.0, "calls": 30, "replayed": 30}
     for line in (example / "demo-cassette.jsonl").read_text().splitlines():
         assert json.loads(line)["example"].startswith("Hand-written example reply")
+    assert_report_renders(cli, tmp_path / ".pipeline/second")
 
 
 def ticket_id(request: RecordedRequest) -> str:

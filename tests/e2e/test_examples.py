@@ -10,6 +10,7 @@ from types import ModuleType
 
 import pytest
 
+from tests.e2e.test_report import Page
 from tests.fakes import FakeLLMServer, Reply
 from tests.helpers import write
 
@@ -60,6 +61,20 @@ def test_action_items_demo_runs_end_to_end(cli, tmp_path: Path):
     report = json.loads((steps / "04-report.json").read_text())
     assert report.startswith("# Action items")
     assert "## Chen (1)\n- I will move the slow integration tests" in report
+
+
+def assert_report_renders(cli, run_dir: Path) -> None:
+    """The run's HTML report is written and parses, with every step and its output."""
+    result = cli("report", run_dir.name, "-o", str(run_dir / "report.html"))
+    assert result.exit_code == 0, result.output
+    page = Page((run_dir / "report.html").read_text(encoding="utf-8"))
+    state = json.loads((run_dir / "state.json").read_text())
+    ids = [step["id"] for step in state["steps"]]
+    steps = page.root.find("section", id="steps")
+    assert [
+        row.attrs["data-step"] for row in steps.find_all("tr") if "data-step" in row.attrs
+    ] == ids
+    assert [d.attrs["data-step"] for d in page.root.find_all("details")] == ids
 
 
 def run_example(cli, example: Path, run_id: str, *args: str):
@@ -117,6 +132,7 @@ def test_notes_to_backlog_demo_replays_offline(cli, tmp_path: Path):
     )
     for line in (example / "demo-cassette.jsonl").read_text().splitlines():
         assert json.loads(line)["example"].startswith("Hand-written example reply")
+    assert_report_renders(cli, tmp_path / ".pipeline/demo")
 
 
 def test_notes_to_backlog_uses_a_model_per_step_and_resumes_after_review(

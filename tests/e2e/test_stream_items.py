@@ -146,7 +146,9 @@ def test_a_failing_second_step_stops_the_first_from_asking_more(
     failed = cli("run", "in.txt", "--run-id", "r", "--set", "break_stamp=n0")
 
     assert_clean_error(failed, 1, 'step "stamp"', "cannot stamp n0")
-    assert len(slow.asked) == 4, "n4 and n5 were never launched (two were in flight)"
+    # n0 and n1 start together; as each returns its slot, the next may start (n2, n3) before
+    # stamp fails on n0 and stops the chain, but nothing after that: n4 and n5 never start
+    assert {"n0", "n1"} <= set(slow.asked) <= {"n0", "n1", "n2", "n3"}, slow.asked
     state = json.loads((tmp_path / ".pipeline/r/state.json").read_text())
     assert state["steps"][1]["status"] == "failed"
     assert "stopped early" in state["steps"][1]["error"]

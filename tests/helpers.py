@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -31,3 +32,25 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
     return path
+
+
+HEAVY_MODULES = ("anthropic", "jinja2", "openai")
+
+
+def heavy_modules_imported_by(args: list[str], cwd: Path) -> list[str]:
+    """Which of the slow-to-import libraries ``pipeline ARGS`` imports, in a fresh process
+    (commands people type often must answer without them)."""
+    probe = (
+        "import atexit, sys\n"
+        f"atexit.register(lambda: print('HEAVY', sorted(m for m in {HEAVY_MODULES!r}"
+        " if m in sys.modules), file=sys.stderr))\n"
+        "from stepline.cli.app import main\n"
+        f"main({args!r})\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    heavy = [line for line in result.stderr.splitlines() if line.startswith("HEAVY ")]
+    assert heavy, result.stderr
+    return list(ast.literal_eval(heavy[-1].removeprefix("HEAVY ")))

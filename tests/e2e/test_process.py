@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes import FakeLLMServer, Reply
-from tests.helpers import run_pipeline_process, write
+from tests.helpers import heavy_modules_imported_by, run_pipeline_process, write
 
 SLOW_PIPELINE = """
 name: slow
@@ -136,19 +136,7 @@ def test_second_process_cannot_run_the_same_run(slow_pipeline: Path):
 
 @pytest.mark.parametrize("args", [["--help"], ["list"]])
 def test_help_and_list_do_not_import_the_heavy_libraries(tmp_path: Path, args: list[str]):
-    probe = (
-        "import atexit, sys\n"
-        "atexit.register(lambda: print('HEAVY', sorted(m for m in ('anthropic', 'jinja2', 'openai')"
-        " if m in sys.modules), file=sys.stderr))\n"
-        "from stepline.cli.app import main\n"
-        f"main({args!r})\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=60
-    )
-
-    assert result.returncode == 0, result.stderr
-    assert "HEAVY []" in result.stderr
+    assert heavy_modules_imported_by(args, tmp_path) == []
 
 
 def test_dry_run_writes_nothing(tmp_path: Path):

@@ -5,14 +5,12 @@ in ``--json`` (which keeps every field it had); and show, report and diff stay l
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.fakes import FakeLLMServer, RecordedRequest, Reply
-from tests.helpers import write
+from tests.helpers import heavy_modules_imported_by, write
 
 CONFIG = """
 name: two-models
@@ -108,17 +106,4 @@ def test_show_report_and_diff_do_not_import_the_heavy_libraries(
     write(tmp_path / "pipeline-config.yaml", SHELL_ONLY)
     write(tmp_path / "in.txt", "x")
     assert cli("run", "in.txt", "--run-id", "r").exit_code == 0
-    probe = (
-        "import atexit, sys\n"
-        "atexit.register(lambda: print('HEAVY', sorted(m for m in ('anthropic', 'jinja2', 'openai')"
-        " if m in sys.modules), file=sys.stderr))\n"
-        "from stepline.cli.app import main\n"
-        f"main({args!r})\n"
-    )
-
-    result = subprocess.run(
-        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=60
-    )
-
-    assert result.returncode == 0, result.stderr
-    assert "HEAVY []" in result.stderr
+    assert heavy_modules_imported_by(args, tmp_path) == []

@@ -39,13 +39,14 @@ def run(
     model: str | None = None,
     provider: str | None = None,
     concurrency: int | None = None,
+    max_cost: float | None = None,
     hooks: Hooks | None = None,
 ) -> RunResult:
     """Start a run of the pipeline at ``config`` on ``input``; return how it ended.
 
     ``model`` / ``provider`` force a model or provider on every LLM step, like ``--model`` and
-    ``--provider``; ``concurrency`` is ``--concurrency``. Pause points are passed unless
-    ``hooks`` says otherwise. Errors in the config or the input raise
+    ``--provider``; ``concurrency`` is ``--concurrency``, ``max_cost`` is ``--max-cost``. Pause
+    points are passed unless ``hooks`` says otherwise. Errors in the config or the input raise
     ``stepline.errors.StepLineError`` subclasses before anything is written.
     """
     from stepline.engine import api
@@ -59,6 +60,7 @@ def run(
         model=model,
         provider=provider,
         concurrency=concurrency,
+        max_cost=max_cost,
         run_id=run_id,
     )
     return api.run(
@@ -81,6 +83,7 @@ def resume(
     model: str | None = None,
     provider: str | None = None,
     concurrency: int | None = None,
+    max_cost: float | None = None,
     skip_failed: bool = False,
     fresh_items: bool = False,
     hooks: Hooks | None = None,
@@ -98,6 +101,7 @@ def resume(
         model=model,
         provider=provider,
         concurrency=concurrency,
+        max_cost=max_cost,
         skip_failed=skip_failed,
         fresh_items=fresh_items,
     )

@@ -53,6 +53,13 @@ class InputError(StepLineError):
     exit_code = 2
 
 
+class BudgetReached(StepLineError):
+    """The next LLM call could take the run past its budget: the run pauses before sending it
+    (status paused, reason budget) and resumes with a higher ``--max-cost``."""
+
+    exit_code = 3
+
+
 class RunStoreError(StepLineError):
     """A run folder cannot be used: locked by another process, damaged, or too new."""
 

@@ -70,6 +70,16 @@ ProviderOption = Annotated[
         "--provider", help="Use this provider for every LLM step: anthropic, openai or replay."
     ),
 ]
+MaxCostOption = Annotated[
+    float | None,
+    typer.Option(
+        "--max-cost",
+        min=0,
+        help="The run's LLM budget in USD: pause (exit 3) before a call that could pass it; "
+        "kept for resumes.",
+        show_default=False,
+    ),
+]
 ConcurrencyOption = Annotated[
     int | None,
     typer.Option(

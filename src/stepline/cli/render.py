@@ -196,17 +196,20 @@ def ask_at_pause(console: Console) -> Callable[[PausePoint], bool]:
     return ask
 
 
-def resume_command(run_id: str, workdir: Path) -> str:
+def resume_command(run_id: str, workdir: Path, state: RunState | None = None) -> str:
+    """The command that continues a run (a budget pause needs a higher --max-cost too)."""
     command = f"pipeline resume {run_id}"
     if workdir != Path(".pipeline"):
         command += f" --workdir {workdir}"
+    if state is not None and state.pause_reason == "budget":
+        command += " --max-cost USD"
     return command
 
 
 def print_result(console: Console, result: RunResult, workdir: Path) -> None:
     """The summary table and one closing line that says what to do next."""
     console.print(steps_table(result.state))
-    resume = resume_command(result.run_id, workdir)
+    resume = resume_command(result.run_id, workdir, result.state)
     status = result.status
     where = escape(str(result.run_dir))
     if status is RunStatus.COMPLETED:
@@ -367,7 +370,7 @@ def print_run(console: Console, overview: RunOverview, workdir: Path) -> None:
         if step.error:
             console.print(f"[red]{escape(step.id)}:[/] {escape(step.error)}")
     if status in (RunStatus.PAUSED, RunStatus.INTERRUPTED, RunStatus.FAILED):
-        console.print(f"Continue with: {resume_command(state.run_id, workdir)}")
+        console.print(f"Continue with: {resume_command(state.run_id, workdir, state)}")
 
 
 TIMELINE_WIDTH = 40

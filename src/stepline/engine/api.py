@@ -160,6 +160,7 @@ def _plan_new_run(
     state = new_state(spec, run_dir, input_path, data.hash)
     state.vars = dict(options.variables)
     state.overrides = dict(options.overrides)
+    state.max_cost_usd = options.max_cost
     return prepare_run(spec.with_llm_overrides(state.overrides), state, run_dir, data, options)
 
 
@@ -173,6 +174,8 @@ def _plan_resume(run_dir: RunDir, *, options: RunOptions, config_path: Path | No
     state.config_hash = config_hash(spec.source_text)
     state.vars = {**state.vars, **options.variables}
     state.overrides = {**state.overrides, **options.overrides}
+    if options.max_cost is not None:
+        state.max_cost_usd = options.max_cost
     data = input_data(run_dir.resolve(state.input_copy), Path(state.input_path).name)
     return prepare_run(spec.with_llm_overrides(state.overrides), state, run_dir, data, options)
 

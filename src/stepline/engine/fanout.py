@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from stepline.engine.streams import ItemStream
-from stepline.errors import StepFailed, StepLineError
+from stepline.errors import BudgetReached, StepFailed, StepLineError
 from stepline.faults import crash_point
 from stepline.hashing import hash_value
 from stepline.spec import LLMStep, StepBase, format_duration
@@ -285,6 +285,7 @@ class FanOut:
         self.records_intent = isinstance(step, LLMStep)  # only LLM calls cost money twice
         self._stopping = False
         self._crash: Exception | None = None
+        self._budget_reached: BudgetReached | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._total = 0
         self._started = time.monotonic()
@@ -313,6 +314,8 @@ class FanOut:
         self._show()
         await self._run_all(arrivals)
         await self._confirmed()
+        if self._budget_reached is not None:
+            raise self._budget_reached
         if self._in_flight_before:
             self.env.log.warning(
                 "%d item(s) were cut short last time (in flight when the run stopped or the "
@@ -464,6 +467,13 @@ class FanOut:
         try:
             async with asyncio.timeout(step.step_timeout):  # per item in a fan-out step
                 outcome = await execute_step(step, env)
+        except BudgetReached as exc:  # not the item's fault: stop launching, keep it unrun
+            slot.release()
+            self._budget_reached = self._budget_reached or exc
+            self._stopping = True
+            if self.records_intent:  # its call was never sent: no intent to report later
+                await store.forget(step.id, item.key)
+            return
         except (StepLineError, TimeoutError) as exc:
             slot.release()
             message = _item_error(exc, step)

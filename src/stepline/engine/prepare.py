@@ -48,6 +48,7 @@ class RunOptions:
     concurrency: int | None = None  # items at once in every fan-out step
     skip_failed: bool = False  # leave failed fan-out items failed instead of retrying them
     fresh_items: bool = False  # redo every item of the fan-out steps that run
+    max_cost: float | None = None  # --max-cost: the run's LLM budget in USD
 
     @property
     def overrides(self) -> dict[str, str]:
@@ -174,6 +175,9 @@ def prepare_run(
         concurrency=options.concurrency,
         skip_failed=options.skip_failed,
         fresh_items=options.fresh_items,
+        budget_usd=state.max_cost_usd
+        if state.max_cost_usd is not None
+        else (spec.budget.max_usd if spec.budget else None),
     )
 
 

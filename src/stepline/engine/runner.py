@@ -25,8 +25,15 @@ from stepline.engine.pauses import PauseMode, PausePoint, Pauser
 from stepline.engine.plan import INPUT_KEY, Action, Decision
 from stepline.engine.references import StepNeeds
 from stepline.engine.streams import ItemStream
-from stepline.errors import RunInterrupted, RunStoreError, StepFailed, StepLineError
+from stepline.errors import (
+    BudgetReached,
+    RunInterrupted,
+    RunStoreError,
+    StepFailed,
+    StepLineError,
+)
 from stepline.providers.base import StreamProgress
+from stepline.providers.budget import CostBudget
 from stepline.providers.caller import LLMCaller
 from stepline.providers.pool import ProviderFactory, ProviderPool
 from stepline.providers.pricing import Pricer
@@ -75,6 +82,7 @@ class PreparedRun:
     concurrency: int | None = None  # --concurrency: items at once in every fan-out step
     skip_failed: bool = False  # --skip-failed: keep failed items failed instead of retrying
     fresh_items: bool = False  # --fresh-items: ignore item checkpoints, redo every item
+    budget_usd: float | None = None  # --max-cost, else budget.max_usd: what LLM calls may cost
 
 
 @dataclass
@@ -123,6 +131,9 @@ class Runner:
             show_progress=self._show_progress,
             pipeline=prepared.spec.name,
             rate_limit=RateLimiter(prepared.spec.rate_limit) if prepared.spec.rate_limit else None,
+            budget=None
+            if prepared.budget_usd is None
+            else CostBudget(prepared.budget_usd, prepared.run_dir.calls_cost_usd()),
         )
         self._cassettes: dict[Path, Cassette] = {}
         self.items = ItemStore(prepared.run_dir.items_path)
@@ -179,6 +190,9 @@ class Runner:
             return await self._follow_plan()
         except RunInterrupted as exc:
             return self._finish(RunStatus.INTERRUPTED, exc.message, self.hooks.interrupts.exit_code)
+        except BudgetReached as exc:  # paused before the call that could pass the budget
+            state.pause_reason = "budget"
+            return self._finish(RunStatus.PAUSED, exc.message, exc.exit_code, hint=exc.hint)
         except asyncio.CancelledError:
             self._finish(RunStatus.INTERRUPTED, "cancelled", 130)
             raise
@@ -341,7 +355,7 @@ class Runner:
         elapsed: float,
     ) -> StepLineError | None:
         """Record a step's outcome or failure; an interruption leaves it pending and goes on."""
-        if isinstance(result, RunInterrupted | asyncio.CancelledError):
+        if isinstance(result, RunInterrupted | BudgetReached | asyncio.CancelledError):
             record.status, record.started_at = StepStatus.PENDING, None
             raise result
         if isinstance(result, StepLineError):

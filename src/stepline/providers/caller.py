@@ -24,6 +24,7 @@ from stepline.errors import (
 )
 from stepline.faults import crash_point
 from stepline.providers.base import Completion, Delivery, LLMRequest, StreamProgress, Usage
+from stepline.providers.budget import CostBudget
 from stepline.providers.pool import ProviderPool
 from stepline.providers.pricing import Pricer
 from stepline.providers.ratelimit import RateLimiter
@@ -40,7 +41,7 @@ from stepline.providers.requests import (
     targets,
 )
 from stepline.providers.retry import Attempt, with_retries
-from stepline.providers.tokens import fewest_tokens, request_characters
+from stepline.providers.tokens import estimate_tokens, fewest_tokens, request_characters
 from stepline.spec import LLMParams
 
 ShowProgress = Callable[[str, StreamProgress], None]
@@ -75,9 +76,11 @@ class LLMCaller:
         show_progress: ShowProgress | None = None,
         pipeline: str = "",
         rate_limit: RateLimiter | None = None,
+        budget: CostBudget | None = None,
     ) -> None:
         self._pool = pool
         self._rate_limit = rate_limit
+        self._budget = budget
         self._pipeline = pipeline
         self._record = record
         self._pricer = pricer or Pricer()
@@ -88,6 +91,7 @@ class LLMCaller:
         self._cassettes = cassettes
         self._show_progress = show_progress
         self._unpriced: set[str] = set()
+        self._unbudgeted: set[str] = set()
         self._noticed: set[str] = set()
 
     async def complete(
@@ -247,25 +251,53 @@ class LLMCaller:
             key=key,
             request=request,
         )
-        if self._rate_limit is not None:
-            await self._rate_limit.wait()
-        started = time.monotonic()
+        held = self._hold_budget(target, request, log)
+        cost: float | None = None
         try:
-            completion = await provider.complete(request, self._delivery(site, params))
-        except ProviderError as exc:
-            self._emit(record.failed(exc.message, exc.status_code, time.monotonic() - started))
-            raise
-        except asyncio.CancelledError:  # the request may have reached the provider: say so
-            self._emit(record.failed("interrupted", None, time.monotonic() - started))
-            raise
-        crash_point("reply-received")
-        self._tell_notices(completion, log)
-        cost = self._cost(completion.model or target.model, completion.usage, log)
+            if self._rate_limit is not None:
+                await self._rate_limit.wait()
+            started = time.monotonic()
+            try:
+                completion = await provider.complete(request, self._delivery(site, params))
+            except ProviderError as exc:
+                elapsed = time.monotonic() - started
+                self._emit(record.failed(exc.message, exc.status_code, elapsed))
+                raise
+            except asyncio.CancelledError:  # the request may have reached the provider: say so
+                self._emit(record.failed("interrupted", None, time.monotonic() - started))
+                raise
+            crash_point("reply-received")
+            self._tell_notices(completion, log)
+            cost = self._cost(completion.model or target.model, completion.usage, log)
+        finally:
+            if self._budget is not None:
+                self._budget.settle(held, cost)
         completion = replace(
             completion, attempts=number, model_requested=target.model, cost_usd=cost
         )
         self._emit(record.answered(completion, time.monotonic() - started))
         return completion
+
+    def _hold_budget(self, target: Target, request: LLMRequest, log: logging.Logger) -> float:
+        """Reserve the most this call could cost against the run's budget (0 when unpriced:
+        a call whose price is unknown cannot be bounded, and the log says so once)."""
+        if self._budget is None:
+            return 0.0
+        most = self._pricer.cost_usd(
+            target.model,
+            Usage(input_tokens=estimate_tokens(request), output_tokens=request.max_tokens),
+        )
+        if most is None:
+            if target.model not in self._unbudgeted:
+                self._unbudgeted.add(target.model)
+                log.warning(
+                    "no price known for %s, so the budget cannot bound its calls "
+                    "(add the model under pricing: in the config)",
+                    target.model,
+                )
+            return 0.0
+        self._budget.reserve(most, model=target.model)
+        return most
 
     def _check_fits(self, target: Target, request: LLMRequest) -> None:
         """Refuse, before paying for it, a prompt that cannot fit the model's context window."""

@@ -370,6 +370,12 @@ STEP_KINDS: dict[str, type[StepBase]] = {"llm": LLMStep, "python": PythonStep, "
 VarValue = str | int | float | bool
 
 
+class Budget(_Strict):
+    """The most a run may spend on LLM calls; ``--max-cost`` on the command line wins."""
+
+    max_usd: float = Field(gt=0)
+
+
 class PipelineSpec(_Strict):
     """A whole pipeline config file."""
 
@@ -380,6 +386,7 @@ class PipelineSpec(_Strict):
     pricing: dict[str, ModelPrice] = Field(default_factory=dict)
     concurrency: int = Field(default=8, ge=1, le=1000)
     rate_limit: Rate | None = None  # LLM requests per second across the run, from "50/min"
+    budget: Budget | None = None
     steps: list[StepSpec] = Field(min_length=1)
 
     _source_path: Path | None = PrivateAttr(default=None)

@@ -36,6 +36,9 @@ KEY_HELP: dict[str, str] = {
     "--concurrency N overrides it.",
     "rate_limit": "At most this many LLM requests per period across the run, evenly spaced: "
     "50/min, 5/s, 1000/h.",
+    "budget": "The most the run may spend on LLM calls: before each call, what was spent plus "
+    "the most the call could cost must fit, else the run pauses (exit 3).",
+    "max_usd": "The budget in US dollars; --max-cost USD on run or resume overrides it.",
     "steps": "The steps, run in this order; ids must be unique.",
     # llm settings (under llm: and on llm steps)
     "provider": "anthropic (default), openai (any OpenAI-compatible server: Ollama, vLLM) or "

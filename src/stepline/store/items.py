@@ -58,6 +58,7 @@ UPSERT = (
     "metrics, mark, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 CONFIRM = "UPDATE items SET position = ?, mark = ?, updated_at = ? WHERE step = ? AND key = ?"
+FORGET = "DELETE FROM items WHERE step = ? AND key = ?"
 MAX_BATCH = 1000
 
 
@@ -188,6 +189,10 @@ class ItemStore:
         row = (step, key, position, fingerprint, ItemStatus.FAILED, None, error, None, mark)
         await self._put(UPSERT, row)
 
+    async def forget(self, step: str, key: str) -> None:
+        """Drop an item's row (an intent whose call was never sent): it runs afresh later."""
+        await self._put(FORGET, (), tail=(step, key), stamped=False)
+
     def confirm(self, step: str, key: str, position: int, mark: str) -> asyncio.Future[None]:
         """Count a reused checkpoint as part of this execution's output. Not awaited one by
         one: the caller gathers a batch, so reuse costs a commit per batch, not per item (and
@@ -209,9 +214,10 @@ class ItemStore:
         *,
         tail: tuple[Any, ...] = (),
         durable: bool = True,
+        stamped: bool = True,
     ) -> None:
         """Write one statement and wait until its transaction has committed."""
-        done = self._enqueue(sql, row, tail=tail, durable=durable)
+        done = self._enqueue(sql, row, tail=tail, durable=durable, stamped=stamped)
         await asyncio.shield(done)  # a cancelled item still gets its row written
 
     def _enqueue(
@@ -221,15 +227,18 @@ class ItemStore:
         *,
         tail: tuple[Any, ...] = (),
         durable: bool = True,
+        stamped: bool = True,
     ) -> asyncio.Future[None]:
         """Queue one statement for the writer; ``updated_at`` goes between ``row`` and
-        ``tail`` (the column order of UPSERT and CONFIRM). The future settles on commit."""
+        ``tail`` (the column order of UPSERT and CONFIRM) unless not ``stamped``. The future
+        settles on commit."""
         if self._writer is None:
             self._writer = threading.Thread(target=self._write_batches, name="stepline-items")
             self._writer.daemon = True
             self._writer.start()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._writes.put(_Write(sql, (*row, time.time(), *tail), durable, done))
+        stamp = (time.time(),) if stamped else ()
+        self._writes.put(_Write(sql, (*row, *stamp, *tail), durable, done))
         self._exists = True
         return done
 

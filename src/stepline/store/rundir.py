@@ -227,6 +227,20 @@ class RunDir:
     def read_calls(self) -> list[dict[str, Any]]:
         return _read_lines(self.calls_path)
 
+    def calls_cost_usd(self) -> float:
+        """What the run's LLM calls cost so far, summed from ``llm-calls.jsonl`` a line at a
+        time (the file has every call; the usage in state.json may lag after a kill)."""
+        if not self.calls_path.exists():
+            return 0.0
+        total = 0.0
+        with self.calls_path.open(encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    total += float(json.loads(line).get("cost_usd") or 0.0)
+                except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
+                    continue  # a torn last line after a crash
+        return total
+
     def _archive(self, path: Path) -> None:
         stamp = f"{now():%Y%m%dT%H%M%S%fZ}"
         self.history_dir.mkdir(exist_ok=True)

@@ -142,6 +142,7 @@ class RunState(BaseModel):
     pid: int | None = None
     vars: dict[str, Any] = Field(default_factory=dict)
     overrides: dict[str, str] = Field(default_factory=dict)  # --model / --provider
+    max_cost_usd: float | None = None  # --max-cost, kept for resumes (wins over budget:)
     usage: RunUsage = Field(default_factory=RunUsage)
     steps: list[StepState] = Field(default_factory=list)
 

@@ -8,11 +8,9 @@ turn, re-run and resume counts. The step table's own figures are the latest atte
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from stepline.store.rundir import RunDir
@@ -80,7 +78,7 @@ def load_overview(run_dir: RunDir) -> RunOverview:
         state=state,
         status=effective_status(state, run_dir),
         timeline=build_timeline(state, at=now()),
-        usage=usage_breakdown(iter_calls(run_dir.calls_path)),
+        usage=usage_breakdown(run_dir.iter_calls()),
     )
 
 
@@ -132,23 +130,6 @@ def usage_breakdown(calls: Iterator[dict[str, Any]]) -> UsageBreakdown:
         breakdown.by_step.setdefault(step, RunUsage()).add_call(call)
         breakdown.by_model.setdefault(model, RunUsage()).add_call(call)
     return breakdown
-
-
-def iter_calls(path: Path) -> Iterator[dict[str, Any]]:
-    """The call records one line at a time (a fan-out's log can be large); a torn last line
-    from a crash mid-append is skipped, as ``RunDir.read_calls`` does."""
-    try:
-        handle = path.open(encoding="utf-8")
-    except FileNotFoundError:
-        return
-    with handle:
-        for line in handle:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict):
-                yield record
 
 
 def overview_json(overview: RunOverview) -> dict[str, Any]:

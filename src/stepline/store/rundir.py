@@ -20,6 +20,7 @@ import os
 import re
 import secrets
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -35,7 +36,7 @@ from stepline.store.atomic import (
 )
 from stepline.store.jsonl import JsonLines, RowStream, hash_output, jsonl_chunks
 from stepline.store.lock import is_locked
-from stepline.store.state import now
+from stepline.store.state import RunUsage, now
 
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
 """A run id is one plain folder name: no separator, NUL or space, at most 100 characters, and
@@ -198,7 +199,7 @@ class RunDir:
         self._append(self.events_path, event)
 
     def read_events(self) -> list[dict[str, Any]]:
-        return _read_lines(self.events_path)
+        return list(_iter_lines(self.events_path))
 
     def append_call(self, record: dict[str, Any]) -> None:
         """Append one LLM call record (an attempt) to ``llm-calls.jsonl``.
@@ -225,21 +226,19 @@ class RunDir:
             raise append_failed(path, exc) from exc
 
     def read_calls(self) -> list[dict[str, Any]]:
-        return _read_lines(self.calls_path)
+        return list(self.iter_calls())
+
+    def iter_calls(self) -> Iterator[dict[str, Any]]:
+        """The call records one line at a time (a fan-out's log can be large)."""
+        return _iter_lines(self.calls_path)
 
     def calls_cost_usd(self) -> float:
-        """What the run's LLM calls cost so far, summed from ``llm-calls.jsonl`` a line at a
-        time (the file has every call; the usage in state.json may lag after a kill)."""
-        if not self.calls_path.exists():
-            return 0.0
-        total = 0.0
-        with self.calls_path.open(encoding="utf-8") as handle:
-            for line in handle:
-                try:
-                    total += float(json.loads(line).get("cost_usd") or 0.0)
-                except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
-                    continue  # a torn last line after a crash
-        return total
+        """What the run's LLM calls cost so far, summed from ``llm-calls.jsonl`` with the rule
+        of ``state.usage`` (the file has every call; the usage in state.json may lag a kill)."""
+        usage = RunUsage()
+        for record in self.iter_calls():
+            usage.add_call(record)
+        return usage.cost_usd
 
     def _archive(self, path: Path) -> None:
         stamp = f"{now():%Y%m%dT%H%M%S%fZ}"
@@ -256,14 +255,17 @@ class RunDir:
         fsync_dir(self.history_dir)
 
 
-def _read_lines(path: Path) -> list[dict[str, Any]]:
-    """Every complete JSON line; a torn last line (a crash mid-append) is skipped."""
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+def _iter_lines(path: Path) -> Iterator[dict[str, Any]]:
+    """Every complete JSON object line; a torn last line (a crash mid-append) is skipped."""
+    try:
+        handle = path.open(encoding="utf-8")
+    except FileNotFoundError:
+        return
+    with handle:
+        for line in handle:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict):
+                yield record

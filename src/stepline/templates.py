@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -205,6 +206,33 @@ def references(source: str, *, where: str) -> References:
         dynamic_vars=vars_dynamic,
         uses_run_dir="dir" in run_parts or run_dynamic,
     )
+
+
+_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
+_ITEM_WORD = re.compile(r"\b(?:" + "|".join(sorted(ITEM_NAMES)) + r")\b")
+
+
+@lru_cache(maxsize=128)
+def item_free_prefix(source: str) -> str:
+    """The start of template ``source`` that is the same for every item of a fan-out step.
+
+    It ends before the first tag that names an item variable (any mention counts, so the cut
+    can only come early, never late); a cut inside a block (``{% if %}...{{ item }}``) moves
+    back to the tag that opened it, so the prefix is a template of its own. This is what
+    ``cache_prompt`` marks as the prompt's cached part.
+    """
+    tags = list(_TAG.finditer(source))
+    cut = next((tag.start() for tag in tags if _ITEM_WORD.search(tag.group(0))), len(source))
+    openers = [tag.start() for tag in tags if tag.start() < cut and tag.group(0)[1] == "%"]
+    while True:
+        try:
+            _environment().parse(source[:cut])
+        except TemplateSyntaxError:
+            if not openers:
+                return ""
+            cut = openers.pop()
+            continue
+        return source[:cut]
 
 
 @lru_cache(maxsize=512)

@@ -283,6 +283,11 @@ class FanOut:
         self._in_flight_before = 0
         self.tally = _Tally()
         self.records_intent = isinstance(step, LLMStep)  # only LLM calls cost money twice
+        # cache_prompt: the first item runs alone and writes the prompt cache; the others
+        # read it instead of each paying for a write of their own.
+        self._warm_up = (
+            isinstance(step, LLMStep) and env.spec.llm_params(step).cache_prompt and concurrency > 1
+        )
         self._stopping = False
         self._crash: Exception | None = None
         self._budget_reached: BudgetReached | None = None
@@ -448,6 +453,9 @@ class FanOut:
                     task = asyncio.create_task(run_one(item, fingerprint))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
+                    if self._warm_up:
+                        self._warm_up = False
+                        await asyncio.wait({task})
             while self._tasks:
                 await asyncio.wait(set(self._tasks))
             if self._crash is not None:

@@ -1,9 +1,9 @@
 """Step fingerprints: a hash of what a step is (its resolved spec) and of what it read.
 
 Display-only keys (label, pause, critical, timeout) and the settings that decide how an LLM
-reply is obtained (retry, fallback_models, cache, timeout, stream, repair_attempts, cassette)
-are left out, so editing them never causes a re-run. For a Python step the module file's
-content is part of its spec: editing the function re-runs the step.
+reply is obtained (retry, fallback_models, cache, timeout, stream, repair_attempts, cassette,
+prompt caching and batch mode) are left out, so editing them never causes a re-run. For a
+Python step the module file's content is part of its spec: editing the function re-runs it.
 """
 
 from __future__ import annotations
@@ -34,7 +34,20 @@ _NOT_IN_FINGERPRINT = frozenset(
 
 
 _HOW_NOT_WHAT = frozenset(
-    {"retry", "fallback_models", "cache", "timeout", "stream", "repair_attempts", "cassette"}
+    {
+        "retry",
+        "fallback_models",
+        "cache",
+        "timeout",
+        "stream",
+        "repair_attempts",
+        "cassette",
+        "cache_prompt",
+        "mode",
+        "batch_fallback",
+        "batch_poll",
+        "batch_size",
+    }
 )
 """LLM settings that decide how a reply is obtained, not what it says."""
 
@@ -47,6 +60,7 @@ _ADDED_LATER: dict[str, Any] = {
     "for_each": None,
     "item_key": None,
     "on_item_error": "fail",
+    "cached_prefix": None,
 }
 """Keys added after the first release, with the value that means "not set"."""
 

@@ -49,6 +49,8 @@ def template_fields(step: StepBase) -> Iterator[tuple[str, str]]:
             yield "system", step.system
         if step.prompt is not None:
             yield "prompt", step.prompt
+        if step.cached_prefix is not None:
+            yield "cached_prefix", step.cached_prefix
     elif isinstance(step, ShellStep):
         for index, argument in enumerate(step.command):
             yield f"command[{index}]", argument
@@ -66,6 +68,7 @@ def analyse_spec(spec: PipelineSpec, variables: Mapping[str, object]) -> dict[st
         for field_name, source in template_fields(step):
             refs.add(references(source, where=f'step "{step.id}" {field_name}'))
         _check_names(step, refs)
+        _check_cached_prefix(step)
         _check_steps(spec, index, refs)
         _check_streaming(spec, index)
         _check_vars(step, refs, variables)
@@ -155,6 +158,18 @@ def _check_streaming(spec: PipelineSpec, index: int) -> None:
                 f'step "{step.id}" {field_name} reads steps.{previous.id}, whose items stream '
                 "in one by one; use item instead",
             )
+
+
+def _check_cached_prefix(step: StepBase) -> None:
+    """``cached_prefix`` is shared by every item, so it cannot read one."""
+    if not isinstance(step, LLMStep) or step.cached_prefix is None:
+        return
+    used = references(step.cached_prefix, where=f'step "{step.id}" cached_prefix').names
+    if used & ITEM_NAMES:
+        raise SpecError(
+            f'step "{step.id}": cached_prefix cannot use {sorted(used & ITEM_NAMES)[0]}',
+            hint="cached_prefix is the part every item shares; put per-item text in prompt",
+        )
 
 
 def _check_steps(spec: PipelineSpec, index: int, refs: ReferenceSet) -> None:

@@ -144,9 +144,7 @@ class AnthropicProvider:
 
     async def count_tokens(self, request: LLMRequest) -> int | None:
         """The free token-counting endpoint's count (used by --dry-run); None on any failure."""
-        arguments: dict[str, Any] = {"model": request.model, "messages": request.messages()}
-        if request.system is not None:
-            arguments["system"] = request.system
+        arguments: dict[str, Any] = {"model": request.model, **message_fields(request)}
         try:
             with self._clients.lease() as client:
                 counted = await client.messages.count_tokens(**arguments, timeout=10.0)
@@ -165,13 +163,8 @@ def must_stream(request: LLMRequest) -> bool:
 
 
 def _request_arguments(request: LLMRequest, delivery: Delivery) -> dict[str, Any]:
-    arguments: dict[str, Any] = {
-        "model": request.model,
-        "max_tokens": request.max_tokens,
-        "messages": request.messages(),
-    }
-    if request.system is not None:
-        arguments["system"] = request.system
+    arguments: dict[str, Any] = {"model": request.model, "max_tokens": request.max_tokens}
+    arguments.update(message_fields(request))
     if request.stop:
         arguments["stop_sequences"] = list(request.stop)
     if delivery.timeout is not None:
@@ -184,6 +177,40 @@ def _request_arguments(request: LLMRequest, delivery: Delivery) -> dict[str, Any
     if body:
         arguments["extra_body"] = body
     return arguments
+
+
+CACHE_MARKER = {"type": "ephemeral"}
+
+
+def message_fields(request: LLMRequest) -> dict[str, Any]:
+    """``system`` and ``messages`` as the Messages API takes them, with a cache breakpoint.
+
+    One breakpoint is enough: the provider caches everything before the marked block, so the
+    marker goes on the prompt's cached first part when there is one, else on the system
+    prompt. Sent this way the prompt is two text blocks; the model reads them as one text.
+    """
+    messages: list[dict[str, Any]] = list(request.messages())
+    fields: dict[str, Any] = {"messages": messages}
+    if request.system is not None:
+        fields["system"] = request.system
+    cached = request.cached_chars
+    if cached is None:
+        return fields
+    if 0 < cached <= len(request.prompt):
+        blocks = [_text_block(request.prompt[:cached], cache=True)]
+        if cached < len(request.prompt):  # the API refuses empty text blocks
+            blocks.append(_text_block(request.prompt[cached:]))
+        messages[0] = {"role": "user", "content": blocks}
+    elif request.system:
+        fields["system"] = [_text_block(request.system, cache=True)]
+    return fields
+
+
+def _text_block(text: str, *, cache: bool = False) -> dict[str, Any]:
+    block: dict[str, Any] = {"type": "text", "text": text}
+    if cache:
+        block["cache_control"] = CACHE_MARKER
+    return block
 
 
 def _completion(message: Any) -> Completion:

@@ -39,6 +39,10 @@ class LLMRequest:
     followups: tuple[Turn, ...] = ()  # repair turns: the rejected reply, then what was wrong
     schema: dict[str, Any] | None = None
     prompt_version: str | None = None
+    # Prompt caching: None sends no cache markers; N marks the system prompt and the prompt's
+    # first N characters (0: the system prompt alone) as one cached prefix. Not hashed: where
+    # the cache breakpoint sits changes the bill, never the reply.
+    cached_chars: int | None = None
 
     def messages(self) -> list[dict[str, str]]:
         """The conversation in the shape both chat APIs take (system prompt apart)."""

@@ -41,7 +41,12 @@ from stepline.providers.requests import (
     targets,
 )
 from stepline.providers.retry import Attempt, with_retries
-from stepline.providers.tokens import estimate_tokens, fewest_tokens, request_characters
+from stepline.providers.tokens import (
+    CHARS_PER_TOKEN,
+    estimate_tokens,
+    fewest_tokens,
+    request_characters,
+)
 from stepline.spec import LLMParams
 
 ShowProgress = Callable[[str, StreamProgress], None]
@@ -93,6 +98,7 @@ class LLMCaller:
         self._unpriced: set[str] = set()
         self._unbudgeted: set[str] = set()
         self._noticed: set[str] = set()
+        self._cache_checked: set[tuple[str, str]] = set()
 
     async def complete(
         self,
@@ -112,6 +118,8 @@ class LLMCaller:
             return self._replayed(site, primary, request, self._replay)
         if primary.provider == REPLAY:
             return self._replayed(site, primary, request, self._cassette(params))
+        if request.cached_chars is not None:
+            self._check_cacheable(site.step, primary.model, request, log)
         key = request_hash(primary, request)
         use_cache = self._cache is not None and params.cache.enabled
         if use_cache and self._cache is not None and not self._refresh_cache:
@@ -283,9 +291,12 @@ class LLMCaller:
         a call whose price is unknown cannot be bounded, and the log says so once)."""
         if self._budget is None:
             return 0.0
-        most = self._pricer.cost_usd(
+        tokens = estimate_tokens(request)
+        most = self._pricer.cost_usd(  # a cache write is the dearest way to read the input
             target.model,
-            Usage(input_tokens=estimate_tokens(request), output_tokens=request.max_tokens),
+            Usage(output_tokens=request.max_tokens, input_tokens=tokens)
+            if request.cached_chars is None
+            else Usage(output_tokens=request.max_tokens, cache_write_tokens=tokens),
         )
         if most is None:
             if target.model not in self._unbudgeted:
@@ -298,6 +309,27 @@ class LLMCaller:
             return 0.0
         self._budget.reserve(most, model=target.model)
         return most
+
+    def _check_cacheable(
+        self, step_id: str, model: str, request: LLMRequest, log: logging.Logger
+    ) -> None:
+        """Warn, once per step and model, when the cached prefix is too short to be cached:
+        the provider would take the marker without a word and bill every item in full."""
+        if (step_id, model) in self._cache_checked:
+            return
+        self._cache_checked.add((step_id, model))
+        characters = len(request.system or "") + (request.cached_chars or 0)
+        tokens = characters // CHARS_PER_TOKEN
+        minimum = self._pricer.cache_min_tokens(model)
+        if tokens < minimum:
+            log.warning(
+                "cache_prompt: the cached prefix (the system prompt and the start of the prompt "
+                "every item shares) is about %d tokens, below the %d that %s caches, so nothing "
+                "will be cached; lengthen the shared part or turn cache_prompt off",
+                tokens,
+                minimum,
+                model,
+            )
 
     def _check_fits(self, target: Target, request: LLMRequest) -> None:
         """Refuse, before paying for it, a prompt that cannot fit the model's context window."""

@@ -22,6 +22,8 @@ from stepline.spec import ModelPrice
 
 CACHE_WRITE_MULTIPLIER = 1.25  # Anthropic: a 5-minute cache write costs 1.25x input
 CACHE_READ_MULTIPLIER = 0.1  # a cache read costs 0.1x input
+BATCH_MULTIPLIER = 0.5  # Anthropic's Message Batches: every token type at half price
+DEFAULT_CACHE_MIN_TOKENS = 1024  # the shortest cacheable prefix of most Anthropic models
 _DATE_SUFFIX = re.compile(r"-\d{8}$")
 
 
@@ -55,8 +57,15 @@ class Pricer:
         price = self.price(model)
         return price.context_window if price is not None else None
 
-    def cost_usd(self, model: str, usage: Usage) -> float | None:
-        """The call's cost in USD, or None when the model's price is unknown."""
+    def cache_min_tokens(self, model: str) -> int:
+        """The shortest prefix ``model`` caches (the common minimum where the table is silent)."""
+        price = self.price(model)
+        known = price.cache_min_tokens if price is not None else None
+        return known or DEFAULT_CACHE_MIN_TOKENS
+
+    def cost_usd(self, model: str, usage: Usage, *, batch: bool = False) -> float | None:
+        """The call's cost in USD (at batch prices with ``batch``), or None when the model's
+        price is unknown."""
         price = self.price(model)
         if price is None:
             return None
@@ -72,4 +81,6 @@ class Pricer:
             + usage.cache_write_tokens * cache_write
             + usage.cache_read_tokens * cache_read
         )
+        if batch:
+            micro_usd *= BATCH_MULTIPLIER
         return round(micro_usd / 1_000_000, 8)

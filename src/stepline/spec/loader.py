@@ -8,6 +8,7 @@ Prompt, system and schema files are read here, so the rest of stepline only sees
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -101,9 +102,18 @@ def _suggested_keys(errors: list[Any], data: Any) -> set[Location]:
         if error["type"] == "extra_forbidden":
             location = _data_location(error["loc"], data)
             valid = config_keys(_model_at(location[:-1], data))
-            for close in difflib.get_close_matches(str(location[-1]), valid, n=1):
+            for close in closest_keys(str(location[-1]), valid):
                 suggested.add(location[:-1] + (close,))
     return suggested
+
+
+def closest_keys(key: str, valid: Iterable[str]) -> list[str]:
+    """The valid key ``key`` is most likely a typo of (none when nothing is close). Swapped
+    letters are the commonest slip, so a key with the same letters wins: "modle" is "model",
+    not "mode"."""
+    candidates = list(valid)
+    same_letters = [name for name in candidates if sorted(name) == sorted(key)]
+    return same_letters[:1] or difflib.get_close_matches(key, candidates, n=1)
 
 
 def _data_location(pydantic_loc: tuple[Any, ...], data: Any) -> Location:
@@ -150,7 +160,7 @@ def _what(error: Any, location: Location, data: Any) -> str:
     if kind == "extra_forbidden":
         key = str(location[-1])
         valid = sorted(config_keys(_model_at(location[:-1], data))) if location else []
-        close = difflib.get_close_matches(key, valid, n=1)
+        close = closest_keys(key, valid)
         suggestion = (
             f'; did you mean "{close[0]}"?' if close else f"; valid keys: {', '.join(valid)}"
         )

@@ -74,7 +74,8 @@ class ModelPrice(_Strict):
     """USD per million tokens. Cache prices default to Anthropic's multipliers of ``input``.
 
     ``context_window`` (tokens the model reads at most) lets a too-large prompt fail before it
-    is sent and paid for.
+    is sent and paid for; ``cache_min_tokens`` (the shortest prefix the provider caches) lets
+    ``cache_prompt`` warn instead of silently caching nothing.
     """
 
     input: float = Field(ge=0)
@@ -82,6 +83,7 @@ class ModelPrice(_Strict):
     cache_write: float | None = Field(default=None, ge=0)
     cache_read: float | None = Field(default=None, ge=0)
     context_window: int | None = Field(default=None, gt=0)
+    cache_min_tokens: int | None = Field(default=None, gt=0)  # shorter prefixes never cache
 
 
 def _json_extra(value: Any) -> Any:
@@ -96,6 +98,10 @@ def _text_version(value: Any) -> Any:
 
 
 ExtraBody = Annotated[dict[str, Any], AfterValidator(_json_extra)]
+LLMMode = Literal["live", "batch"]
+BatchFallback = Literal["none", "live"]
+MAX_BATCH_REQUESTS = 100_000
+"""The Message Batches API's limit on requests per batch; larger fan-outs use several."""
 PromptVersion = Annotated[str, BeforeValidator(_text_version)]
 
 
@@ -117,6 +123,11 @@ class LLMDefaults(_Strict):
     retry: RetrySpec = Field(default_factory=RetrySpec)
     fallback_models: list[FallbackEntry] = Field(default_factory=list)
     cache: CacheSpec = Field(default_factory=CacheSpec)
+    cache_prompt: bool = False
+    mode: LLMMode = "live"
+    batch_fallback: BatchFallback = "none"
+    batch_poll: Duration = 60.0
+    batch_size: int = Field(default=MAX_BATCH_REQUESTS, ge=1, le=MAX_BATCH_REQUESTS)
 
 
 class LLMParams(_Strict):
@@ -137,6 +148,11 @@ class LLMParams(_Strict):
     retry: RetrySpec = Field(default_factory=RetrySpec)
     fallback_models: list[FallbackModel] = Field(default_factory=list)
     cache: CacheSpec = Field(default_factory=CacheSpec)
+    cache_prompt: bool = False  # mark the static prefix for the provider's prompt cache
+    mode: LLMMode = "live"  # "batch": fan-out items go through the Message Batches API
+    batch_fallback: BatchFallback = "none"
+    batch_poll: float = 60.0  # seconds: the longest wait between two polls of a batch
+    batch_size: int = MAX_BATCH_REQUESTS
 
     @field_validator("fallback_models", mode="before")
     @classmethod
@@ -227,6 +243,12 @@ class LLMStep(StepBase):
     retry: RetrySpec | None = None
     fallback_models: list[FallbackEntry] | None = None
     cache: CacheSpec | None = None
+    cache_prompt: bool | None = None
+    cached_prefix: str | None = None  # a template without item variables, sent before prompt
+    mode: LLMMode | None = None
+    batch_fallback: BatchFallback | None = None
+    batch_poll: Duration | None = None
+    batch_size: int | None = Field(default=None, ge=1, le=MAX_BATCH_REQUESTS)
 
     @model_validator(mode="before")
     @classmethod
@@ -252,6 +274,12 @@ class LLMStep(StepBase):
             )
         if self.output_schema is not None:
             check_json_schema(self.output_schema)
+        if self.mode == "batch" and self.for_each is None:
+            raise ValueError(
+                "mode: batch needs for_each (a batch sends a fan-out step's items together)"
+            )
+        if self.cached_prefix is not None and self.cache_prompt is False:
+            raise ValueError("cached_prefix is the part cache_prompt caches; remove one of them")
         return self
 
     @property
@@ -450,6 +478,10 @@ class PipelineSpec(_Strict):
             if getattr(step, key) is not None
         }
         merged = {**defaults, **overrides, "extra": {**self.llm.extra, **(step.extra or {})}}
+        if step.cached_prefix is not None:
+            merged["cache_prompt"] = True
+        if not step.fans_out:  # llm: {mode: batch} batches the fan-out steps; others go live
+            merged["mode"] = "live"
         if not merged.get("model"):
             raise SpecError(
                 f'step "{step.id}": no model is set',
@@ -465,6 +497,12 @@ class PipelineSpec(_Strict):
             raise SpecError(
                 f'step "{step.id}": provider replay needs a cassette',
                 hint="set cassette: (a JSONL file made with --record) in llm: or on the step",
+            )
+        if merged["mode"] == "batch" and merged["provider"] == "openai":
+            raise SpecError(
+                f'step "{step.id}": mode: batch needs provider anthropic (the Message Batches '
+                "API); OpenAI-compatible servers are called live",
+                hint="remove mode: batch from the step, or use provider: anthropic",
             )
         return LLMParams.model_validate(merged)
 

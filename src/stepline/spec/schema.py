@@ -60,6 +60,20 @@ KEY_HELP: dict[str, str] = {
     "fallback_models": "Models tried in order once a model has used its attempts: a name, or "
     "{model, provider, base_url}.",
     "cache": "The response cache in <workdir>/cache.sqlite.",
+    "cache_prompt": "true: mark the part every request of the step shares (system prompt and "
+    "the prompt before the first item variable) for Anthropic's prompt cache.",
+    "cached_prefix": "Text (a template without item variables) sent before the prompt and "
+    "cached; implies cache_prompt.",
+    "mode": "live (default) or batch: a fan-out step's items go through Anthropic's Message "
+    "Batches API at half price, results within 24 hours.",
+    "batch_fallback": "none (default): failed or expired batch items follow on_item_error | "
+    "live: they are asked again with live calls.",
+    "batch_poll": "The longest wait between two polls of a batch (default 60s); polling "
+    "starts at 1s and backs off.",
+    "batch_size": "Requests per batch (default and most 100000); a larger fan-out sends "
+    "several batches.",
+    "cache_min_tokens": "The shortest prefix the model's prompt cache takes; cache_prompt "
+    "warns below it.",
     # retry:, cache:, fallback models, pricing entries
     "attempts": "Requests per model, the first included (default 5).",
     "initial_delay": "Scale of the exponential backoff with jitter (default 1s).",
@@ -177,6 +191,7 @@ def config_schema() -> dict[str, Any]:
     for name in ("LLMDefaults", "LLMStep", "PythonStep", "ShellStep"):
         _loosen_durations(definitions[name], ("timeout",))
     for name in ("LLMDefaults", "LLMStep"):
+        _loosen_durations(definitions[name], ("batch_poll",))
         _widen(definitions[name]["properties"]["prompt_version"], {"type": "number"})
     _widen(definitions["ShellStep"]["properties"]["command"], {"type": "string"})
     rate = schema["properties"]["rate_limit"]

@@ -17,7 +17,7 @@ from stepline.providers.base import MAX_REPLY_BYTES, Completion, LLMRequest, Tur
 from stepline.spec import LLMParams, LLMStep
 from stepline.steps.base import StepEnvironment, StepOutcome
 from stepline.steps.structured import ReplyProblem, repair_request_text, structured_value
-from stepline.templates import render
+from stepline.templates import item_free_prefix, render
 
 
 async def run_llm_step(step: LLMStep, env: StepEnvironment) -> StepOutcome:
@@ -64,9 +64,17 @@ async def _ask_until_usable(
 
 def build_request(step: LLMStep, params: LLMParams, context: dict[str, Any]) -> LLMRequest:
     """The step's request, with its prompt and system prompt rendered."""
+    prompt = render(step.prompt or "", context, where="prompt")
+    cached_chars = None
+    if params.cache_prompt and step.cached_prefix is not None:
+        prefix = render(step.cached_prefix, context, where="cached_prefix")
+        prompt, cached_chars = prefix + prompt, len(prefix)
+    elif params.cache_prompt:
+        cached_chars = _static_length(step.prompt or "", prompt, context)
     return LLMRequest(
         model=params.model,
-        prompt=render(step.prompt or "", context, where="prompt"),
+        prompt=prompt,
+        cached_chars=cached_chars,
         system=render(step.system, context, where="system") if step.system is not None else None,
         max_tokens=params.max_tokens,
         temperature=params.temperature,
@@ -75,6 +83,19 @@ def build_request(step: LLMStep, params: LLMParams, context: dict[str, Any]) -> 
         schema=step.output_schema,
         prompt_version=params.prompt_version,
     )
+
+
+def _static_length(source: str, prompt: str, context: dict[str, Any]) -> int:
+    """How many leading characters of the rendered ``prompt`` every item shares: the
+    rendering of the template's part before its first item variable."""
+    static_source = item_free_prefix(source)
+    if static_source == source:
+        return len(prompt)
+    prefix = render(static_source, context, where="prompt")
+    for candidate in (prefix, prefix.rstrip()):  # {{- item }} eats the whitespace before it
+        if candidate and prompt.startswith(candidate):
+            return len(candidate)
+    return 0
 
 
 async def _ask(

@@ -26,6 +26,19 @@ How a request is answered, in order:
 
 Every request, including rejected ones, is appended to :attr:`FakeLLMServer.requests`.
 
+Two Anthropic features beyond plain Messages calls are simulated, so that code using them can be
+tested against the real SDK:
+
+- **Message Batches** (``/v1/messages/batches``): create, retrieve, results, cancel. Each
+  request in a batch is answered at creation time by the same machinery as a live call (steps
+  2-4 above) and recorded in :attr:`FakeLLMServer.batch_requests`, not in ``requests``. The
+  batch then stays ``in_progress`` for :attr:`FakeLLMServer.batch_processing_time` seconds.
+  :meth:`FakeLLMServer.script_batch_api` makes the batch endpoints themselves fail.
+  See :class:`FakeBatch`.
+- **Prompt caching**: a request whose content blocks carry ``cache_control`` reports
+  ``cache_creation_input_tokens`` the first time a prefix is seen and
+  ``cache_read_input_tokens`` afterwards (see :attr:`FakeLLMServer.simulate_prompt_cache`).
+
 The server uses only the standard library so that it cannot drift with, or depend on, the
 client stack under test.
 """
@@ -37,6 +50,7 @@ import contextlib
 import hashlib
 import json
 import math
+import re
 import socket
 import sys
 import threading
@@ -44,18 +58,22 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 from urllib.parse import urlsplit
 
 __all__ = [
+    "ANTHROPIC_BATCHES_PATH",
     "ANTHROPIC_COUNT_TOKENS_PATH",
     "ANTHROPIC_MESSAGES_PATH",
     "OPENAI_CHAT_PATH",
+    "BatchExpired",
     "Disconnect",
     "ErrorReply",
+    "FakeBatch",
     "FakeLLMServer",
     "RecordedRequest",
     "Reply",
@@ -70,6 +88,7 @@ __all__ = [
 
 ANTHROPIC_MESSAGES_PATH = "/v1/messages"
 ANTHROPIC_COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
+ANTHROPIC_BATCHES_PATH = "/v1/messages/batches"
 OPENAI_CHAT_PATH = "/v1/chat/completions"
 
 #: The HTTP status the real Anthropic API uses for each error type. Used when a failure has to be
@@ -199,7 +218,20 @@ class Disconnect:
     partial_text: str | None = None
 
 
-Response: TypeAlias = Reply | ErrorReply | StreamError | Disconnect
+@dataclass
+class BatchExpired:
+    """Batch requests only: the request was not processed before its batch expired.
+
+    The real API expires whatever is unprocessed 24 hours after a batch was created; this lets
+    a test produce that outcome (result ``{"type": "expired"}``) without waiting. Answered to a
+    live ``/v1/messages`` call it is a mistake in the test: the call gets a 500 and the
+    mistake lands in :attr:`FakeLLMServer.errors`.
+    """
+
+
+Response: TypeAlias = Reply | ErrorReply | StreamError | Disconnect | BatchExpired
+#: What a live (non-batch) request can be answered with.
+_LiveResponse: TypeAlias = Reply | ErrorReply | StreamError | Disconnect
 Responder: TypeAlias = Callable[["RecordedRequest"], Response]
 #: What :meth:`FakeLLMServer.script` and :meth:`FakeLLMServer.when` accept: a fixed response, or
 #: a responder called with the request (for answers that depend on it).
@@ -260,6 +292,8 @@ class RecordedRequest:
     query: str = ""
     #: Wall-clock time (``time.time()``) when the request was fully read.
     received_at: float = field(default_factory=time.time)
+    #: For a request inside a Message Batch: its ``custom_id`` (``None`` for live calls).
+    custom_id: str | None = None
 
     @property
     def model(self) -> str | None:
@@ -381,6 +415,207 @@ class _ClientGone(Exception):
 
 
 # --------------------------------------------------------------------------------------------
+# Prompt caching
+# --------------------------------------------------------------------------------------------
+
+
+def _cache_prefix(body: dict[str, Any]) -> list[tuple[str, str]] | None:
+    """The ``(where, text)`` pairs a request asks to cache, or ``None`` if it marks nothing.
+
+    Blocks are taken in the order the API builds its prompt -- ``system`` first, then each
+    message's content -- and the prefix runs up to and including the *last* block carrying
+    ``cache_control``. A plain-string ``system`` or message content counts as one unmarked text
+    block: it cannot carry a marker but is still part of the prefix before a later one. Only
+    text contributes (``where`` is ``"system"`` or the message role, so equal text in
+    different places is a different prefix); tools and images are ignored.
+    """
+    blocks: list[tuple[str, Any]] = [("system", block) for block in _as_blocks(body.get("system"))]
+    for message in body.get("messages") or []:
+        if isinstance(message, dict):
+            role = str(message.get("role"))
+            blocks += [(role, block) for block in _as_blocks(message.get("content"))]
+    marked = [i for i, (_, block) in enumerate(blocks) if block.get("cache_control")]
+    if not marked:
+        return None
+    return [
+        (where, block["text"])
+        for where, block in blocks[: marked[-1] + 1]
+        if block.get("type") == "text" and isinstance(block.get("text"), str)
+    ]
+
+
+def _as_blocks(content: Any) -> list[dict[str, Any]]:
+    """``content`` as a list of block dicts (a string becomes one text block)."""
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    if isinstance(content, list):
+        return [block for block in content if isinstance(block, dict)]
+    return []
+
+
+# --------------------------------------------------------------------------------------------
+# Message Batches
+# --------------------------------------------------------------------------------------------
+
+#: What the real API accepts as a batch request's ``custom_id``.
+_CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+def _batch_route(method: str, path: str) -> tuple[str, str | None] | None:
+    """``(action, batch id)`` for a Message Batches call, or ``None`` if there is no such call.
+
+    Actions: ``create``, ``retrieve``, ``results``, ``cancel``.
+    """
+    if path == ANTHROPIC_BATCHES_PATH:
+        return ("create", None) if method == "POST" else None
+    parts = path.removeprefix(ANTHROPIC_BATCHES_PATH + "/").split("/")
+    if not path.startswith(ANTHROPIC_BATCHES_PATH + "/") or not parts[0] or len(parts) > 2:
+        return None
+    batch_id = parts[0]
+    routes = {("GET", ""): "retrieve", ("GET", "results"): "results", ("POST", "cancel"): "cancel"}
+    action = routes.get((method, parts[1] if len(parts) == 2 else ""))
+    return None if action is None else (action, batch_id)
+
+
+def _batch_body_problem(body: dict[str, Any], max_requests: int) -> str | None:
+    """Why a create-batch body would be refused with a 400, or ``None`` if it is valid."""
+    requests = body.get("requests")
+    if not isinstance(requests, list) or not requests:
+        return "requests: a non-empty list of requests is required"
+    if len(requests) > max_requests:
+        return f"requests: a batch may hold at most {max_requests} requests, not {len(requests)}"
+    seen: set[str] = set()
+    for index, item in enumerate(requests):
+        where = f"requests.{index}"
+        if not isinstance(item, dict):
+            return f"{where}: Input should be an object"
+        custom_id = item.get("custom_id")
+        if not isinstance(custom_id, str) or not _CUSTOM_ID.match(custom_id):
+            return f"{where}.custom_id: String should match pattern '{_CUSTOM_ID.pattern}'"
+        if custom_id in seen:
+            return f"{where}.custom_id: {custom_id!r} is used twice; custom_id must be unique"
+        seen.add(custom_id)
+        params = item.get("params")
+        if not isinstance(params, dict):
+            return f"{where}.params: Field required"
+        for name in ("model", "max_tokens", "messages"):
+            if name not in params:
+                return f"{where}.params.{name}: Field required"
+        if not isinstance(params["messages"], list) or not params["messages"]:
+            return f"{where}.params.messages: at least one message is required"
+    return None
+
+
+def _batch_result(response: Response, request: RecordedRequest) -> dict[str, Any]:
+    """A batch request's ``result`` object for a response chosen by the usual machinery.
+
+    Failures that only make sense on a live connection (a mid-stream error, a dropped
+    connection) become ``api_error``: inside a batch, the API reports them as errored results.
+    """
+    if isinstance(response, Reply):
+        return {"type": "succeeded", "message": _anthropic_message(request, response)}
+    if isinstance(response, BatchExpired):
+        return {"type": "expired"}
+    if isinstance(response, ErrorReply):
+        error = {"type": response.type, "message": response.message}
+    elif isinstance(response, StreamError):
+        error = {"type": "api_error", "message": response.message}
+    else:
+        error = {"type": "api_error", "message": "Internal server error"}
+    return {"type": "errored", "error": {"type": "error", "error": error}}
+
+
+def _rfc3339(timestamp: float) -> str:
+    """``2024-08-20T18:37:24.100435Z``: how the real API writes times."""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class FakeBatch:
+    """The fake's state for one Message Batch (read it through :attr:`FakeLLMServer.batches`).
+
+    Every request is answered when the batch is created, so ``results`` never changes; what
+    changes with time is only whether the batch has *ended* (``processing_time`` elapsed, or
+    canceled) and so whether the results can be seen. A canceled batch reports every request
+    as canceled, even though answers were chosen: the fake has no partial progress to report.
+    """
+
+    id: str
+    #: ``time.time()`` at creation.
+    created_at: float
+    #: Seconds the batch stays ``in_progress`` (``FakeLLMServer.batch_processing_time`` at
+    #: creation).
+    processing_time: float
+    #: The requests, in the order they were sent (each with its ``custom_id``).
+    requests: list[RecordedRequest]
+    #: ``custom_id`` -> the ``result`` object chosen at creation (before any cancel).
+    results: dict[str, dict[str, Any]]
+    #: ``time.time()`` when a cancel arrived before the batch ended; ``None`` otherwise.
+    cancel_initiated_at: float | None = None
+
+    @property
+    def is_canceled(self) -> bool:
+        return self.cancel_initiated_at is not None
+
+    @property
+    def ended_at(self) -> float:
+        """When processing ends (or ended): at cancel, else after ``processing_time``."""
+        if self.cancel_initiated_at is not None:
+            return self.cancel_initiated_at
+        return self.created_at + self.processing_time
+
+    def is_ended(self, now: float) -> bool:
+        return self.is_canceled or now >= self.ended_at
+
+    def final_results(self) -> list[tuple[str, dict[str, Any]]]:
+        """``(custom_id, result)`` per request, in request order, as seen once ended."""
+        canceled = {"type": "canceled"}
+        return [
+            (custom_id, dict(canceled) if self.is_canceled else result)
+            for custom_id, result in self.results.items()
+        ]
+
+    def as_message_batch(
+        self,
+        *,
+        now: float,
+        base_url: str,
+        unended: Literal["in_progress", "canceling"] | None = None,
+    ) -> dict[str, Any]:
+        """The ``MessageBatch`` object the API returns for this batch at time ``now``.
+
+        ``unended`` renders the answer to a create or cancel call, which the real API gives
+        (as ``in_progress`` or ``canceling``) before processing has ended, even for a batch
+        that ends at once.
+        """
+        ended = self.is_ended(now) and unended is None
+        counts = {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
+        if ended:
+            for _, result in self.final_results():
+                counts[result["type"]] += 1
+        else:
+            # Like the real API, counts move only when the whole batch has ended.
+            counts["processing"] = len(self.results)
+        status = "ended" if ended else unended or "in_progress"
+        return {
+            "id": self.id,
+            "type": "message_batch",
+            "processing_status": status,
+            "request_counts": counts,
+            "ended_at": _rfc3339(self.ended_at) if ended else None,
+            "created_at": _rfc3339(self.created_at),
+            "expires_at": _rfc3339(self.created_at + 24 * 3600),
+            "cancel_initiated_at": (
+                None if self.cancel_initiated_at is None else _rfc3339(self.cancel_initiated_at)
+            ),
+            "archived_at": None,
+            "results_url": f"{base_url}{ANTHROPIC_BATCHES_PATH}/{self.id}/results"
+            if ended
+            else None,
+        }
+
+
+# --------------------------------------------------------------------------------------------
 # HTTP handler
 # --------------------------------------------------------------------------------------------
 
@@ -480,6 +715,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, {"input_tokens": counted_tokens(body)})
         elif self.command == "POST" and split.path == OPENAI_CHAT_PATH:
             self._openai(request, body_error)
+        elif (route := _batch_route(self.command, split.path)) is not None:
+            self._batches(request, body_error, *route)
         else:
             self._send_anthropic_error(
                 ErrorReply(404, "not_found_error", f"Not found: {self.command} {split.path}")
@@ -492,15 +729,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- Anthropic Messages API ------------------------------------------------------------
 
-    def _anthropic(self, request: RecordedRequest, body_error: str | None) -> None:
+    def _refuse_without_key(self, request: RecordedRequest) -> bool:
+        """Answer 401 and return ``True`` if the request carries no API key."""
         headers = request.headers
-        if not headers.get("x-api-key") and not headers.get("authorization", "").startswith(
-            "Bearer "
-        ):
-            # Only presence is checked: tests use sentinel keys and assert on what was sent.
-            self._send_anthropic_error(
-                ErrorReply(401, "authentication_error", "x-api-key header is required")
-            )
+        if headers.get("x-api-key") or headers.get("authorization", "").startswith("Bearer "):
+            return False
+        # Only presence is checked: tests use sentinel keys and assert on what was sent.
+        self._send_anthropic_error(
+            ErrorReply(401, "authentication_error", "x-api-key header is required")
+        )
+        return True
+
+    def _anthropic(self, request: RecordedRequest, body_error: str | None) -> None:
+        if self._refuse_without_key(request):
             return
         if body_error is not None:
             self._send_anthropic_error(ErrorReply(400, "invalid_request_error", body_error))
@@ -522,6 +763,8 @@ class _Handler(BaseHTTPRequestHandler):
         response = self.server.owner._next_response(request)
         if isinstance(response, StreamError) and not request.stream:
             response = response.as_error_reply()
+        if isinstance(response, Reply):
+            response = self.server.owner._apply_prompt_cache(request, response)
 
         if isinstance(response, Disconnect):
             self._disconnect(request, response, self._anthropic_stream_prefix)
@@ -535,37 +778,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._anthropic_stream(request, response)
         else:
             self._wait(response.delay)
-            self._send_json(200, self._anthropic_message(request, response))
-
-    def _anthropic_message(self, request: RecordedRequest, reply: Reply) -> dict[str, Any]:
-        content: list[dict[str, Any]] = []
-        if reply.thinking is not None:
-            content.append(
-                {
-                    "type": "thinking",
-                    "thinking": reply.thinking,
-                    "signature": _signature(reply.thinking),
-                }
-            )
-        content.append({"type": "text", "text": reply.text})
-        return {
-            "id": _new_id("msg_"),
-            "type": "message",
-            "role": "assistant",
-            "model": reply.model or request.model or "unknown-model",
-            "content": content,
-            "stop_reason": reply.stop_reason,
-            "stop_sequence": None,
-            "usage": {
-                "input_tokens": reply.input_tokens,
-                "output_tokens": reply.output_tokens,
-                "cache_creation_input_tokens": reply.cache_creation_input_tokens,
-                "cache_read_input_tokens": reply.cache_read_input_tokens,
-            },
-        }
+            self._send_json(200, _anthropic_message(request, response))
 
     def _anthropic_message_start(self, request: RecordedRequest, reply: Reply) -> dict[str, Any]:
-        message = self._anthropic_message(request, reply)
+        message = _anthropic_message(request, reply)
         message["content"] = []
         message["stop_reason"] = None
         # Like the real API: message_start reports a provisional output count; the total
@@ -633,7 +849,8 @@ class _Handler(BaseHTTPRequestHandler):
                 {
                     "type": "message_delta",
                     "delta": {"stop_reason": reply.stop_reason, "stop_sequence": None},
-                    "usage": {"output_tokens": reply.output_tokens},
+                    # Cumulative, as the real API sends them; clients overwrite, not add.
+                    "usage": _anthropic_usage(reply),
                 },
             )
         )
@@ -659,6 +876,80 @@ class _Handler(BaseHTTPRequestHandler):
             _anthropic_error_body(error.type, error.message, request_id),
             {"request-id": request_id, **error.headers},
         )
+
+    # -- Anthropic Message Batches API -----------------------------------------------------
+
+    def _batches(
+        self, request: RecordedRequest, body_error: str | None, action: str, batch_id: str | None
+    ) -> None:
+        """One Message Batches call: the key check, then a scripted failure, then the action.
+
+        Scripted failures (:meth:`FakeLLMServer.script_batch_api`) come after the key check,
+        like the script for model calls, but before validation and id lookup: they stand for
+        the service failing, whatever was asked.
+        """
+        owner = self.server.owner
+        if self._refuse_without_key(request):
+            return
+        failure = owner._next_batch_api_failure()
+        if isinstance(failure, Disconnect):
+            self._disconnect(request, failure, self._anthropic_stream_prefix)
+            return
+        if isinstance(failure, ErrorReply):
+            self._wait(failure.delay)
+            self._send_anthropic_error(failure)
+            return
+        if action == "create":
+            self._create_batch(request, body_error)
+            return
+        batch = owner.batches.get(batch_id or "")
+        if batch is None:
+            message = f"No message batch with id {batch_id!r}"
+            self._send_anthropic_error(ErrorReply(404, "not_found_error", message))
+        elif action == "results":
+            self._batch_results(batch)
+        elif action == "cancel":
+            self._send_json(200, owner._cancel_batch(batch))
+        else:
+            self._send_json(200, owner._message_batch(batch))
+
+    def _create_batch(self, request: RecordedRequest, body_error: str | None) -> None:
+        owner = self.server.owner
+        problem = body_error or _batch_body_problem(request.body, owner.max_batch_requests)
+        if problem is not None:
+            self._send_anthropic_error(ErrorReply(400, "invalid_request_error", problem))
+            return
+        batch = owner._create_batch(request)
+        answer = batch.as_message_batch(
+            now=batch.created_at, base_url=owner.base_url, unended="in_progress"
+        )
+        self._send_json(200, answer)
+
+    def _batch_results(self, batch: FakeBatch) -> None:
+        """JSON Lines, one per request, in *reversed* request order.
+
+        The real API promises no order; reversing (deterministic, and different from request
+        order whenever there are two requests) catches clients that match by position instead
+        of by ``custom_id``.
+        """
+        if not batch.is_ended(time.time()):
+            message = (
+                f"Message batch {batch.id} is still processing; its results are available once"
+                " processing_status is 'ended'"
+            )
+            self._send_anthropic_error(ErrorReply(400, "invalid_request_error", message))
+            return
+        lines = [
+            json.dumps({"custom_id": custom_id, "result": result}) + "\n"
+            for custom_id, result in reversed(batch.final_results())
+        ]
+        data = "".join(lines).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/binary")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("request-id", _new_id("req_"))
+        self.end_headers()
+        self._write(data)
 
     # -- OpenAI chat completions -----------------------------------------------------------
 
@@ -838,6 +1129,39 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
 
 
+def _anthropic_message(request: RecordedRequest, reply: Reply) -> dict[str, Any]:
+    """The ``Message`` object a non-streaming reply (or a succeeded batch request) carries."""
+    content: list[dict[str, Any]] = []
+    if reply.thinking is not None:
+        content.append(
+            {
+                "type": "thinking",
+                "thinking": reply.thinking,
+                "signature": _signature(reply.thinking),
+            }
+        )
+    content.append({"type": "text", "text": reply.text})
+    return {
+        "id": _new_id("msg_"),
+        "type": "message",
+        "role": "assistant",
+        "model": reply.model or request.model or "unknown-model",
+        "content": content,
+        "stop_reason": reply.stop_reason,
+        "stop_sequence": None,
+        "usage": _anthropic_usage(reply),
+    }
+
+
+def _anthropic_usage(reply: Reply) -> dict[str, Any]:
+    return {
+        "input_tokens": reply.input_tokens,
+        "output_tokens": reply.output_tokens,
+        "cache_creation_input_tokens": reply.cache_creation_input_tokens,
+        "cache_read_input_tokens": reply.cache_read_input_tokens,
+    }
+
+
 def _text_block() -> dict[str, Any]:
     return {"type": "text", "text": ""}
 
@@ -910,6 +1234,28 @@ class FakeLLMServer:
         self.responder: Responder = echo_responder
         self._script: deque[ResponseSpec] = deque()
         self._rules: list[_Rule] = []
+        #: Requests inside Message Batches, in the order they were answered (at batch
+        #: creation). Kept apart from :attr:`requests` so ``count("/v1/messages")`` still
+        #: counts live calls only.
+        self.batch_requests: list[RecordedRequest] = []
+        #: Seconds a new batch stays ``in_progress`` before it ends.
+        self.batch_processing_time: float = 0.0
+        #: Most requests one batch may hold (the real API's limit); more is a 400.
+        self.max_batch_requests: int = 100_000
+        #: Report cache writes and reads for requests that mark blocks with ``cache_control``
+        #: (unless the chosen :class:`Reply` sets cache tokens itself).
+        self.simulate_prompt_cache: bool = True
+        #: Shortest prefix, in words, that is cached; shorter ones are silently not cached,
+        #: as the real API does below its per-model minimum.
+        self.cache_min_tokens: int = 1024
+        #: Seconds a cached prefix lives after it was last written or read.
+        self.prompt_cache_ttl: float = 300.0
+        #: How many prefixes were written to, and read from, the simulated prompt cache.
+        self.prompt_cache_writes: int = 0
+        self.prompt_cache_reads: int = 0
+        self._prompt_cache: dict[str, float] = {}
+        self._batches: dict[str, FakeBatch] = {}
+        self._batch_api_script: deque[ErrorReply | Disconnect] = deque()
         self._stopping = threading.Event()
         self._connections: set[socket.socket] = set()
         self._httpd: _HTTPServer | None = None
@@ -1010,17 +1356,39 @@ class FakeLLMServer:
         """:meth:`when` for the common case of routing on the last user message."""
         self.when(lambda request: needle in request.prompt, *responses)
 
-    def reset(self) -> None:
-        """Forget recorded requests and errors, and clear the script queue and rules.
+    def script_batch_api(self, *responses: ErrorReply | Disconnect) -> None:
+        """Make the next Message Batches calls (create, retrieve, results, cancel) fail.
 
-        The :attr:`responder` is left as is. Lists are cleared in place, so references
-        obtained earlier stay valid.
+        Each call with an API key takes one response (FIFO) before anything else happens, so
+        ``script_batch_api(ErrorReply.overloaded())`` makes the next poll a 529. This queue is
+        separate from :meth:`script`, which answers the model requests inside batches.
+        """
+        for response in responses:
+            if not isinstance(response, ErrorReply | Disconnect):
+                raise TypeError(
+                    f"script_batch_api() takes ErrorReply or Disconnect, not {response!r}"
+                )
+        with self._lock:
+            self._batch_api_script.extend(responses)
+
+    def reset(self) -> None:
+        """Forget requests, errors, batches and the prompt cache; clear scripts and rules.
+
+        The :attr:`responder` and settings (``batch_processing_time``, ``cache_min_tokens``,
+        ...) are left as they are. Lists are cleared in place, so references obtained earlier
+        stay valid.
         """
         with self._lock:
             self.requests.clear()
+            self.batch_requests.clear()
             self.errors.clear()
             self._script.clear()
             self._rules.clear()
+            self._batches.clear()
+            self._batch_api_script.clear()
+            self._prompt_cache.clear()
+            self.prompt_cache_writes = 0
+            self.prompt_cache_reads = 0
 
     @property
     def pending(self) -> int:
@@ -1048,6 +1416,12 @@ class FakeLLMServer:
         with self._lock:
             return self.requests[-1]
 
+    @property
+    def batches(self) -> dict[str, FakeBatch]:
+        """A snapshot of the batches created, by id (the :class:`FakeBatch` objects are live)."""
+        with self._lock:
+            return dict(self._batches)
+
     # -- used by the handler ---------------------------------------------------------------
 
     def _record(self, request: RecordedRequest) -> None:
@@ -1065,7 +1439,16 @@ class FakeLLMServer:
             else:
                 self._connections.discard(conn)
 
-    def _next_response(self, request: RecordedRequest) -> Response:
+    def _next_response(self, request: RecordedRequest) -> _LiveResponse:
+        """The answer to a live call; a :class:`BatchExpired` here is the test's mistake."""
+        response = self._next_batch_response(request)
+        if not isinstance(response, BatchExpired):
+            return response
+        exc = TypeError("BatchExpired answers requests inside a batch, not live calls")
+        self._record_error(exc)
+        return ErrorReply(500, "api_error", f"FakeLLMServer responder failed: {exc!r}")
+
+    def _next_batch_response(self, request: RecordedRequest) -> Response:
         """Pick the answer: script queue, then rules, then the responder.
 
         A responder that raises is answered with a 500 ``api_error`` naming the exception,
@@ -1074,12 +1457,93 @@ class FakeLLMServer:
         try:
             spec = self._pick_spec(request)
             response = spec(request) if callable(spec) else spec
-            if not isinstance(response, Reply | ErrorReply | StreamError | Disconnect):
+            if not isinstance(
+                response, Reply | ErrorReply | StreamError | Disconnect | BatchExpired
+            ):
                 raise TypeError(f"responder returned {response!r}, not a response object")
             return response
         except Exception as exc:
             self._record_error(exc)
             return ErrorReply(500, "api_error", f"FakeLLMServer responder failed: {exc!r}")
+
+    def _apply_prompt_cache(self, request: RecordedRequest, reply: Reply) -> Reply:
+        """``reply`` with the cache tokens the real API would report (a copy; scripts repeat).
+
+        Only the prefix up to the last ``cache_control`` marker is looked up, as one entry
+        keyed by the model and the prefix's text; the real API also tries earlier markers.
+        """
+        if not self.simulate_prompt_cache or (
+            reply.cache_creation_input_tokens or reply.cache_read_input_tokens
+        ):
+            return reply
+        prefix = _cache_prefix(request.body)
+        if prefix is None:
+            return reply
+        tokens = sum(len(text.split()) for _, text in prefix)
+        if tokens < self.cache_min_tokens:
+            return reply
+        key = hashlib.sha256(json.dumps([request.model, prefix]).encode()).hexdigest()
+        now = time.monotonic()
+        with self._lock:
+            written = self._prompt_cache.get(key)
+            is_hit = written is not None and now - written < self.prompt_cache_ttl
+            self._prompt_cache[key] = now  # a read refreshes the entry's lifetime
+            if is_hit:
+                self.prompt_cache_reads += 1
+            else:
+                self.prompt_cache_writes += 1
+        if is_hit:
+            return replace(reply, cache_read_input_tokens=tokens)
+        return replace(reply, cache_creation_input_tokens=tokens)
+
+    def _next_batch_api_failure(self) -> ErrorReply | Disconnect | None:
+        with self._lock:
+            return self._batch_api_script.popleft() if self._batch_api_script else None
+
+    def _create_batch(self, request: RecordedRequest) -> FakeBatch:
+        """Answer every request of a (validated) create call now, and keep the batch."""
+        created_at = time.time()
+        inner = [
+            RecordedRequest(
+                path=ANTHROPIC_MESSAGES_PATH,
+                headers=request.headers,
+                body=item["params"],
+                received_at=created_at,
+                custom_id=item["custom_id"],
+            )
+            for item in request.body["requests"]
+        ]
+        with self._lock:
+            self.batch_requests.extend(inner)
+        results: dict[str, dict[str, Any]] = {}
+        for item in inner:
+            response = self._next_batch_response(item)
+            if isinstance(response, Reply):
+                response = self._apply_prompt_cache(item, response)
+            results[str(item.custom_id)] = _batch_result(response, item)
+        batch = FakeBatch(
+            id=_new_id("msgbatch_"),
+            created_at=created_at,
+            processing_time=self.batch_processing_time,
+            requests=inner,
+            results=results,
+        )
+        with self._lock:
+            self._batches[batch.id] = batch
+        return batch
+
+    def _message_batch(self, batch: FakeBatch) -> dict[str, Any]:
+        with self._lock:
+            return batch.as_message_batch(now=time.time(), base_url=self.base_url)
+
+    def _cancel_batch(self, batch: FakeBatch) -> dict[str, Any]:
+        """Start canceling ``batch`` unless it has ended (then nothing changes, as in the API)."""
+        with self._lock:
+            now = time.time()
+            if batch.is_ended(now):
+                return batch.as_message_batch(now=now, base_url=self.base_url)
+            batch.cancel_initiated_at = now
+            return batch.as_message_batch(now=now, base_url=self.base_url, unended="canceling")
 
     def _pick_spec(self, request: RecordedRequest) -> ResponseSpec:
         with self._lock:

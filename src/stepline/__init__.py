@@ -40,12 +40,14 @@ def run(
     provider: str | None = None,
     concurrency: int | None = None,
     max_cost: float | None = None,
+    batch: bool = False,
     hooks: Hooks | None = None,
 ) -> RunResult:
     """Start a run of the pipeline at ``config`` on ``input``; return how it ended.
 
     ``model`` / ``provider`` force a model or provider on every LLM step, like ``--model`` and
-    ``--provider``; ``concurrency`` is ``--concurrency``, ``max_cost`` is ``--max-cost``. Pause
+    ``--provider``; ``concurrency`` is ``--concurrency``, ``max_cost`` is ``--max-cost``,
+    ``batch`` is ``--batch``. Pause
     points are passed unless ``hooks`` says otherwise. Errors in the config or the input raise
     ``stepline.errors.StepLineError`` subclasses before anything is written.
     """
@@ -61,6 +63,7 @@ def run(
         provider=provider,
         concurrency=concurrency,
         max_cost=max_cost,
+        batch=batch,
         run_id=run_id,
     )
     return api.run(
@@ -84,6 +87,7 @@ def resume(
     provider: str | None = None,
     concurrency: int | None = None,
     max_cost: float | None = None,
+    batch: bool = False,
     skip_failed: bool = False,
     fresh_items: bool = False,
     hooks: Hooks | None = None,
@@ -102,6 +106,7 @@ def resume(
         provider=provider,
         concurrency=concurrency,
         max_cost=max_cost,
+        batch=batch,
         skip_failed=skip_failed,
         fresh_items=fresh_items,
     )

@@ -6,7 +6,9 @@ test stop the process dead (SIGKILL to itself: no cleanup, no ``finally``) exact
 - ``item-intent-committed``: a fan-out item's intent row is committed, its LLM call not sent;
 - ``reply-received``: a provider's reply is in memory, nothing about it committed yet;
 - ``before-rename:<file name>``: an atomic write's temp file is complete and fsynced, the
-  rename that would publish it not done (``before-rename:state.json`` is mid state write).
+  rename that would publish it not done (``before-rename:state.json`` is mid state write);
+- ``batch-created``: the provider has created a batch, its id not yet committed;
+- ``batch-polled``: a batch's id is committed and it has been polled once.
 
 Nothing in a config, the environment or the command line can arm one: only code running in the
 process that calls ``arm`` (a test's wrapper around ``stepline.cli.app.main``).

@@ -3,6 +3,7 @@
 from tests.fakes.llm_server import (
     ANTHROPIC_MESSAGES_PATH,
     OPENAI_CHAT_PATH,
+    BatchExpired,
     Disconnect,
     ErrorReply,
     FakeLLMServer,
@@ -19,6 +20,7 @@ from tests.fakes.llm_server import (
 __all__ = [
     "ANTHROPIC_MESSAGES_PATH",
     "OPENAI_CHAT_PATH",
+    "BatchExpired",
     "Disconnect",
     "ErrorReply",
     "FakeLLMServer",

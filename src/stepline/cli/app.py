@@ -26,6 +26,7 @@ from stepline.cli.background import (
 from stepline.cli.completion import complete_run_id
 from stepline.cli.housekeeping import cache_app, clean_command
 from stepline.cli.options import (
+    BatchOption,
     ConcurrencyOption,
     ConfigOption,
     DebugOption,
@@ -133,6 +134,7 @@ def run_command(
     provider: ProviderOption = None,
     concurrency: ConcurrencyOption = None,
     max_cost: MaxCostOption = None,
+    batch: BatchOption = False,
     no_cache: NoCacheOption = False,
     replay: ReplayOption = None,
     record: RecordOption = None,
@@ -157,6 +159,7 @@ def run_command(
         provider=provider,
         concurrency=concurrency,
         max_cost=max_cost,
+        batch=batch,
         run_id=run_id,
         refresh_cache=no_cache,
         replay=replay,
@@ -192,6 +195,7 @@ def resume_command(
     provider: ProviderOption = None,
     concurrency: ConcurrencyOption = None,
     max_cost: MaxCostOption = None,
+    batch: BatchOption = False,
     skip_failed: SkipFailedOption = False,
     fresh_items: FreshItemsOption = False,
     no_cache: NoCacheOption = False,
@@ -217,6 +221,7 @@ def resume_command(
         provider=provider,
         concurrency=concurrency,
         max_cost=max_cost,
+        batch=batch,
         skip_failed=skip_failed,
         fresh_items=fresh_items,
         refresh_cache=no_cache,

@@ -80,6 +80,14 @@ MaxCostOption = Annotated[
         show_default=False,
     ),
 ]
+BatchOption = Annotated[
+    bool,
+    typer.Option(
+        "--batch",
+        help="Send fan-out LLM steps through the provider's batch API: half price, results "
+        "within 24 hours (Anthropic; kept for resumes).",
+    ),
+]
 ConcurrencyOption = Annotated[
     int | None,
     typer.Option(

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from stepline.engine.batching import BatchedItems
 from stepline.engine.streams import ItemStream
 from stepline.errors import BudgetReached, StepFailed, StepLineError
 from stepline.faults import crash_point
@@ -67,6 +68,7 @@ class FanOutProgress:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float | None = 0.0
+    batch: dict[str, int] | None = None  # batch mode: open batches and their request counts
 
 
 ShowFanOut = Callable[[FanOutProgress], None]
@@ -294,6 +296,31 @@ class FanOut:
         self._tasks: set[asyncio.Task[None]] = set()
         self._total = 0
         self._started = time.monotonic()
+        self.batch_counts: dict[str, int] | None = None
+        self._batched = self._batch_mode()
+
+    def _batch_mode(self) -> BatchedItems | None:
+        """The batch run of an LLM step in ``mode: batch`` whose provider has a batch API
+        (a cassette answers at once, so replayed steps stay live)."""
+        if not isinstance(self.step, LLMStep):
+            return None
+        params = self.env.spec.llm_params(self.step)
+        if params.mode != "batch":
+            return None
+        provider = self.env.llm.batch_provider(params)
+        if provider is None:
+            self.env.log.info("mode: batch: answered live (a cassette replays this step)")
+            return None
+        return BatchedItems(self, provider, params)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def stop_for_budget(self, reached: BudgetReached) -> None:
+        """Launch nothing more; the step ends paused for the budget once the rest settles."""
+        self._budget_reached = self._budget_reached or reached
+        self._stopping = True
 
     async def run(self) -> StepOutcome:
         try:
@@ -316,8 +343,11 @@ class FanOut:
             arrivals: AsyncGenerator[Item] = _each(items)
         else:
             arrivals = self._keyed(self.inbound)
-        self._show()
-        await self._run_all(arrivals)
+        self.show_progress()
+        if self._batched is not None:
+            await self._batched.run(arrivals)
+        else:
+            await self._run_all(arrivals)
         await self._confirmed()
         if self._budget_reached is not None:
             raise self._budget_reached
@@ -356,8 +386,10 @@ class FanOut:
                 self._total += 1
                 yield item
 
-    def _previous(self, item: Item) -> ItemRecord | None:
-        return self.store.lookup(self.step.id, item.key) if self.reuse_items else None
+    def checkpoint(self, item: Item, fingerprint: str) -> ItemRecord | None:
+        """The item's checkpoint from an earlier execution, if it still holds."""
+        previous = self.store.lookup(self.step.id, item.key) if self.reuse_items else None
+        return self._checkpoint(item, fingerprint, previous)
 
     def fingerprint(self, item: Item, *, whole_list: bool = False) -> str:
         """The item's identity for reuse: the step's base fingerprint and the item (with its
@@ -382,7 +414,7 @@ class FanOut:
             return record
         return None
 
-    async def _reused(self, item: Item, record: ItemRecord | None) -> bool:
+    async def reused(self, item: Item, record: ItemRecord | None) -> bool:
         """Take the item from its checkpoint if it can be; True when it needs no run."""
         if record is None:
             return False
@@ -427,42 +459,53 @@ class FanOut:
     async def _run_all(self, arrivals: AsyncGenerator[Item]) -> None:
         """Launch items as they come, at most ``concurrency`` at once, until done or stopping."""
         limit = asyncio.Semaphore(self.concurrency)
-
-        async def run_one(item: Item, fingerprint: str) -> None:
-            slot = _Slot(limit)
-            try:
-                await self._run_item(item, fingerprint, slot)
-            except Exception as exc:  # a bug, not an item failure: stop and let it surface
-                self._crash = self._crash or exc
-                self._stopping = True
-            finally:
-                slot.release()
-
         try:
             async with contextlib.aclosing(arrivals):  # stopping early closes the input file
                 async for item in arrivals:
                     fingerprint = self.fingerprint(item)
-                    record = self._checkpoint(item, fingerprint, self._previous(item))
-                    if await self._reused(item, record):
-                        self._show()
+                    record = self.checkpoint(item, fingerprint)
+                    if await self.reused(item, record):
+                        self.show_progress()
                         continue
-                    await limit.acquire()
-                    if self._stopping or (self.outbound is not None and self.outbound.abandoned):
-                        limit.release()
+                    task = await self.launch(item, fingerprint, limit)
+                    if task is None:
                         break
-                    task = asyncio.create_task(run_one(item, fingerprint))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
                     if self._warm_up:
                         self._warm_up = False
                         await asyncio.wait({task})
-            while self._tasks:
-                await asyncio.wait(set(self._tasks))
-            if self._crash is not None:
-                raise self._crash
+            await self.settled()
         except BaseException:  # Ctrl-C, or the inbound stream failed: cancel what runs
-            await self._cancel_in_flight()
+            await self.cancel_in_flight()
             raise
+
+    async def launch(
+        self, item: Item, fingerprint: str, limit: asyncio.Semaphore
+    ) -> asyncio.Task[None] | None:
+        """Start one item once a concurrency slot is free; None when the step is stopping."""
+        await limit.acquire()
+        if self._stopping or (self.outbound is not None and self.outbound.abandoned):
+            limit.release()
+            return None
+        task = asyncio.create_task(self._run_one(item, fingerprint, _Slot(limit)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def settled(self) -> None:
+        """Wait for every launched item; a bug in one of them surfaces here."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+        if self._crash is not None:
+            raise self._crash
+
+    async def _run_one(self, item: Item, fingerprint: str, slot: _Slot) -> None:
+        try:
+            await self._run_item(item, fingerprint, slot)
+        except Exception as exc:  # a bug, not an item failure: stop and let it surface
+            self._crash = self._crash or exc
+            self._stopping = True
+        finally:
+            slot.release()
 
     async def _run_item(self, item: Item, fingerprint: str, slot: _Slot) -> None:
         """Run one item and commit its outcome. Its concurrency slot is given back before the
@@ -477,45 +520,53 @@ class FanOut:
                 outcome = await execute_step(step, env)
         except BudgetReached as exc:  # not the item's fault: stop launching, keep it unrun
             slot.release()
-            self._budget_reached = self._budget_reached or exc
-            self._stopping = True
+            self.stop_for_budget(exc)
             if self.records_intent:  # its call was never sent: no intent to report later
                 await store.forget(step.id, item.key)
             return
         except (StepLineError, TimeoutError) as exc:
             slot.release()
-            message = _item_error(exc, step)
-            self.tally.failures[item.index] = (item.key, message)
-            env.log.warning('item "%s" failed: %s', item.key, message)
-            if step.on_item_error == "fail" and not self._stopping:
-                self._stopping = True
-                current = asyncio.current_task()
-                for task in list(self._tasks):
-                    if task is not current:
-                        task.cancel()
-                if self.inbound is not None:  # the step feeding this one stops launching now
-                    await self.inbound.abandon()
-            await store.fail(step.id, item.key, item.index, fingerprint, message, self.mark)
-            await self._emit_failure(item)
+            await self.item_failed(item, fingerprint, _item_error(exc, step))
         else:
             slot.release()
-            read_list = bool(outcome.read_steps and outcome.read_steps & set(self.list_hashes))
-            await store.finish(
-                step.id,
-                item.key,
-                item.index,
-                self.fingerprint(item, whole_list=True) if read_list else fingerprint,
-                outcome.value,
-                outcome.metrics,
-                self.mark,
-                durable=self.records_intent,
-            )
-            self._add_metrics(outcome.metrics)
-            self.tally.done += 1
-            await self._emit(item.index, outcome.value)
-        self._show()
+            await self.item_done(item, fingerprint, outcome)
+        self.show_progress()
 
-    async def _cancel_in_flight(self) -> None:
+    async def item_failed(self, item: Item, fingerprint: str, message: str) -> None:
+        """Commit a failed item; with ``on_item_error: fail`` stop launching and cancel the
+        items in flight."""
+        step = self.step
+        self.tally.failures[item.index] = (item.key, message)
+        self.env.log.warning('item "%s" failed: %s', item.key, message)
+        if step.on_item_error == "fail" and not self._stopping:
+            self._stopping = True
+            current = asyncio.current_task()
+            for task in list(self._tasks):
+                if task is not current:
+                    task.cancel()
+            if self.inbound is not None:  # the step feeding this one stops launching now
+                await self.inbound.abandon()
+        await self.store.fail(step.id, item.key, item.index, fingerprint, message, self.mark)
+        await self._emit_failure(item)
+
+    async def item_done(self, item: Item, fingerprint: str, outcome: StepOutcome) -> None:
+        """Commit a finished item's result and pass it on."""
+        read_list = bool(outcome.read_steps and outcome.read_steps & set(self.list_hashes))
+        await self.store.finish(
+            self.step.id,
+            item.key,
+            item.index,
+            self.fingerprint(item, whole_list=True) if read_list else fingerprint,
+            outcome.value,
+            outcome.metrics,
+            self.mark,
+            durable=self.records_intent,
+        )
+        self._add_metrics(outcome.metrics)
+        self.tally.done += 1
+        await self._emit(item.index, outcome.value)
+
+    async def cancel_in_flight(self) -> None:
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -568,7 +619,7 @@ class FanOut:
             elif self.step.on_item_error == "collect":
                 yield {"error": record.error, "item_key": record.key}
 
-    def _show(self) -> None:
+    def show_progress(self) -> None:
         if self.show is None:
             return
         tally = self.tally
@@ -587,6 +638,7 @@ class FanOut:
                 input_tokens=tally.metrics.get("input_tokens", 0),
                 output_tokens=tally.metrics.get("output_tokens", 0),
                 cost_usd=tally.metrics.get("cost_usd", 0.0),
+                batch=self.batch_counts,
             )
         )
 

@@ -49,11 +49,16 @@ class RunOptions:
     skip_failed: bool = False  # leave failed fan-out items failed instead of retrying them
     fresh_items: bool = False  # redo every item of the fan-out steps that run
     max_cost: float | None = None  # --max-cost: the run's LLM budget in USD
+    batch: bool = False  # --batch: fan-out LLM steps go through the provider's batch API
 
     @property
     def overrides(self) -> dict[str, str]:
         """The LLM settings the command line forces (kept in the run's state for resumes)."""
-        given = {"model": self.model, "provider": self.provider}
+        given = {
+            "model": self.model,
+            "provider": self.provider,
+            "mode": "batch" if self.batch else None,
+        }
         return {key: value for key, value in given.items() if value}
 
 

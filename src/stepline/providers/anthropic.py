@@ -15,9 +15,11 @@ stands for, so the retry policy treats them like their non-streaming equivalents
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import anthropic
@@ -33,6 +35,7 @@ from stepline.providers.base import (
     StreamProgress,
     Usage,
 )
+from stepline.providers.batches import COUNTED_OUTCOMES, BatchRequest, BatchResult, BatchStatus
 from stepline.providers.retry import error_for_status
 from stepline.providers.shards import ClientShards, shared_ssl_context
 
@@ -89,7 +92,7 @@ class AnthropicProvider:
         self, client: anthropic.AsyncAnthropic, request: LLMRequest, delivery: Delivery
     ) -> Completion:
         arguments = _request_arguments(request, delivery)
-        try:
+        with translated_errors():
             if delivery.stream or must_stream(request):
                 message = await self._stream(client, arguments, request.model, delivery)
                 completion = _completion(message)
@@ -98,21 +101,6 @@ class AnthropicProvider:
                 # call at a wide fan-out); errors are raised exactly as without it.
                 raw = await client.messages.with_raw_response.create(**arguments)
                 completion = _completion_from_body(await raw.read())
-        except anthropic.APIStatusError as exc:
-            raise translate_status_error(exc) from exc
-        except anthropic.APITimeoutError as exc:
-            raise RetryableProviderError("Anthropic API: the request timed out") from exc
-        except anthropic.APIConnectionError as exc:
-            raise RetryableProviderError(f"Anthropic API: cannot connect ({exc})") from exc
-        except httpx2.TimeoutException as exc:  # a stream that stalled after its status line
-            raise RetryableProviderError(
-                "Anthropic API: the reply stalled and timed out (timeout: bounds each wait)"
-            ) from exc
-        except httpx2.TransportError as exc:  # a stream cut off after its status line
-            reason = str(exc) or type(exc).__name__
-            raise RetryableProviderError(
-                f"Anthropic API: the connection broke during the reply ({reason})"
-            ) from exc
         ReplyMeter(API_NAME).add(completion.text)  # an unstreamed reply is only seen whole
         notice = deprecation_notice(request.model)
         return dataclasses.replace(completion, notices=(notice,)) if notice else completion
@@ -141,6 +129,35 @@ class AnthropicProvider:
                         )
                     )
             return await stream.get_final_message()
+
+    async def submit_batch(self, requests: Sequence[BatchRequest]) -> BatchStatus:
+        """Create a Message Batch of ``requests`` (one HTTP request, however many items)."""
+        body: list[Any] = [
+            {"custom_id": each.custom_id, "params": _batch_params(each.request)}
+            for each in requests
+        ]
+        with self._clients.lease() as client, translated_errors():
+            raw = await client.messages.batches.with_raw_response.create(requests=body)
+            return _batch_status(await raw.read())
+
+    async def batch_status(self, batch_id: str) -> BatchStatus:
+        with self._clients.lease() as client, translated_errors():
+            raw = await client.messages.batches.with_raw_response.retrieve(batch_id)
+            return _batch_status(await raw.read())
+
+    async def cancel_batch(self, batch_id: str) -> BatchStatus:
+        with self._clients.lease() as client, translated_errors():
+            raw = await client.messages.batches.with_raw_response.cancel(batch_id)
+            return _batch_status(await raw.read())
+
+    async def batch_results(self, batch_id: str) -> AsyncIterator[BatchResult]:
+        """An ended batch's results, one JSON line at a time (never the whole file held)."""
+        with self._clients.lease() as client, translated_errors():
+            results = client.messages.batches.with_streaming_response.results(batch_id)
+            async with results as response:
+                async for line in response.iter_lines():
+                    if line.strip():
+                        yield _batch_result(line)
 
     async def count_tokens(self, request: LLMRequest) -> int | None:
         """The free token-counting endpoint's count (used by --dry-run); None on any failure."""
@@ -177,6 +194,82 @@ def _request_arguments(request: LLMRequest, delivery: Delivery) -> dict[str, Any
     if body:
         arguments["extra_body"] = body
     return arguments
+
+
+@contextlib.contextmanager
+def translated_errors() -> Iterator[None]:
+    """The SDK's and the transport's exceptions as stepline's provider errors."""
+    try:
+        yield
+    except anthropic.APIStatusError as exc:
+        raise translate_status_error(exc) from exc
+    except anthropic.APITimeoutError as exc:
+        raise RetryableProviderError("Anthropic API: the request timed out") from exc
+    except anthropic.APIConnectionError as exc:
+        raise RetryableProviderError(f"Anthropic API: cannot connect ({exc})") from exc
+    except httpx2.TimeoutException as exc:  # a stream that stalled after its status line
+        raise RetryableProviderError(
+            "Anthropic API: the reply stalled and timed out (timeout: bounds each wait)"
+        ) from exc
+    except httpx2.TransportError as exc:  # a stream cut off after its status line
+        reason = str(exc) or type(exc).__name__
+        raise RetryableProviderError(
+            f"Anthropic API: the connection broke during the reply ({reason})"
+        ) from exc
+
+
+def _batch_params(request: LLMRequest) -> dict[str, Any]:
+    """One batch request's ``params``: a Messages request body (``extra`` merged in, as the
+    live path's ``extra_body`` is)."""
+    arguments = _request_arguments(request, Delivery())
+    extra = arguments.pop("extra_body", {})
+    return {**arguments, **extra}
+
+
+def _batch_status(body: bytes) -> BatchStatus:
+    try:
+        batch = json.loads(body)
+        counts = batch.get("request_counts") or {}
+        return BatchStatus(
+            id=str(batch["id"]),
+            processing_status=str(batch["processing_status"]),
+            counts={name: int(counts.get(name) or 0) for name in COUNTED_OUTCOMES},
+        )
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise RetryableProviderError(
+            f"Anthropic API: the reply is not a Message Batch ({type(exc).__name__}: {exc}); "
+            f"it began {body[:200].decode('utf-8', 'replace')!r}"
+        ) from None
+
+
+def _batch_result(line: str | bytes) -> BatchResult:
+    """One line of a batch's results file."""
+    try:
+        entry = json.loads(line)
+        custom_id, result = str(entry["custom_id"]), entry["result"]
+        outcome = result["type"]
+    except (ValueError, TypeError, KeyError) as exc:
+        preview = line[:200] if isinstance(line, str) else line[:200].decode("utf-8", "replace")
+        raise ProviderError(
+            f"Anthropic API: a batch result line is not JSON of the expected shape "
+            f"({type(exc).__name__}: {exc}); it began {preview!r}"
+        ) from None
+    if outcome == "succeeded":
+        completion = _completion_from_body(result["message"])
+        ReplyMeter(API_NAME).add(completion.text)
+        return BatchResult(custom_id, "succeeded", completion=completion)
+    if outcome == "errored":
+        error = (result.get("error") or {}).get("error") or {}
+        error_type = str(error.get("type") or "api_error")
+        return BatchResult(
+            custom_id,
+            "errored",
+            error=f"Anthropic API ({error_type}): {error.get('message') or 'no message'}",
+            status_code=STATUS_FOR_ERROR_TYPE.get(error_type, 500),
+        )
+    if outcome in ("expired", "canceled"):
+        return BatchResult(custom_id, outcome)
+    return BatchResult(custom_id, "errored", error=f"unknown batch result type {outcome!r}")
 
 
 CACHE_MARKER = {"type": "ephemeral"}

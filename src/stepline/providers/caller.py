@@ -13,8 +13,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import replace
-from typing import Any, Protocol
+from dataclasses import dataclass, replace
+from typing import Any, Protocol, cast
 
 from stepline.errors import (
     PromptTooLarge,
@@ -24,6 +24,7 @@ from stepline.errors import (
 )
 from stepline.faults import crash_point
 from stepline.providers.base import Completion, Delivery, LLMRequest, StreamProgress, Usage
+from stepline.providers.batches import BatchProvider, BatchResult
 from stepline.providers.budget import CostBudget
 from stepline.providers.pool import ProviderPool
 from stepline.providers.pricing import Pricer
@@ -50,6 +51,21 @@ from stepline.providers.tokens import (
 from stepline.spec import LLMParams
 
 ShowProgress = Callable[[str, StreamProgress], None]
+
+
+@dataclass(frozen=True)
+class BatchSent:
+    """One item's request in a provider batch: what was sent, where, and its budget hold."""
+
+    site: CallSite
+    params: LLMParams
+    request: LLMRequest
+    batch_id: str | None
+    submitted_at: float  # wall-clock time (the batch may have been sent by another process)
+    held_usd: float = 0.0
+
+    def latency_s(self) -> float:
+        return max(0.0, time.time() - self.submitted_at)
 
 
 class ResponseStore(Protocol):
@@ -133,6 +149,81 @@ class LLMCaller:
         if self._recorder is not None:
             self._recorder.append(key, request_fields(primary, request), completion.to_cache())
         return replace(completion, request_hash=key)
+
+    def batch_provider(self, params: LLMParams) -> BatchProvider | None:
+        """The primary model's provider when it has a batch API (and no cassette answers)."""
+        target = targets(params)[0]
+        if self._replay is not None or target.provider == REPLAY:
+            return None
+        provider = self._pool.get(target.provider, target.base_url)
+        return cast(BatchProvider, provider) if hasattr(provider, "submit_batch") else None
+
+    def has_answer(self, request: LLMRequest, params: LLMParams) -> bool:
+        """Whether the response cache already answers ``request`` (so no batch needs it)."""
+        if self._cache is None or not params.cache.enabled or self._refresh_cache:
+            return False
+        target = targets(params)[0]
+        key = request_hash(target, replace(request, model=target.model))
+        return self._cache.get(key, ttl_s=params.cache.ttl) is not None
+
+    def hold_for_batch(self, request: LLMRequest, params: LLMParams, log: logging.Logger) -> float:
+        """Reserve the most a batch request could cost (batch prices) against the budget."""
+        return self._hold_budget(targets(params)[0], request, log, batch=True)
+
+    def release_hold(self, held_usd: float) -> None:
+        """Give back a budget hold for a request that was never sent."""
+        if self._budget is not None:
+            self._budget.settle(held_usd, None)
+
+    def batch_answered(
+        self, sent: BatchSent, result: BatchResult, log: logging.Logger
+    ) -> Completion:
+        """A batch request's reply, priced at batch rates, recorded and cached like a live
+        call's; the request's budget hold is settled."""
+        assert result.completion is not None
+        target = targets(sent.params)[0]
+        request = replace(sent.request, model=target.model)
+        key = request_hash(target, request)
+        cost: float | None = None
+        try:
+            usage = result.completion.usage
+            cost = self._cost(result.completion.model or target.model, usage, log, batch=True)
+        finally:
+            if self._budget is not None:
+                self._budget.settle(sent.held_usd, cost)
+        completion = replace(
+            result.completion, model_requested=target.model, cost_usd=cost, request_hash=key
+        )
+        record = self._batch_record(sent, target, request, key)
+        self._emit(replace(record.answered(completion, sent.latency_s()), batch_id=sent.batch_id))
+        if self._cache is not None and sent.params.cache.enabled:
+            label = cache_label(self._pipeline, sent.site.step)
+            self._cache.put(key, completion.model, completion.to_cache(), label=label)
+        if self._recorder is not None:
+            self._recorder.append(key, request_fields(target, request), completion.to_cache())
+        return completion
+
+    def batch_failed(self, sent: BatchSent, message: str, status_code: int | None) -> None:
+        """Record a batch request that came back without a reply (errored, expired...)."""
+        if self._budget is not None:
+            self._budget.settle(sent.held_usd, None)
+        target = targets(sent.params)[0]
+        request = replace(sent.request, model=target.model)
+        record = self._batch_record(sent, target, request, request_hash(target, request))
+        failed = record.failed(message, status_code, sent.latency_s())
+        self._emit(replace(failed, batch_id=sent.batch_id))
+
+    def _batch_record(
+        self, sent: BatchSent, target: Target, request: LLMRequest, key: str
+    ) -> CallRecord:
+        return CallRecord.pending(
+            site=sent.site,
+            attempt=1,
+            provider=target.provider,
+            model=target.model,
+            key=key,
+            request=request,
+        )
 
     def discard(self, completion: Completion) -> None:
         """Drop a reply the step rejected (not JSON, refused) so a retry asks the model again."""
@@ -286,7 +377,9 @@ class LLMCaller:
         self._emit(record.answered(completion, time.monotonic() - started))
         return completion
 
-    def _hold_budget(self, target: Target, request: LLMRequest, log: logging.Logger) -> float:
+    def _hold_budget(
+        self, target: Target, request: LLMRequest, log: logging.Logger, *, batch: bool = False
+    ) -> float:
         """Reserve the most this call could cost against the run's budget (0 when unpriced:
         a call whose price is unknown cannot be bounded, and the log says so once)."""
         if self._budget is None:
@@ -297,6 +390,7 @@ class LLMCaller:
             Usage(output_tokens=request.max_tokens, input_tokens=tokens)
             if request.cached_chars is None
             else Usage(output_tokens=request.max_tokens, cache_write_tokens=tokens),
+            batch=batch,
         )
         if most is None:
             if target.model not in self._unbudgeted:
@@ -361,8 +455,10 @@ class LLMCaller:
                 self._noticed.add(notice)
                 log.warning("%s", notice)
 
-    def _cost(self, model: str, usage: Usage, log: logging.Logger) -> float | None:
-        cost = self._pricer.cost_usd(model, usage)
+    def _cost(
+        self, model: str, usage: Usage, log: logging.Logger, *, batch: bool = False
+    ) -> float | None:
+        cost = self._pricer.cost_usd(model, usage, batch=batch)
         if cost is None and model not in self._unpriced:
             self._unpriced.add(model)
             log.warning(

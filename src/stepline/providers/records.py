@@ -44,6 +44,7 @@ class CallRecord:
     status_code: int | None = None
     item_key: str | None = None
     followups: list[dict[str, str]] = field(default_factory=list)  # repair turns sent after it
+    batch_id: str | None = None  # sent in this provider batch (priced at batch rates)
 
     @classmethod
     def pending(

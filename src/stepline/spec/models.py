@@ -36,8 +36,9 @@ FUNCTION_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
 ProviderName = Literal["anthropic", "openai", "replay"]
 """``replay`` answers from a recorded cassette (``cassette:``) with no network."""
 
-LLM_OVERRIDES = ("model", "provider")
-"""The LLM settings the command line may force on every step."""
+LLM_OVERRIDES = ("model", "provider", "mode")
+"""The LLM settings the command line may force: model and provider on every step, ``mode:
+batch`` (``--batch``) on the fan-out steps whose provider has a batch API."""
 
 
 class _Strict(BaseModel):
@@ -512,18 +513,29 @@ class PipelineSpec(_Strict):
         Steps' own settings lose to the command line; fallback models are kept.
         """
         update = {key: value for key, value in overrides.items() if key in LLM_OVERRIDES}
-        if not update:
+        batch = update.pop("mode", None) == "batch"
+        if not update and not batch:
             return self
         if update.get("provider") not in (None, *get_args(ProviderName)):
             raise InputError(
                 f'unknown provider "{update["provider"]}"',
                 hint="providers: " + ", ".join(get_args(ProviderName)),
             )
+        llm = self.llm.model_copy(update=update)
         steps = [
-            step.model_copy(update=update) if isinstance(step, LLMStep) else step
+            self._overridden(step, llm, update, batch) if isinstance(step, LLMStep) else step
             for step in self.steps
         ]
-        return self.model_copy(update={"llm": self.llm.model_copy(update=update), "steps": steps})
+        return self.model_copy(update={"llm": llm, "steps": steps})
+
+    @staticmethod
+    def _overridden(
+        step: LLMStep, llm: LLMDefaults, update: dict[str, str], batch: bool
+    ) -> LLMStep:
+        step = step.model_copy(update=update)
+        if batch and step.fans_out and (step.provider or llm.provider) == "anthropic":
+            step = step.model_copy(update={"mode": "batch"})
+        return step
 
     def step_index(self, selector: str) -> int:
         """Find a step by 1-based number or id (for --from-step / --to-step)."""

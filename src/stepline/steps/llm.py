@@ -23,9 +23,21 @@ from stepline.templates import item_free_prefix, render
 async def run_llm_step(step: LLMStep, env: StepEnvironment) -> StepOutcome:
     params = env.spec.llm_params(step)
     request = build_request(step, params, env.template_context())
+    return await finish_llm_step(step, env, params, request)
+
+
+async def finish_llm_step(
+    step: LLMStep,
+    env: StepEnvironment,
+    params: LLMParams,
+    request: LLMRequest,
+    first: Completion | None = None,
+) -> StepOutcome:
+    """Ask (unless ``first`` is a reply already received, from a batch), repair if needed,
+    and turn the usable reply into the step's output."""
     replies: list[Completion] = []
     try:
-        value = await _ask_until_usable(step, env, request, params, replies)
+        value = await _ask_until_usable(step, env, request, params, replies, first)
     except Exception:  # a failed chain is not worth replaying (an interrupted one is kept)
         for completion in replies:
             env.llm.discard(completion)
@@ -47,10 +59,14 @@ async def _ask_until_usable(
     request: LLMRequest,
     params: LLMParams,
     replies: list[Completion],
+    first: Completion | None = None,
 ) -> Any:
     """Ask, and ask for repairs, until a reply is usable; ``replies`` collects each one."""
     while True:
-        completion = await _ask(step, env, request, params)
+        if first is not None and not replies:
+            completion = first
+        else:
+            completion = await _ask(step, env, request, params)
         replies.append(completion)
         _check_size(step, completion)
         try:

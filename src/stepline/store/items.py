@@ -48,6 +48,31 @@ MIGRATIONS = (
     # can be read back in order without holding results in memory
     "ALTER TABLE items ADD COLUMN mark TEXT",
     "CREATE INDEX items_by_mark ON items (step, mark, position)",
+    # 4-6: batch mode (store/batches.py): each submitted batch, and which batch holds an item
+    """
+    CREATE TABLE batches (
+        step TEXT NOT NULL,
+        submission INTEGER NOT NULL,
+        batch_id TEXT,
+        status TEXT NOT NULL,
+        requests INTEGER NOT NULL,
+        counts TEXT,
+        submitted_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (step, submission)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE batch_requests (
+        step TEXT NOT NULL,
+        key TEXT NOT NULL,
+        submission INTEGER NOT NULL,
+        custom_id TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        PRIMARY KEY (step, key)
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX batch_requests_by_submission ON batch_requests (step, submission, custom_id)",
 )
 DAMAGED_HINT = (
     "re-run the fan-out step with --from-step; finished items are lost with the file, "
@@ -198,6 +223,18 @@ class ItemStore:
         one: the caller gathers a batch, so reuse costs a commit per batch, not per item (and
         it is not durable: a lost confirmation only means the item is looked up again)."""
         return self._enqueue(CONFIRM, (position, mark), tail=(step, key), durable=False)
+
+    def write(self, sql: str, row: tuple[Any, ...]) -> asyncio.Future[None]:
+        """Queue one statement of another table in this file (``store.batches``) behind the
+        item rows already queued; the future settles when it has committed, durably."""
+        return self._enqueue(sql, row, stamped=False)
+
+    def read(self, sql: str, row: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """Rows of a query on this file; none before the file exists."""
+        if not self._exists and not self.path.exists():
+            return []
+        with self._reader.connect(write=False) as db:
+            return list(db.execute(sql, row).fetchall())
 
     def close(self) -> None:
         """Finish the pending writes and stop the writer."""

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,10 @@ def test_items_go_out_as_one_batch_and_come_back_in_input_order_at_batch_prices(
     assert all(record["cost_usd"] == pytest.approx(0.00075) for record in records)
     state = load_state(tmp_path / ".pipeline/r/state.json")
     assert state.steps[0].metrics["cost_usd"] == pytest.approx(5 * 0.00075)
+    shown = cli("show", "r")
+    assert batch.id in shown.stdout and "5 succeeded" in shown.stdout
+    (listed,) = json.loads(cli("show", "r", "--json").stdout)["batches"]
+    assert (listed["batch_id"], listed["status"], listed["requests"]) == (batch.id, "collected", 5)
 
 
 def test_a_fan_out_larger_than_batch_size_is_split_into_several_batches(
@@ -290,3 +295,39 @@ def test_batch_mode_where_it_cannot_work_is_a_config_error(
 
     assert_clean_error(cli("run", "in.txt"), 2, message)
     assert fake_llm.count() == 0
+
+
+def test_cancel_stops_the_run_and_cancels_its_batch(cli, labels: FakeLLMServer, tmp_path: Path):
+    write_project(tmp_path, extra="    on_item_error: collect")
+    labels.batch_processing_time = 30.0
+    child = subprocess.Popen(
+        [sys.executable, "-m", "stepline", "run", "tickets.txt", "--run-id", "r"],
+        cwd=tmp_path,
+        env={**os.environ, "ANTHROPIC_API_KEY": SENTINEL_KEY},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while len(labels.requests_for(BATCHES)) + len(polls(labels)) < 2:  # created and polled
+            assert time.monotonic() < deadline and child.poll() is None
+            time.sleep(0.02)
+
+        result = cli("cancel", "r", "--json")
+    finally:
+        child.kill()
+        child.wait()
+
+    assert result.exit_code == 0, result.output
+    (batch,) = labels.batches.values()
+    assert json.loads(result.stdout)["batches_canceled"] == [batch.id]
+    assert batch.is_canceled
+    resumed = cli("resume", "r")
+    assert resumed.exit_code == 0, resumed.output
+    assert all("canceled" in value["error"] for value in output(tmp_path, "r"))
+    assert labels.count(BATCHES) == 1
+
+
+def polls(server: FakeLLMServer) -> list:
+    return [r for r in server.requests if r.method == "GET" and r.path.startswith(BATCHES + "/")]

@@ -126,14 +126,15 @@ def cancel_command(
     """Stop a running run and wait until it has stopped (exit 0, also if it was not running).
 
     Sends SIGTERM to the process that holds the run (SIGKILL with --force); the run ends as
-    interrupted and can be resumed.
+    interrupted and can be resumed. The run's open provider batches (batch mode) are canceled
+    too: a resume collects what they finished and treats the rest as failed items.
     """
     from stepline.engine.background import cancel_run
     from stepline.store.runs import RunStore
 
     settings = settings_for(workdir)
     run_dir = RunStore(settings.workdir).open(run_id)
-    result = cancel_run(run_dir, force=force, wait_s=wait)
+    result = cancel_run(run_dir, force=force, wait_s=wait, settings=settings)
     if as_json:
         print_json(
             {
@@ -142,6 +143,7 @@ def cancel_command(
                 "pid": result.pid,
                 "signal": result.signal,
                 "status": result.status.value,
+                "batches_canceled": list(result.batches),
             }
         )
     else:

@@ -4,7 +4,8 @@
 /dev/null, output to ``<run>/detached.log``) and returns only once the child has begun the
 run, so the id it returns is real and ``cancel`` works at once; a child that ends before that
 (a bad config, a locked run) is reported with its own error. ``cancel_run`` signals the process
-that holds a run's lock and waits for the lock to be released.
+that holds a run's lock and waits for the lock to be released, then cancels the run's open
+provider batches (batch mode).
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from stepline.errors import InputError, RunStoreError, StepLineError
+from stepline.settings import Settings
 from stepline.store.lock import holder, is_locked
 from stepline.store.rundir import RunDir
 from stepline.store.runs import effective_status
@@ -49,6 +51,7 @@ class Cancellation:
     status: RunStatus
     pid: int | None = None
     signal: str | None = None
+    batches: tuple[str, ...] = ()  # provider batches of the run that were canceled
 
     @property
     def was_running(self) -> bool:
@@ -139,12 +142,28 @@ def _start_failure(exit_code: int, output: str) -> StepLineError:
 
 
 def cancel_run(
-    run_dir: RunDir, *, force: bool = False, wait_s: float = CANCEL_WAIT_S
+    run_dir: RunDir,
+    *,
+    force: bool = False,
+    wait_s: float = CANCEL_WAIT_S,
+    settings: Settings | None = None,
 ) -> Cancellation:
     """Stop the process that holds ``run_dir``: SIGTERM (a graceful stop: the run records
     ``interrupted``), or SIGKILL with ``force`` (the state on disk stays valid and the run
     shows as ``interrupted``). Waits up to ``wait_s`` for the lock to be released; a run that
-    is not running is left alone."""
+    is not running is left alone. With ``settings`` (credentials), the run's open provider
+    batches are canceled too, running or not: a batch otherwise goes on being processed and
+    billed."""
+    stopped = _stop(run_dir, force=force, wait_s=wait_s)
+    if settings is None:
+        return stopped
+    from stepline.engine.batching import cancel_open_batches  # imports the SDK: only here
+
+    batches = tuple(cancel_open_batches(run_dir, settings))
+    return replace(stopped, batches=batches)
+
+
+def _stop(run_dir: RunDir, *, force: bool, wait_s: float) -> Cancellation:
     pid = holder(run_dir.lock_path)
     if pid is None:
         return Cancellation(run_dir.run_id, _status(run_dir))

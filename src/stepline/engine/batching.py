@@ -39,14 +39,20 @@ from stepline.providers.batches import (
     custom_ids,
 )
 from stepline.providers.caller import BatchSent
+from stepline.providers.pool import ProviderPool
 from stepline.providers.records import CallSite
+from stepline.providers.requests import targets
 from stepline.providers.retry import Attempt, with_retries
 from stepline.providers.tokens import request_characters
-from stepline.spec import LLMParams, LLMStep
+from stepline.settings import Settings
+from stepline.spec import LLMParams, LLMStep, PipelineSpec
+from stepline.spec.loader import parse_spec
 from stepline.steps.base import Item
 from stepline.steps.llm import build_request, finish_llm_step
-from stepline.store.batches import BatchLedger
-from stepline.store.items import ItemRecord, ItemStatus
+from stepline.store.batches import BatchLedger, SubmittedBatch
+from stepline.store.items import ItemRecord, ItemStatus, ItemStore
+from stepline.store.rundir import RunDir
+from stepline.store.state import load_state
 
 if TYPE_CHECKING:
     from stepline.engine.fanout import FanOut
@@ -306,3 +312,58 @@ def _failure_text(result: BatchResult) -> str:
     if result.outcome == "canceled":
         return "the batch was canceled before this request was processed"
     return f"the batch request failed: {result.error or 'no reason given'}"
+
+
+def cancel_open_batches(run_dir: RunDir, settings: Settings) -> list[str]:
+    """Ask the provider to cancel every batch of the run still open (``pipeline cancel``).
+
+    The provider then ends them with their unprocessed requests canceled; a resume collects
+    what was processed and treats the rest as failed items (``on_item_error``). Each step's
+    provider and endpoint come from the run's config snapshot, as its run used them.
+    """
+    if not run_dir.items_path.exists():
+        return []
+    store = ItemStore(run_dir.items_path)
+    try:
+        ledger = BatchLedger(store)
+        open_batches = [batch for batch in ledger.batches() if batch.is_open]
+        if not open_batches:
+            return []
+        state = load_state(run_dir.state_path)
+        text = run_dir.config_path.read_text(encoding="utf-8")
+        spec = parse_spec(text, source=run_dir.config_path.resolve())
+        spec = spec.with_llm_overrides(state.overrides)
+        return asyncio.run(_cancel(open_batches, spec, ledger, settings))
+    finally:
+        store.close()
+
+
+async def _cancel(
+    batches: list[SubmittedBatch], spec: PipelineSpec, ledger: BatchLedger, settings: Settings
+) -> list[str]:
+    pool = ProviderPool(settings)
+    steps = {step.id: step for step in spec.steps if isinstance(step, LLMStep)}
+    canceled: list[str] = []
+    try:
+        for batch in batches:
+            step = steps.get(batch.step)
+            if step is None or batch.batch_id is None:
+                continue  # the step is gone from the config: nothing knows its endpoint
+            target = targets(spec.llm_params(step))[0]
+            provider = pool.get(target.provider, target.base_url)
+            if not hasattr(provider, "cancel_batch"):
+                continue
+            try:
+                status = await provider.cancel_batch(batch.batch_id)
+            except ProviderError as exc:
+                raise ProviderError(
+                    f"could not cancel batch {batch.batch_id} of step {batch.step}: {exc.message}",
+                    hint=exc.hint or "try again, or cancel it in the provider's console",
+                ) from exc
+            await ledger.progress(
+                batch.step, batch.submission, status.processing_status, status.counts
+            )
+            canceled.append(batch.batch_id)
+    finally:
+        await pool.aclose()
+    return canceled

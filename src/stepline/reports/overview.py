@@ -1,5 +1,5 @@
-"""What ``show`` and ``report`` say about a run beyond ``state.json``: a timeline of its steps
-and its LLM usage broken down per step and per model.
+"""What ``show`` and ``report`` say about a run beyond ``state.json``: a timeline of its steps,
+its LLM usage broken down per step and per model, and its provider batches (batch mode).
 
 The breakdown is summed from ``llm-calls.jsonl`` with the same rule as ``state.usage``
 (``RunUsage.add_call``), so the rows always add up to the run's totals: every attempt, repair
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from stepline.store.batches import SubmittedBatch, read_batches
 from stepline.store.rundir import RunDir
 from stepline.store.runs import effective_status
 from stepline.store.state import (
@@ -68,6 +69,7 @@ class RunOverview:
     status: RunStatus
     timeline: Timeline
     usage: UsageBreakdown
+    batches: list[SubmittedBatch] = field(default_factory=list)  # batch mode's submissions
 
 
 def load_overview(run_dir: RunDir) -> RunOverview:
@@ -79,6 +81,7 @@ def load_overview(run_dir: RunDir) -> RunOverview:
         status=effective_status(state, run_dir),
         timeline=build_timeline(state, at=now()),
         usage=usage_breakdown(run_dir.iter_calls()),
+        batches=read_batches(run_dir.items_path),
     )
 
 
@@ -152,6 +155,16 @@ def overview_json(overview: RunOverview) -> dict[str, Any]:
         },
         "usage_by_step": _usage_json(overview.usage.by_step),
         "usage_by_model": _usage_json(overview.usage.by_model),
+        "batches": [
+            {
+                "step": batch.step,
+                "batch_id": batch.batch_id,
+                "status": batch.status,
+                "requests": batch.requests,
+                "counts": batch.counts,
+            }
+            for batch in overview.batches
+        ],
     }
 
 

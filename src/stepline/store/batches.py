@@ -10,10 +10,13 @@ after polls the batch on resume instead of submitting it again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from stepline.store.items import ItemStore
@@ -59,23 +62,7 @@ class BatchLedger:
     def batches(self, step: str | None = None) -> list[SubmittedBatch]:
         """Every submission of ``step`` (or of the run), oldest first."""
         where, row = ("WHERE step = ?", (step,)) if step is not None else ("", ())
-        rows = self.store.read(
-            "SELECT step, submission, batch_id, status, requests, counts, submitted_at "
-            f"FROM batches {where} ORDER BY step, submission",
-            row,
-        )
-        return [
-            SubmittedBatch(
-                step=name,
-                submission=submission,
-                batch_id=batch_id,
-                status=status,
-                requests=requests,
-                counts=json.loads(counts) if counts else {},
-                submitted_at=submitted_at,
-            )
-            for name, submission, batch_id, status, requests, counts, submitted_at in rows
-        ]
+        return _batches(self.store.read(f"{_SELECT_BATCHES} {where} {_IN_ORDER}", row))
 
     def item(self, step: str, key: str) -> BatchedItem | None:
         """The submission holding this item's last batch request, if any."""
@@ -161,6 +148,40 @@ class BatchLedger:
                 (*values, time.time(), step, submission),
             )
         )
+
+
+_SELECT_BATCHES = (
+    "SELECT step, submission, batch_id, status, requests, counts, submitted_at FROM batches"
+)
+_IN_ORDER = "ORDER BY step, submission"
+
+
+def read_batches(items_path: Path) -> list[SubmittedBatch]:
+    """A run's batches for ``pipeline show``, through a read-only connection: showing a run
+    never migrates or writes its files (a run without batches has no table yet)."""
+    if not items_path.exists():
+        return []
+    uri = f"{items_path.resolve().as_uri()}?mode=ro"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+            return _batches(db.execute(f"{_SELECT_BATCHES} {_IN_ORDER}").fetchall())
+    except sqlite3.Error:  # an older run without the table, or a damaged file: no batches
+        return []
+
+
+def _batches(rows: Iterable[tuple[Any, ...]]) -> list[SubmittedBatch]:
+    return [
+        SubmittedBatch(
+            step=name,
+            submission=submission,
+            batch_id=batch_id,
+            status=status,
+            requests=requests,
+            counts=json.loads(counts) if counts else {},
+            submitted_at=submitted_at,
+        )
+        for name, submission, batch_id, status, requests, counts, submitted_at in rows
+    ]
 
 
 async def _committed(writes: list[asyncio.Future[None]]) -> None:

@@ -224,3 +224,25 @@ def body_prompt(prompt: str) -> str:
         .replace("{% if item %}", "")
         .replace("{% endif %}", "")
     )
+
+
+def test_the_first_item_writes_the_cache_the_others_read_it_and_each_is_billed_so(
+    cli, fake_llm: FakeLLMServer, tmp_path: Path
+):
+    write_triage(tmp_path)
+    fake_llm.cache_min_tokens = 40  # the fake counts words: the shared prefix has 44
+    fake_llm.responder = lambda request: Reply(text="bug", input_tokens=5, output_tokens=2)
+
+    assert cli("run", "tickets.txt", "--run-id", "r").exit_code == 0
+
+    records = [json.loads(line) for line in (tmp_path / ".pipeline/r/llm-calls.jsonl").open()]
+    writes = [record for record in records if record["cache_write_tokens"]]
+    reads = [record for record in records if record["cache_read_tokens"]]
+    assert [record["cache_write_tokens"] for record in writes] == [44]
+    assert [record["cache_read_tokens"] for record in reads] == [44, 44]
+    # claude-haiku-4-5 per million tokens: $1 input, $5 output, $1.25 cache write, $0.10 read
+    assert writes[0]["cost_usd"] == pytest.approx((5 + 2 * 5 + 44 * 1.25) / 1e6)
+    assert all(record["cost_usd"] == pytest.approx((5 + 10 + 44 * 0.1) / 1e6) for record in reads)
+    state = json.loads((tmp_path / ".pipeline/r/state.json").read_text())
+    assert state["steps"][0]["metrics"]["cache_write_tokens"] == 44
+    assert state["steps"][0]["metrics"]["cache_read_tokens"] == 88

@@ -331,3 +331,21 @@ def test_cancel_stops_the_run_and_cancels_its_batch(cli, labels: FakeLLMServer, 
 
 def polls(server: FakeLLMServer) -> list:
     return [r for r in server.requests if r.method == "GET" and r.path.startswith(BATCHES + "/")]
+
+
+def test_a_budget_submits_only_the_items_it_can_bound_then_pauses(
+    cli, labels: FakeLLMServer, tmp_path: Path
+):
+    write_project(tmp_path)
+    # At most ~$0.00025 per request at batch prices (a 3-token prompt, a 100-token reply):
+    # three fit under $0.0008, the fourth would not.
+    result = cli("run", "tickets.txt", "--run-id", "r", "--max-cost", "0.0008")
+
+    assert result.exit_code == 3, result.output
+    assert [len(batch.requests) for batch in labels.batches.values()] == [3]
+    state = load_state(tmp_path / ".pipeline/r/state.json")
+    assert state.status is RunStatus.PAUSED and state.pause_reason == "budget"
+    resumed = cli("resume", "r", "--max-cost", "1")
+    assert resumed.exit_code == 0, resumed.output
+    assert [len(batch.requests) for batch in labels.batches.values()] == [3, 2]
+    assert output(tmp_path, "r") == ["L:alpha", "L:beta", "L:gamma", "L:delta", "L:epsilon"]

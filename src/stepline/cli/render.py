@@ -280,39 +280,62 @@ def print_plan(console: Console, preview: Preview) -> None:
             escape(decision.reason),
         )
     console.print(table)
-    methods = sorted({e.method for e in preview.estimates if e.method})
     if preview.estimates:
-        console.print(estimates_table(preview.estimates))
-    if methods:
-        console.print(
-            "[dim]Input tokens: "
-            + escape(", ".join(methods))
-            + "; the cost prices that input and a full max_tokens reply.[/]"
-        )
-    for estimate in preview.estimates:
-        if estimate.note:
-            console.print(f"  [dim]{escape(estimate.step)}: {escape(estimate.note)}[/]")
+        print_estimates(console, preview)
     for warning in preview.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}")
     console.print("[dim]Dry run: nothing was written.[/]")
 
 
+def print_estimates(console: Console, preview: Preview) -> None:
+    """The LLM steps' tokens and cost bounds, the total as configured, the budget, notes."""
+    from stepline.engine.estimates import budget_outlook, planned_cost  # loaded by the preview
+
+    estimates = preview.estimates
+    live_only = _cost_modes(estimates) == ["live"]
+    console.print(estimates_table(estimates))
+    if not live_only:
+        console.print(costs_table(estimates))
+    methods = sorted({e.method for e in estimates if e.method})
+    if methods:
+        bound = "; the cost prices that input and a full max_tokens reply" if live_only else ""
+        console.print(f"[dim]Input tokens: {escape(', '.join(methods))}{bound}.[/]")
+    if any(mode.endswith("cache_prompt") for e in estimates for mode in e.costs):
+        console.print(
+            "[dim]cache_prompt: the first request writes the shared prefix to the prompt cache "
+            "and the others read it (in a batch, reads are best-effort).[/]"
+        )
+    planned, unknown = planned_cost(estimates)
+    label = "Total" if live_only else "Total as configured (▸)"
+    console.print(f"{label}: ≤ {format_cost(planned)}{_unknown_steps(unknown)}")
+    outlook = budget_outlook(preview.prepared, estimates)
+    if outlook is not None:
+        console.print(f"[{'green' if outlook.fits else 'yellow'}]{escape(outlook.summary)}[/]")
+    for estimate in estimates:
+        if estimate.note:
+            console.print(f"  [dim]{escape(estimate.step)}: {escape(estimate.note)}[/]")
+
+
+def _unknown_steps(unknown: int) -> str:
+    return f" + {unknown} {'steps' if unknown > 1 else 'step'} of unknown cost" if unknown else ""
+
+
 def estimates_table(estimates: list[LLMEstimate]) -> Table:
+    """Each LLM step's model, cache status, items and tokens; its cost bound too when every
+    step can only go live (else the costs are in ``costs_table``)."""
     table = Table(title="LLM steps")
     table.add_column("step")
     for column in ("model", "cache"):
         table.add_column(column, no_wrap=True)
-    for column in ("items", "input", "max out", "cost ≤"):
+    live_only = _cost_modes(estimates) == ["live"]
+    for column in ("items", "input", "max out", "cost ≤")[: None if live_only else -1]:
         table.add_column(column, justify="right", no_wrap=True)
     for estimate in estimates:
         tokens = "?" if estimate.input_tokens is None else f"{estimate.input_tokens:,}"
         if estimate.approximate and estimate.input_tokens is not None:
             tokens = "~" + tokens
-        if estimate.cost_usd is not None:
-            cost = f"${estimate.cost_usd:.4f}"
-        else:
-            cost = "?" if estimate.input_tokens is None else "unpriced"
         cache_style = "green" if estimate.cache in ("hit", "replay (recorded)") else "yellow"
+        cost = [_mode_cost(estimate, "live", mark=False)] if live_only else []
         table.add_row(
             escape(estimate.step),
             escape(estimate.model),
@@ -320,9 +343,56 @@ def estimates_table(estimates: list[LLMEstimate]) -> Table:
             "" if estimate.items is None else f"{estimate.items:,}",
             tokens,
             f"{estimate.max_output_tokens:,}",
-            cost,
+            *cost,
         )
     return table
+
+
+def _cost_modes(estimates: list[LLMEstimate]) -> list[str]:
+    """The modes some step can use, in ``MODES`` order ("live" at least)."""
+    from stepline.engine.estimates import MODES  # loaded by the preview
+
+    return [mode for mode in MODES if any(mode in e.costs for e in estimates)] or ["live"]
+
+
+def costs_table(estimates: list[LLMEstimate]) -> Table:
+    """Each LLM step's cost bound in every mode some step can use, side by side, ▸ on the mode
+    it is set to use; with several steps, a total per mode (where a mode does not apply to a
+    step, that step counts live)."""
+    from stepline.engine.estimates import planned_cost  # loaded by the preview
+
+    modes = _cost_modes(estimates)
+    caption = "▸ as configured (mode:, cache_prompt:, --batch)"
+    if any(mode not in e.costs for e in estimates for mode in modes):
+        caption += " · - does not apply"
+    if len(estimates) > 1:
+        caption += "\ntotal: every step in that mode where it can be, else live"
+    table = Table(
+        title="Cost ≤ (every reply max_tokens long)", caption=caption, caption_justify="left"
+    )
+    table.add_column("step")
+    for mode in modes:
+        table.add_column(mode, justify="right", no_wrap=True)
+    for estimate in estimates:
+        table.add_row(escape(estimate.step), *(_mode_cost(estimate, mode) for mode in modes))
+    if len(estimates) > 1:
+        table.add_section()
+        totals = [planned_cost(estimates, mode) for mode in modes]
+        table.add_row("total", *(f"{format_cost(cost)}{' +?' * bool(n)}" for cost, n in totals))
+    return table
+
+
+def _mode_cost(estimate: LLMEstimate, mode: str, *, mark: bool = True) -> str:
+    """A cost cell: ``$0.0123``, ``?`` (not estimated), ``unpriced`` or ``-`` (the mode does not
+    apply); ``▸`` marks the mode the step is set to use."""
+    if mode not in estimate.costs:
+        return "[dim]-[/]"
+    cost = estimate.costs[mode]
+    if cost is not None:
+        text = format_cost(cost)
+    else:
+        text = "?" if estimate.input_tokens is None else "unpriced"
+    return f"[bold]▸ {text}[/]" if mark and mode == estimate.mode else text
 
 
 def runs_table(rows: list[RunSummary]) -> Table:

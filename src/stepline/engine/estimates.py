@@ -9,13 +9,17 @@ gets no estimate, and says so, rather than a made-up number.
 A fan-out step is estimated from its items when they are known before the run (``input.lines``,
 ``input.records``, or a reused step's output): tokens per item are averaged over the first
 prompts, and the cache is asked about the first thousand items; the rest count as misses.
+
+Each step is priced in every mode that applies to it, side by side: live, Message Batches
+(Anthropic fan-out steps), prompt caching (Anthropic: the first request writes the shared
+prefix, the others read it) and both; ``cost_usd`` is the mode the step is set to use.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +27,7 @@ from stepline.engine.fanout import resolve_items
 from stepline.engine.plan import Action
 from stepline.engine.runner import PreparedRun
 from stepline.errors import StepFailed, StepLineError
-from stepline.providers.base import LLMRequest
+from stepline.providers.base import LLMRequest, Usage
 from stepline.providers.pool import ProviderPool
 from stepline.providers.pricing import Pricer
 from stepline.providers.requests import (
@@ -34,7 +38,7 @@ from stepline.providers.requests import (
     request_hash,
     targets,
 )
-from stepline.providers.tokens import estimate_tokens
+from stepline.providers.tokens import CHARS_PER_TOKEN, estimate_tokens
 from stepline.settings import Settings
 from stepline.spec import LLMParams, LLMStep
 from stepline.steps.base import InputData, item_context, template_context
@@ -48,12 +52,17 @@ HEURISTIC = "heuristic (~4 characters per token)"
 COUNTED = "counted by the provider"
 SAMPLED_ITEMS = 20  # a fan-out step's tokens per item: the mean over its first prompts
 CHECKED_ITEMS = 1_000  # items whose requests are looked up in the cache (or cassette)
+LIVE, BATCH, CACHED, BATCH_CACHED = "live", "batch", "cache_prompt", "batch+cache_prompt"
+MODES = (LIVE, BATCH, CACHED, BATCH_CACHED)
+"""The ways a step's requests can be sent and billed, as ``--dry-run`` prices them."""
 
 
 @dataclass(frozen=True)
 class LLMEstimate:
-    """One LLM step's outlook. ``cost_usd`` prices the input and a full reply (``max_tokens``),
-    so it is an upper bound; None when the input or the price is unknown."""
+    """One LLM step's outlook. A cost prices the input and a full reply (``max_tokens``), so it
+    is an upper bound; None when the input or the price is unknown. ``costs`` has one per mode
+    that applies to the step (see ``MODES``); ``cost_usd`` is the one of ``mode``, the mode the
+    step is set to use."""
 
     step: str
     model: str
@@ -64,6 +73,8 @@ class LLMEstimate:
     method: str | None = None  # HEURISTIC or COUNTED
     note: str | None = None
     items: int | None = None  # a fan-out step's number of items, when known
+    mode: str = LIVE
+    costs: dict[str, float | None] = field(default_factory=dict)
 
     @property
     def approximate(self) -> bool:
@@ -80,6 +91,7 @@ class _Planned:
     note: str | None
     items: int | None = None
     item_requests: tuple[LLMRequest, ...] = ()  # the first CHECKED_ITEMS items'
+    prefix_chars: int = 0  # with cache_prompt: the characters every request shares
 
 
 @dataclass(frozen=True)
@@ -108,6 +120,68 @@ def estimate_llm_steps(
         ]
     finally:
         cache.close()
+
+
+@dataclass(frozen=True)
+class BudgetOutlook:
+    """The run's budget (``--max-cost`` or ``budget:``) beside the dry run's estimate."""
+
+    limit_usd: float
+    spent_usd: float | None  # a resumed run's spend so far (llm-calls.jsonl); None: a new run
+    planned_usd: float  # the LLM steps' cost bounds in the modes they are set to use
+    unknown: int  # LLM steps whose cost is unknown: not estimable before the run, or unpriced
+
+    @property
+    def left_usd(self) -> float:
+        return max(0.0, self.limit_usd - (self.spent_usd or 0.0))
+
+    @property
+    def fits(self) -> bool:
+        """Whether the estimate (an upper bound) fits what is left, unknown steps aside."""
+        return self.planned_usd <= self.left_usd
+
+    @property
+    def summary(self) -> str:
+        """``Budget $5.0000, $1.2000 spent so far, $3.8000 left: the estimate fits.``"""
+        text = f"Budget ${self.limit_usd:.4f}"
+        if self.spent_usd is not None:
+            text += f", ${self.spent_usd:.4f} spent so far, ${self.left_usd:.4f} left"
+        if not self.fits:
+            return (
+                f"{text}: the estimate passes it by ${self.planned_usd - self.left_usd:.4f}; "
+                "the run may pause at the budget (exit 3) unless replies stay well under "
+                "max_tokens."
+            )
+        if self.unknown:
+            steps = "steps" if self.unknown > 1 else "step"
+            return f"{text}: the estimate fits ({self.unknown} {steps} of unknown cost aside)."
+        return f"{text}: the estimate fits."
+
+
+def budget_outlook(prepared: PreparedRun, estimates: list[LLMEstimate]) -> BudgetOutlook | None:
+    """The budget, what a resumed run has spent (summed as the budget sums it) and whether the
+    estimate fits; None when the run has no budget."""
+    if prepared.budget_usd is None:
+        return None
+    spent = prepared.run_dir.calls_cost_usd() if prepared.run_dir.exists() else None
+    planned, unknown = planned_cost(estimates)
+    return BudgetOutlook(prepared.budget_usd, spent, planned, unknown)
+
+
+def planned_cost(estimates: list[LLMEstimate], mode: str | None = None) -> tuple[float, int]:
+    """The steps' cost bound in the modes they are set to use, or all in ``mode`` (steps it
+    does not apply to counted live), and how many steps' costs are unknown."""
+    total, unknown = 0.0, 0
+    for estimate in estimates:
+        if mode is None:
+            cost = estimate.cost_usd
+        else:
+            cost = estimate.costs.get(mode, estimate.costs.get(LIVE))
+        if cost is None:
+            unknown += 1
+        else:
+            total += cost
+    return total, unknown
 
 
 def _plan_requests(prepared: PreparedRun) -> list[_Planned]:
@@ -139,10 +213,11 @@ def _plan_requests(prepared: PreparedRun) -> list[_Planned]:
         else:
             try:
                 request = replace(build_request(step, params, context), model=target.model)
+                prefix = _prefix_chars(step, params, context)
             except StepLineError as exc:
                 planned.append(_Planned(step, params, target, None, _unrendered(exc)))
             else:
-                planned.append(_Planned(step, params, target, request, None))
+                planned.append(_Planned(step, params, target, request, None, prefix_chars=prefix))
     return planned
 
 
@@ -161,6 +236,8 @@ def _plan_items(
     except StepLineError as exc:
         reason = exc.reason if isinstance(exc, StepFailed) else exc.message
         return _Planned(step, params, target, None, f"the items cannot be read: {reason}")
+    if not first_items:
+        return _Planned(step, params, target, None, "no items: nothing to send", items=0)
     try:
         requests = tuple(
             replace(
@@ -169,11 +246,17 @@ def _plan_items(
             )
             for item in first_items
         )
+        prefix = _prefix_chars(step, params, {**context, **item_context(first_items[0])})
     except StepLineError as exc:
         return _Planned(step, params, target, None, _unrendered(exc))
-    if not requests:
-        return _Planned(step, params, target, None, "no items: nothing to send", items=0)
-    return _Planned(step, params, target, requests[0], None, count, requests)
+    return _Planned(step, params, target, requests[0], None, count, requests, prefix)
+
+
+def _prefix_chars(step: LLMStep, params: LLMParams, context: dict[str, Any]) -> int:
+    """The characters prompt caching would cache: the system prompt and the start of the prompt
+    every item shares (as the run marks it with ``cache_prompt``, set here or not)."""
+    request = build_request(step, params.model_copy(update={"cache_prompt": True}), context)
+    return len(request.system or "") + (request.cached_chars or 0)
 
 
 def _unrendered(exc: StepLineError) -> str:
@@ -225,6 +308,8 @@ def _estimate(
     replay: Path | None,
 ) -> LLMEstimate:
     step, params, request = planned.step, planned.params, planned.request
+    modes = _modes(planned, replay)
+    mode = _configured_mode(params, modes)
     if request is None:
         return LLMEstimate(
             step.id,
@@ -235,20 +320,32 @@ def _estimate(
             None,
             note=planned.note,
             items=planned.items,
+            mode=mode,
+            costs=dict.fromkeys(modes),
         )
     if planned.items is not None:
         return _estimate_items(prepared, planned, counted, pricer, cache, replay)
-    tokens = counted if counted is not None else estimate_tokens(request)
+    heuristic = estimate_tokens(request)
+    tokens = counted if counted is not None else heuristic
     status = _cache_status(prepared, planned, request, cache, replay)
-    cost: float | None = None
-    price = pricer.price(params.model)
-    if _answered(status):
-        cost = 0.0
-    elif price is not None:
-        cost = (tokens * price.input + params.max_tokens * price.output) / 1_000_000
+    sent = 0 if _answered(status) else 1
+    costs, cache_note = _price_modes(
+        pricer, planned, modes, sent=sent, per_request=tokens, scale=tokens / max(heuristic, 1)
+    )
     method = COUNTED if counted is not None else HEURISTIC
-    note = _window_note(pricer, params, tokens)
-    return LLMEstimate(step.id, params.model, status, tokens, params.max_tokens, cost, method, note)
+    notes = [note for note in (_window_note(pricer, params, tokens), cache_note) if note]
+    return LLMEstimate(
+        step.id,
+        params.model,
+        status,
+        tokens,
+        params.max_tokens,
+        costs[mode],
+        method,
+        "; ".join(notes) or None,
+        mode=mode,
+        costs=costs,
+    )
 
 
 def _estimate_items(
@@ -265,36 +362,128 @@ def _estimate_items(
     count = planned.items or 0
     sampled = [estimate_tokens(request) for request in requests[:SAMPLED_ITEMS]]
     per_item = sum(sampled) / len(sampled)
+    scale = 1.0
     if counted is not None:  # the provider counted the first prompt: scale the heuristic
-        per_item *= counted / max(sampled[0], 1)
+        scale = counted / max(sampled[0], 1)
+        per_item *= scale
     statuses = [_cache_status(prepared, planned, request, cache, replay) for request in requests]
     answered = sum(_answered(status) for status in statuses)
-    cost: float | None = None
-    price = pricer.price(params.model)
-    if price is not None:
-        each = (per_item * price.input + params.max_tokens * price.output) / 1_000_000
-        cost = (count - answered) * each
-    checked = f"{len(requests):,}" if len(requests) == count else f"first {len(requests):,}"
-    if statuses[0] in ("off", "skipped (--no-cache)"):
-        status = statuses[0]
-    elif statuses[0].startswith("replay"):
-        status = f"replay ({answered:,} of {checked} recorded)"
-    else:
-        status = f"{answered:,} of {checked} cached"
+    modes = _modes(planned, replay)
+    mode = _configured_mode(params, modes)
+    costs, cache_note = _price_modes(
+        pricer, planned, modes, sent=count - answered, per_request=per_item, scale=scale
+    )
     notes = [f"{count:,} items, ~{round(per_item):,} input tokens each"]
-    if window_note := _window_note(pricer, params, round(per_item)):
-        notes.append(window_note)
+    notes += [note for note in (_window_note(pricer, params, round(per_item)), cache_note) if note]
     return LLMEstimate(
         planned.step.id,
         params.model,
-        status,
+        _items_status(statuses, answered, checked=len(requests), count=count),
         round(per_item * count),
         params.max_tokens * count,
-        cost,
+        costs[mode],
         COUNTED if counted is not None else HEURISTIC,
         "; ".join(notes),
         items=count,
+        mode=mode,
+        costs=costs,
     )
+
+
+def _items_status(statuses: list[str], answered: int, *, checked: int, count: int) -> str:
+    """A fan-out step's cache column: how many of the checked items are answered."""
+    of = f"{checked:,}" if checked == count else f"first {checked:,}"
+    if statuses[0] in ("off", "skipped (--no-cache)"):
+        return statuses[0]
+    if statuses[0].startswith("replay"):
+        return f"replay ({answered:,} of {of} recorded)"
+    return f"{answered:,} of {of} cached"
+
+
+def _modes(planned: _Planned, replay: Path | None) -> tuple[str, ...]:
+    """The modes a step can use: Message Batches for Anthropic fan-out steps, prompt caching
+    for Anthropic steps; a cassette answers live (and for free)."""
+    if replay is not None or planned.target.provider != "anthropic":
+        return (LIVE,)
+    return MODES if planned.step.fans_out else (LIVE, CACHED)
+
+
+def _configured_mode(params: LLMParams, modes: tuple[str, ...]) -> str:
+    """The mode the step is set to use (``mode:``, ``cache_prompt:``), where it applies."""
+    batch, cached = params.mode == "batch", params.cache_prompt
+    mode = BATCH_CACHED if batch and cached else BATCH if batch else CACHED if cached else LIVE
+    return mode if mode in modes else LIVE
+
+
+def _price_modes(
+    pricer: Pricer,
+    planned: _Planned,
+    modes: tuple[str, ...],
+    *,
+    sent: int,
+    per_request: float,
+    scale: float,
+) -> tuple[dict[str, float | None], str | None]:
+    """Each mode's cost bound for ``sent`` requests of ``per_request`` input tokens (None where
+    the model has no price), and a note when the prefix is too short for the prompt cache.
+    ``scale`` turns heuristic tokens into the provider's count where it counted."""
+    model, max_tokens = planned.params.model, planned.params.max_tokens
+    shared, note = 0.0, None
+    if CACHED in modes:
+        shared, note = _cached_tokens(pricer, planned, per_request, scale)
+    costs: dict[str, float | None] = {}
+    for mode in modes:
+        rates = _Rates.of(pricer, model, batch=mode in (BATCH, BATCH_CACHED))
+        cached = shared if mode in (CACHED, BATCH_CACHED) else 0.0
+        costs[mode] = None if rates is None else rates.cost(sent, per_request, cached, max_tokens)
+    return costs, note
+
+
+def _cached_tokens(
+    pricer: Pricer, planned: _Planned, per_request: float, scale: float
+) -> tuple[float, str | None]:
+    """The tokens of each request that prompt caching would cache: 0 when the shared prefix is
+    shorter than the model caches, with a note where the step sets cache_prompt or fans out."""
+    model = planned.params.model
+    tokens = min(planned.prefix_chars / CHARS_PER_TOKEN * scale, per_request)
+    minimum = pricer.cache_min_tokens(model)
+    if tokens >= minimum:
+        return tokens, None
+    if not (planned.params.cache_prompt or planned.step.fans_out):
+        return 0.0, None
+    return 0.0, (
+        f"cache_prompt saves nothing: the shared prefix is ~{round(tokens):,} tokens, below "
+        f"the {minimum:,} that {model} caches"
+    )
+
+
+@dataclass(frozen=True)
+class _Rates:
+    """USD per token of each kind, at live or at Message Batches prices."""
+
+    input: float
+    output: float
+    cache_write: float
+    cache_read: float
+
+    @classmethod
+    def of(cls, pricer: Pricer, model: str, *, batch: bool) -> _Rates | None:
+        million = 1_000_000
+        kinds = ("input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tokens")
+        rates = [pricer.cost_usd(model, Usage(**{kind: million}), batch=batch) for kind in kinds]
+        known = [rate for rate in rates if rate is not None]
+        if len(known) < len(kinds):
+            return None
+        return cls(*(rate / million for rate in known))
+
+    def cost(self, requests: int, per_request: float, cached: float, max_tokens: int) -> float:
+        """``requests`` requests of ``per_request`` input tokens and a full reply each; the first
+        writes ``cached`` of those tokens to the prompt cache and the others read them."""
+        if requests <= 0:
+            return 0.0
+        plain = (per_request - cached) * self.input + max_tokens * self.output
+        cost = requests * plain + cached * (self.cache_write + (requests - 1) * self.cache_read)
+        return round(cost, 8)
 
 
 def _answered(status: str) -> bool:

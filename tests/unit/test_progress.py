@@ -69,3 +69,14 @@ def test_fan_out_progress_shows_a_bar_in_a_terminal():
     shown = screen.getvalue()
     assert "5/10 items · 2.0/s · ETA 2.5s" in shown
     assert "━" in shown  # the bar
+
+
+def test_fan_out_progress_in_batch_mode_counts_the_batches_requests():
+    batch = {"batches": 2, "open": 1, "processing": 120, "succeeded": 30, "expired": 1}
+    progress = {"total": 151, "done": 30, "failed": 1, "reused": 0, "batch": batch}
+
+    text = fan_out_progress_text(progress)
+
+    assert text == (
+        "30/151 items, 1 failed · 2 batches (1 open): 120 processing, 30 succeeded, 1 expired"
+    )

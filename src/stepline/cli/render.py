@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # the runner pulls in jinja2; list and --help must stay light
     from stepline.engine.runner import RunResult
     from stepline.reports.diff import RunComparison, StepComparison
     from stepline.reports.overview import RunOverview, Timeline
+    from stepline.store.batches import SubmittedBatch
 
 STATUS_STYLE = {
     "completed": "green",
@@ -174,7 +175,18 @@ def fan_out_progress_text(progress: dict[str, Any]) -> str:
     if tokens:
         parts.append(f"{tokens:,} tokens")
         parts.append(format_cost(progress.get("cost_usd")))
+    if progress.get("batch"):
+        parts.append(batch_counts_text(progress["batch"]))
     return " · ".join(parts)
+
+
+def batch_counts_text(batch: dict[str, int]) -> str:
+    """``2 batches (1 open): 120 processing, 30 succeeded, 1 expired``."""
+    counted = ("processing", "succeeded", "errored", "expired", "canceled")
+    counts = [f"{batch[name]:,} {name}" for name in counted if batch.get(name)]
+    plural = "es" if batch.get("batches", 0) != 1 else ""
+    head = f"{batch.get('batches', 0)} batch{plural} ({batch.get('open', 0)} open)"
+    return head + (": " + ", ".join(counts) if counts else "")
 
 
 def ask_at_pause(console: Console) -> Callable[[PausePoint], bool]:
@@ -436,11 +448,35 @@ def print_run(console: Console, overview: RunOverview, workdir: Path) -> None:
     for name, table in (("step", overview.usage.by_step), ("model", overview.usage.by_model)):
         if table:
             console.print(usage_table(f"LLM usage by {name}", table))
+    if overview.batches:
+        console.print(batches_table(overview.batches))
     for step in state.steps:
         if step.error:
             console.print(f"[red]{escape(step.id)}:[/] {escape(step.error)}")
     if status in (RunStatus.PAUSED, RunStatus.INTERRUPTED, RunStatus.FAILED):
         console.print(f"Continue with: {resume_command(state.run_id, workdir, state)}")
+
+
+def batches_table(batches: list[SubmittedBatch]) -> Table:
+    """Batch mode's submissions: each provider batch, where it stands and its counts."""
+    table = Table(title="Batches", title_justify="left", show_edge=False, box=None)
+    for column in ("step", "batch", "status", "requests"):
+        table.add_column(column, justify="right" if column == "requests" else "left")
+    table.add_column("results")
+    for batch in batches:
+        counts = ", ".join(
+            f"{batch.counts[name]:,} {name}"
+            for name in ("processing", "succeeded", "errored", "expired", "canceled")
+            if batch.counts.get(name)
+        )
+        table.add_row(
+            escape(batch.step),
+            escape(batch.batch_id or "(not created)"),
+            escape(batch.status),
+            f"{batch.requests:,}",
+            counts,
+        )
+    return table
 
 
 TIMELINE_WIDTH = 40
@@ -617,8 +653,11 @@ def print_cancellation(console: Console, result: Cancellation, workdir: Path) ->
     """``pipeline cancel``: what was stopped and how the run stands now."""
     status = result.status.value
     styled = f"[{STATUS_STYLE.get(status, '')}]{status}[/]"
+    for batch_id in result.batches:
+        console.print(f"Canceled batch {escape(batch_id)}.", soft_wrap=True)
     if not result.was_running:
-        console.print(f"Run {result.run_id} is not running ({styled}); nothing to cancel.")
+        nothing = "" if result.batches else "; nothing to cancel"
+        console.print(f"Run {result.run_id} is not running ({styled}){nothing}.")
         return
     console.print(
         f"Stopped run {result.run_id} ({result.signal} to process {result.pid}); "

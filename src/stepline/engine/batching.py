@@ -213,6 +213,10 @@ class BatchedItems:
                     self.step.id, opened.submission, status.processing_status, status.counts
                 )
                 if status.ended:
+                    counts = ", ".join(
+                        f"{count:,} {name}" for name, count in status.counts.items() if count
+                    )
+                    self.log.info("batch %s ended: %s", opened.batch_id, counts or "empty")
                     await self._collect(opened)
                     del self._open[opened.submission]
                 self._show()

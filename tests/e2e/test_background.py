@@ -157,6 +157,7 @@ def test_detach_list_cancel_resume(cli, project: Path):
         "pid": None,
         "signal": None,
         "status": "interrupted",
+        "batches_canceled": [],
     }
     assert_resume_completes_without_redoing_items(cli, project, "bg")
 

@@ -349,3 +349,33 @@ def test_a_budget_submits_only_the_items_it_can_bound_then_pauses(
     assert resumed.exit_code == 0, resumed.output
     assert [len(batch.requests) for batch in labels.batches.values()] == [3, 2]
     assert output(tmp_path, "r") == ["L:alpha", "L:beta", "L:gamma", "L:delta", "L:epsilon"]
+
+
+def test_with_cache_prompt_one_item_goes_live_first_and_the_batch_reads_its_cache(
+    cli, labels: FakeLLMServer, tmp_path: Path
+):
+    write_project(tmp_path, extra="    cache_prompt: true\n    system: " + "rules " * 60)
+    labels.cache_min_tokens = 50  # the fake counts words: the shared prefix has 61
+    labels.responder = lambda request: Reply(text="x", input_tokens=2, output_tokens=1)
+
+    assert cli("run", "tickets.txt", "--run-id", "r").exit_code == 0
+
+    (warm_up,) = labels.requests_for(LIVE)
+    shared, own = warm_up.body["messages"][0]["content"]
+    assert (shared["text"], own["text"]) == ("Label ", "alpha")
+    marker = shared["cache_control"]
+    assert marker == {"type": "ephemeral", "ttl": "1h"}
+    assert sorted(request.custom_id for request in labels.batch_requests) == [
+        "beta",
+        "delta",
+        "epsilon",
+        "gamma",
+    ]
+    records = {record["item_key"]: record for record in calls(tmp_path, "r")}
+    first = records["alpha"]
+    assert (first["cache_write_tokens"], first["cache_write_1h_tokens"]) == (61, 61)
+    # claude-haiku-4-5: a one-hour write costs 2 x $1 per million; live prices
+    assert first["cost_usd"] == pytest.approx((2 + 5 + 61 * 2.0) / 1e6)
+    batched = [records[key] for key in ("beta", "gamma", "delta", "epsilon")]
+    assert all(record["cache_read_tokens"] == 61 for record in batched)
+    assert all(record["cost_usd"] == pytest.approx((2 + 5 + 6.1) / 2e6) for record in batched)

@@ -141,6 +141,9 @@ class Reply:
     #: Anthropic only: emitted as a ``thinking`` content block *before* the text block.
     thinking: str | None = None
     cache_creation_input_tokens: int = 0
+    #: The part of ``cache_creation_input_tokens`` written with the 1-hour lifetime
+    #: (``cache_control: {"ttl": "1h"}``), reported under ``usage.cache_creation``.
+    cache_creation_1h_input_tokens: int = 0
     cache_read_input_tokens: int = 0
     #: Seconds to wait before answering (concurrency and timeout tests). Cut short by ``stop()``.
     delay: float = 0.0
@@ -442,6 +445,17 @@ def _cache_prefix(body: dict[str, Any]) -> list[tuple[str, str]] | None:
         for where, block in blocks[: marked[-1] + 1]
         if block.get("type") == "text" and isinstance(block.get("text"), str)
     ]
+
+
+def _marker_ttl(body: dict[str, Any]) -> str:
+    """The lifetime the last ``cache_control`` marker asks for: ``5m`` (default) or ``1h``."""
+    blocks = _as_blocks(body.get("system"))
+    for message in body.get("messages") or []:
+        if isinstance(message, dict):
+            blocks += _as_blocks(message.get("content"))
+    markers = [block["cache_control"] for block in blocks if block.get("cache_control")]
+    last = markers[-1] if markers else {}
+    return str(last.get("ttl", "5m")) if isinstance(last, dict) else "5m"
 
 
 def _as_blocks(content: Any) -> list[dict[str, Any]]:
@@ -1159,6 +1173,11 @@ def _anthropic_usage(reply: Reply) -> dict[str, Any]:
         "output_tokens": reply.output_tokens,
         "cache_creation_input_tokens": reply.cache_creation_input_tokens,
         "cache_read_input_tokens": reply.cache_read_input_tokens,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": reply.cache_creation_input_tokens
+            - reply.cache_creation_1h_input_tokens,
+            "ephemeral_1h_input_tokens": reply.cache_creation_1h_input_tokens,
+        },
     }
 
 
@@ -1253,7 +1272,8 @@ class FakeLLMServer:
         #: How many prefixes were written to, and read from, the simulated prompt cache.
         self.prompt_cache_writes: int = 0
         self.prompt_cache_reads: int = 0
-        self._prompt_cache: dict[str, float] = {}
+        # prefix key -> (when written or last read, whether it lives an hour instead of ttl)
+        self._prompt_cache: dict[str, tuple[float, bool]] = {}
         self._batches: dict[str, FakeBatch] = {}
         self._batch_api_script: deque[ErrorReply | Disconnect] = deque()
         self._stopping = threading.Event()
@@ -1483,18 +1503,24 @@ class FakeLLMServer:
         if tokens < self.cache_min_tokens:
             return reply
         key = hashlib.sha256(json.dumps([request.model, prefix]).encode()).hexdigest()
+        long_lived = _marker_ttl(request.body) == "1h"
         now = time.monotonic()
         with self._lock:
-            written = self._prompt_cache.get(key)
-            is_hit = written is not None and now - written < self.prompt_cache_ttl
-            self._prompt_cache[key] = now  # a read refreshes the entry's lifetime
+            written, was_long = self._prompt_cache.get(key, (None, False))
+            lifetime = 3600.0 if was_long else self.prompt_cache_ttl
+            is_hit = written is not None and now - written < lifetime
+            self._prompt_cache[key] = (now, long_lived or (is_hit and was_long))  # refreshed
             if is_hit:
                 self.prompt_cache_reads += 1
             else:
                 self.prompt_cache_writes += 1
         if is_hit:
             return replace(reply, cache_read_input_tokens=tokens)
-        return replace(reply, cache_creation_input_tokens=tokens)
+        return replace(
+            reply,
+            cache_creation_input_tokens=tokens,
+            cache_creation_1h_input_tokens=tokens if long_lived else 0,
+        )
 
     def _next_batch_api_failure(self) -> ErrorReply | Disconnect | None:
         with self._lock:

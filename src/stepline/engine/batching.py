@@ -16,6 +16,11 @@ and 2 may have created a batch whose id it never learnt, so those items are sent
 the resume says how many, as for live calls in flight. Errored, expired and canceled requests
 follow ``on_item_error``, or with ``batch_fallback: live`` are asked again live. Items the
 response cache already answers never enter a batch.
+
+With ``cache_prompt`` the first item that needs a request is asked live, and its reply
+awaited, before any batch is created: it writes the shared prefix to the provider's cache
+(for an hour, since a batch may start processing well after its submission), so the batch's
+requests read it instead of each writing their own.
 """
 
 from __future__ import annotations
@@ -99,6 +104,7 @@ class BatchedItems:
         self._next_submission = max(self._earlier, default=0) + 1
         self._limit = asyncio.Semaphore(fan.concurrency)  # items answered live
         self._counts: dict[int, dict[str, int]] = {}  # by submission, this execution's
+        self._warm_up = params.cache_prompt
 
     async def run(self, arrivals: AsyncGenerator[Item]) -> None:
         """Submit the items that need a request, then poll until every batch is collected."""
@@ -120,6 +126,12 @@ class BatchedItems:
                     request = self._request(item)
                     if fan.env.llm.has_answer(request, self.params):
                         await self._live(item, fingerprint)  # the cache answers it
+                        continue
+                    if self._warm_up:  # one live request writes the cache the batch reads
+                        self._warm_up = False
+                        task = await fan.launch(item, fingerprint, self._limit)
+                        if task is not None:
+                            await asyncio.wait({task})
                         continue
                     try:
                         held = fan.env.llm.hold_for_batch(request, self.params, self.log)

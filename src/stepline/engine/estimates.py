@@ -468,11 +468,17 @@ class _Rates:
 
     @classmethod
     def of(cls, pricer: Pricer, model: str, *, batch: bool) -> _Rates | None:
+        """The rates; in batch mode the cache is written for an hour (the dearer write)."""
         million = 1_000_000
-        kinds = ("input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tokens")
-        rates = [pricer.cost_usd(model, Usage(**{kind: million}), batch=batch) for kind in kinds]
+        usages = [
+            Usage(input_tokens=million),
+            Usage(output_tokens=million),
+            Usage(cache_write_tokens=million, cache_write_1h_tokens=million if batch else 0),
+            Usage(cache_read_tokens=million),
+        ]
+        rates = [pricer.cost_usd(model, usage, batch=batch) for usage in usages]
         known = [rate for rate in rates if rate is not None]
-        if len(known) < len(kinds):
+        if len(known) < len(usages):
             return None
         return cls(*(rate / million for rate in known))
 

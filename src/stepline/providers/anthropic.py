@@ -273,6 +273,7 @@ def _batch_result(line: str | bytes) -> BatchResult:
 
 
 CACHE_MARKER = {"type": "ephemeral"}
+CACHE_MARKER_1H = {"type": "ephemeral", "ttl": "1h"}
 
 
 def message_fields(request: LLMRequest) -> dict[str, Any]:
@@ -290,19 +291,23 @@ def message_fields(request: LLMRequest) -> dict[str, Any]:
     if cached is None:
         return fields
     if 0 < cached <= len(request.prompt):
-        blocks = [_text_block(request.prompt[:cached], cache=True)]
+        blocks = [_text_block(request.prompt[:cached], cache=_marker(request))]
         if cached < len(request.prompt):  # the API refuses empty text blocks
             blocks.append(_text_block(request.prompt[cached:]))
         messages[0] = {"role": "user", "content": blocks}
     elif request.system:
-        fields["system"] = [_text_block(request.system, cache=True)]
+        fields["system"] = [_text_block(request.system, cache=_marker(request))]
     return fields
 
 
-def _text_block(text: str, *, cache: bool = False) -> dict[str, Any]:
+def _marker(request: LLMRequest) -> dict[str, str]:
+    return CACHE_MARKER_1H if request.cache_ttl == "1h" else CACHE_MARKER
+
+
+def _text_block(text: str, *, cache: dict[str, str] | None = None) -> dict[str, Any]:
     block: dict[str, Any] = {"type": "text", "text": text}
-    if cache:
-        block["cache_control"] = CACHE_MARKER
+    if cache is not None:
+        block["cache_control"] = cache
     return block
 
 
@@ -326,6 +331,9 @@ def _completion_from_body(body: bytes | dict[str, Any]) -> Completion:
                 output_tokens=int(usage["output_tokens"]),
                 cache_write_tokens=int(usage.get("cache_creation_input_tokens") or 0),
                 cache_read_tokens=int(usage.get("cache_read_input_tokens") or 0),
+                cache_write_1h_tokens=int(
+                    (usage.get("cache_creation") or {}).get("ephemeral_1h_input_tokens") or 0
+                ),
             ),
         )
     except (ValueError, TypeError, KeyError, AttributeError) as exc:

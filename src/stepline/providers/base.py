@@ -43,6 +43,7 @@ class LLMRequest:
     # first N characters (0: the system prompt alone) as one cached prefix. Not hashed: where
     # the cache breakpoint sits changes the bill, never the reply.
     cached_chars: int | None = None
+    cache_ttl: str | None = None  # "1h" keeps the entry an hour (batch mode), else 5 minutes
 
     def messages(self) -> list[dict[str, str]]:
         """The conversation in the shape both chat APIs take (system prompt apart)."""
@@ -101,6 +102,7 @@ class Usage:
     output_tokens: int = 0
     cache_write_tokens: int = 0
     cache_read_tokens: int = 0
+    cache_write_1h_tokens: int = 0  # of cache_write_tokens, those kept an hour (dearer)
 
 
 @dataclass(frozen=True)

@@ -389,7 +389,11 @@ class LLMCaller:
             target.model,
             Usage(output_tokens=request.max_tokens, input_tokens=tokens)
             if request.cached_chars is None
-            else Usage(output_tokens=request.max_tokens, cache_write_tokens=tokens),
+            else Usage(
+                output_tokens=request.max_tokens,
+                cache_write_tokens=tokens,
+                cache_write_1h_tokens=tokens if request.cache_ttl == "1h" else 0,
+            ),
             batch=batch,
         )
         if most is None:

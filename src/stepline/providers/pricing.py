@@ -21,6 +21,7 @@ from stepline.providers.base import Usage
 from stepline.spec import ModelPrice
 
 CACHE_WRITE_MULTIPLIER = 1.25  # Anthropic: a 5-minute cache write costs 1.25x input
+CACHE_WRITE_1H_MULTIPLIER = 2.0  # a 1-hour cache write costs 2x input
 CACHE_READ_MULTIPLIER = 0.1  # a cache read costs 0.1x input
 BATCH_MULTIPLIER = 0.5  # Anthropic's Message Batches: every token type at half price
 DEFAULT_CACHE_MIN_TOKENS = 1024  # the shortest cacheable prefix of most Anthropic models
@@ -72,13 +73,18 @@ class Pricer:
         cache_write = price.cache_write
         if cache_write is None:
             cache_write = price.input * CACHE_WRITE_MULTIPLIER
+        cache_write_1h = price.cache_write_1h
+        if cache_write_1h is None:
+            cache_write_1h = price.input * CACHE_WRITE_1H_MULTIPLIER
         cache_read = price.cache_read
         if cache_read is None:
             cache_read = price.input * CACHE_READ_MULTIPLIER
+        long_writes = min(usage.cache_write_1h_tokens, usage.cache_write_tokens)
         micro_usd = (
             usage.input_tokens * price.input
             + usage.output_tokens * price.output
-            + usage.cache_write_tokens * cache_write
+            + (usage.cache_write_tokens - long_writes) * cache_write
+            + long_writes * cache_write_1h
             + usage.cache_read_tokens * cache_read
         )
         if batch:

@@ -37,6 +37,7 @@ class CallRecord:
     output_tokens: int | None = None
     cache_write_tokens: int | None = None
     cache_read_tokens: int | None = None
+    cache_write_1h_tokens: int | None = None  # of cache_write_tokens, kept an hour
     cost_usd: float | None = None
     cache_hit: bool = False
     replayed: bool = False
@@ -85,6 +86,7 @@ class CallRecord:
             output_tokens=usage.output_tokens,
             cache_write_tokens=usage.cache_write_tokens,
             cache_read_tokens=usage.cache_read_tokens,
+            cache_write_1h_tokens=usage.cache_write_1h_tokens or None,
             cost_usd=completion.cost_usd,
             cache_hit=completion.cache_hit,
         )

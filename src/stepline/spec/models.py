@@ -82,6 +82,7 @@ class ModelPrice(_Strict):
     input: float = Field(ge=0)
     output: float = Field(ge=0)
     cache_write: float | None = Field(default=None, ge=0)
+    cache_write_1h: float | None = Field(default=None, ge=0)  # default 2 x input
     cache_read: float | None = Field(default=None, ge=0)
     context_window: int | None = Field(default=None, gt=0)
     cache_min_tokens: int | None = Field(default=None, gt=0)  # shorter prefixes never cache

@@ -83,6 +83,8 @@ KEY_HELP: dict[str, str] = {
     "input": "USD per million input tokens.",
     "output": "USD per million output tokens.",
     "cache_write": "USD per million cache-write tokens (default 1.25 x input).",
+    "cache_write_1h": "USD per million tokens written to the one-hour cache (batch mode; "
+    "default 2 x input).",
     "cache_read": "USD per million cache-read tokens (default 0.1 x input).",
     "context_window": "Tokens the model reads at most; a prompt that cannot fit fails before "
     "it is sent.",

@@ -91,6 +91,8 @@ def build_request(step: LLMStep, params: LLMParams, context: dict[str, Any]) -> 
         model=params.model,
         prompt=prompt,
         cached_chars=cached_chars,
+        # a batch may start processing long after its first item wrote the cache
+        cache_ttl="1h" if cached_chars is not None and params.mode == "batch" else None,
         system=render(step.system, context, where="system") if step.system is not None else None,
         max_tokens=params.max_tokens,
         temperature=params.temperature,

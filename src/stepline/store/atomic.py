@@ -12,7 +12,7 @@ import contextlib
 import errno
 import json
 import os
-import tempfile
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -38,16 +38,6 @@ _CAUSES: dict[int, tuple[str, str]] = {
 _RETRY = "then try again; a run resumes where it stopped (pipeline resume RUN_ID)"
 
 
-def _process_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-# mkstemp creates files 0600; run files should read like any other file the user creates.
-FILE_MODE = 0o666 & ~_process_umask()
-
-
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` atomically and durably."""
     write_chunks_atomic(path, [data])
@@ -60,9 +50,15 @@ def write_chunks_atomic(path: Path, chunks: Iterable[bytes]) -> None:
     ``OSError`` of the write itself becomes ``WriteFailed``; an error raised by whatever
     produces ``chunks`` passes through unchanged, since it is not about ``path``.
     """
+    temp_name = _temp_path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX + path.name + ".", dir=path.parent)
+        fd = _create(temp_name)
+    except FileNotFoundError:  # the folder is new: make it, once
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = _create(temp_name)
+        except OSError as exc:
+            raise write_failed(path, exc) from exc
     except OSError as exc:
         raise write_failed(path, exc) from exc
     try:
@@ -79,10 +75,23 @@ def write_chunks_atomic(path: Path, chunks: Iterable[bytes]) -> None:
     fsync_dir(path.parent)
 
 
+def _temp_path(path: Path) -> str:
+    """The temp file beside ``path`` for this process and thread: no two writers share one,
+    and a name needs no random draw or exclusive create (the cost of ``mkstemp``)."""
+    return os.path.join(
+        path.parent, f"{TEMP_PREFIX}{path.name}.{os.getpid()}.{threading.get_ident()}"
+    )
+
+
+def _create(temp_name: str) -> int:
+    """Open the temp file for writing, emptied; created with the user's usual permissions
+    (0666 less the umask), as any file they make, not mkstemp's 0600."""
+    return os.open(temp_name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+
+
 def _fill(handle: BinaryIO, path: Path, chunks: Iterable[bytes]) -> None:
     """Write, flush and fsync the temp file behind ``handle``, then close it."""
     try:
-        os.fchmod(handle.fileno(), FILE_MODE)
         for chunk in chunks:
             try:
                 handle.write(chunk)

@@ -196,6 +196,7 @@ class Figures:
     items: int
     calls: int = 0
     batches: int = 0
+    live_calls: int = 0  # in a batch-mode run: requests sent live (the cache's warm-up)
     input: int = 0
     cache_write: int = 0
     cache_read: int = 0
@@ -219,9 +220,10 @@ def add_call(figures: Figures, record: dict[str, Any], pricer: Pricer) -> None:
         output_tokens=record["output_tokens"],
         cache_write_tokens=record["cache_write_tokens"] or 0,
         cache_read_tokens=record["cache_read_tokens"] or 0,
+        cache_write_1h_tokens=record.get("cache_write_1h_tokens") or 0,
     )
     expected = pricer.cost_usd(record["model"], usage, batch=bool(record.get("batch_id")))
-    assert expected is not None and abs(expected - cost) < 1e-9, (expected, record)
+    assert expected is not None and abs(expected - cost) < 1e-9, (expected, cost, usage)
     figures.calls += 1
     figures.input += usage.input_tokens
     figures.cache_write += usage.cache_write_tokens
@@ -275,6 +277,7 @@ def run_mode(server: Any, mode: str, *, items: int, guide: str | None, concurren
                 record = json.loads(line)
                 add_call(figures, record, pricer)
                 batch_ids.add(record.get("batch_id"))
+                figures.live_calls += record.get("batch_id") is None
         figures.batches = len(batch_ids - {None})
         figures.warnings = warnings(result.run_dir / "events.jsonl")
     assert not server.errors, server.errors
@@ -308,7 +311,12 @@ def table(rows: list[tuple[str, str, Figures, Figures]]) -> str:
         per = figures.per_thousand
         requests = f"{per(figures.calls):,.0f}"
         if figures.batches:
-            requests += f" in {figures.batches} batch" + ("es" if figures.batches > 1 else "")
+            batched = figures.calls - figures.live_calls
+            requests = f"{per(batched):,.0f} in {figures.batches} batch" + (
+                "es" if figures.batches > 1 else ""
+            )
+            if figures.live_calls:
+                requests = f"{per(figures.live_calls):,.0f} live + {requests}"
         lines.append(
             f"| {scenario} | {mode} | {requests} | {per(figures.input):,.0f} "
             f"| {per(figures.cache_write):,.0f} | {per(figures.cache_read):,.0f} "

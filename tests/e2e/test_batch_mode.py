@@ -379,3 +379,18 @@ def test_with_cache_prompt_one_item_goes_live_first_and_the_batch_reads_its_cach
     batched = [records[key] for key in ("beta", "gamma", "delta", "epsilon")]
     assert all(record["cache_read_tokens"] == 61 for record in batched)
     assert all(record["cost_usd"] == pytest.approx((2 + 5 + 6.1) / 2e6) for record in batched)
+
+
+def test_a_failed_warm_up_item_stops_the_step_before_any_batch_is_sent(
+    cli, labels: FakeLLMServer, tmp_path: Path
+):
+    write_project(tmp_path, extra="    cache_prompt: true")
+    labels.when(
+        lambda request: request.custom_id is None,
+        ErrorReply(400, "invalid_request_error", "prompt is broken"),
+    )
+
+    result = cli("run", "tickets.txt", "--run-id", "r")
+
+    assert_clean_error(result, 1, "prompt is broken")
+    assert labels.count(LIVE) == 1 and labels.count(BATCHES) == 0

@@ -143,8 +143,10 @@ class BatchedItems:
                     if len(chunk) >= self.params.batch_size or chunk_bytes >= MAX_BATCH_BYTES:
                         await self._submit(chunk)
                         chunk, chunk_bytes = [], 0
-            if chunk:
-                await self._submit(chunk)
+            if chunk and fan.failed_item is None:  # a failure under on_item_error: fail
+                await self._submit(chunk)  # stops the step: send no more requests for it
+            for pending in chunk if fan.failed_item is not None else ():
+                fan.env.llm.release_hold(pending.held_usd)
             await self._poll()
             await fan.settled()
         except BaseException:

@@ -293,6 +293,7 @@ class FanOut:
         self._stopping = False
         self._crash: Exception | None = None
         self._budget_reached: BudgetReached | None = None
+        self._failed_item: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._total = 0
         self._started = time.monotonic()
@@ -316,6 +317,11 @@ class FanOut:
     @property
     def stopping(self) -> bool:
         return self._stopping
+
+    @property
+    def failed_item(self) -> str | None:
+        """The key of the item whose failure stopped the step (``on_item_error: fail``)."""
+        return self._failed_item
 
     def stop_for_budget(self, reached: BudgetReached) -> None:
         """Launch nothing more; the step ends paused for the budget once the rest settles."""
@@ -540,6 +546,7 @@ class FanOut:
         self.env.log.warning('item "%s" failed: %s', item.key, message)
         if step.on_item_error == "fail" and not self._stopping:
             self._stopping = True
+            self._failed_item = item.key
             current = asyncio.current_task()
             for task in list(self._tasks):
                 if task is not current:

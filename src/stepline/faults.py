@@ -7,6 +7,8 @@ test stop the process dead (SIGKILL to itself: no cleanup, no ``finally``) exact
 - ``reply-received``: a provider's reply is in memory, nothing about it committed yet;
 - ``before-rename:<file name>``: an atomic write's temp file is complete and fsynced, the
   rename that would publish it not done (``before-rename:state.json`` is mid state write);
+- ``before-append:<file name>``: a state change is about to be appended to the run's
+  change log (``before-append:state-changes.jsonl``), the step's output already written;
 - ``batch-created``: the provider has created a batch, its id not yet committed;
 - ``batch-polled``: a batch's id is committed and it has been polled once.
 

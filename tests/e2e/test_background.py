@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from stepline.store.lock import holder, is_locked
+from stepline.store.state import load_state
 from tests.e2e.test_errors import assert_clean_error
 from tests.helpers import run_pipeline_process, write
 
@@ -82,7 +83,8 @@ def project(tmp_path: Path) -> Iterator[Path]:
 
 
 def state_of(folder: Path, run_id: str) -> dict[str, Any]:
-    return json.loads((folder / ".pipeline" / run_id / "state.json").read_text())
+    """The state as stepline reads it: the snapshot and the changes logged since."""
+    return load_state(folder / ".pipeline" / run_id / "state.json").model_dump(mode="json")
 
 
 def items_run(folder: Path) -> list[str]:

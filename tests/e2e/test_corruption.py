@@ -129,7 +129,8 @@ DAMAGE: dict[str, Callable[[bytes], bytes]] = {
     "not-json": lambda raw: b"state: completed\n",
     "wrong-shape": lambda raw: json.dumps({"schema_version": 1, "steps": "all"}).encode(),
     "future": lambda raw: raw.replace(
-        b'"schema_version": 1', f'"schema_version": {SCHEMA_VERSION + 1}'.encode()
+        f'"schema_version": {SCHEMA_VERSION}'.encode(),
+        f'"schema_version": {SCHEMA_VERSION + 1}'.encode(),
     ),
 }
 TELLS = {
@@ -284,21 +285,41 @@ def failing_replace(name: str, *, after: int) -> Callable[[Any, Any], None]:
     return replace
 
 
+def failing_fdatasync(name: str, *, after: int) -> Callable[[int], None]:
+    """``os.fdatasync`` that raises ENOSPC for every file called ``name`` past the first
+    ``after`` (found through /proc: the journal syncs its change log by descriptor)."""
+    real = os.fdatasync
+    seen = 0
+
+    def fdatasync(fd: int) -> None:
+        nonlocal seen
+        if Path(os.readlink(f"/proc/self/fd/{fd}")).name == name:
+            seen += 1
+            if seen > after:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(fd)
+
+    return fdatasync
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
 def test_a_full_disk_during_a_state_write_keeps_the_previous_state_and_the_run_resumes(
     cli, project: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    # state writes: run started, parse started, parse completed with fan started (one write),
-    # fan completed with join started: the disk is full from that fourth write on, after
-    # fan's items ran and its output was written
+    # state.json is written when the run starts; then each transition is a line in the change
+    # log: parse started, parse completed with fan started (one line), fan completed with join
+    # started. The disk is full from that third line on (and for state.json after its first
+    # write), after fan's items ran and its output was written.
     with monkeypatch.context() as patch:
-        patch.setattr(os, "replace", failing_replace("state.json", after=3))
+        patch.setattr(os, "fdatasync", failing_fdatasync("state-changes.jsonl", after=2))
+        patch.setattr(os, "replace", failing_replace("state.json", after=1))
         result = cli("run", "in.txt", "--run-id", "r1")
 
     run = run_folder(project)
     assert_clean_error(
         result,
         1,
-        ".pipeline/r1/state.json: the disk is full; its previous version is unchanged",
+        ".pipeline/r1/state-changes.jsonl: the disk is full; the lines before are kept",
         "hint: free some disk space",
         "pipeline resume",
     )

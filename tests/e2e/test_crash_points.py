@@ -90,8 +90,12 @@ UNINTERRUPTED = {"first": "re: First 3", "each": ["re: Each a", "re: Each b", "r
         ("reply-received", 0, ["First 3"], 0),
         # the second item's reply arrived, not committed: only that item is asked again
         ("reply-received", 2, ["Each b"], 1),
-        # a state write dies before its rename: the reply is in the cache, nothing is resent
-        ("before-rename:state.json", 3, [], 0),
+        # a state change dies before it is appended: the reply is in the cache, nothing is
+        # resent (the third change: "each" completed and "last" started)
+        ("before-append:state-changes.jsonl", 2, [], 0),
+        # the run's final snapshot dies before its rename: the change log still holds every
+        # step's end, so the resume asks nothing again
+        ("before-rename:state.json", 1, [], 0),
         # the first step's output dies before its rename: answered again from the cache
         ("before-rename:01-first.json", 0, [], 0),
     ],

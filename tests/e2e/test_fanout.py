@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from stepline.hashing import hash_value
+from stepline.store.state import load_state
 from tests.e2e.test_errors import assert_clean_error
 from tests.fakes import ANTHROPIC_MESSAGES_PATH, ErrorReply, FakeLLMServer, RecordedRequest, Reply
 from tests.helpers import run_pipeline_process, write
@@ -135,7 +136,8 @@ def run_dir(folder: Path, run_id: str) -> Path:
 
 
 def state_of(folder: Path, run_id: str) -> dict[str, Any]:
-    return json.loads((run_dir(folder, run_id) / "state.json").read_text())
+    """The state as stepline reads it: the snapshot and the changes logged since."""
+    return load_state(run_dir(folder, run_id) / "state.json").model_dump(mode="json")
 
 
 def step_of(folder: Path, run_id: str, step_id: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import yaml
 import stepline
 from stepline.engine.events import Event, EventType
 from stepline.engine.runner import Hooks
+from stepline.store.state import load_state
 from tests.e2e.test_errors import assert_clean_error
 from tests.fakes import Disconnect, FakeLLMServer, Reply, StreamError
 from tests.helpers import run_pipeline_process, write
@@ -76,7 +77,8 @@ def calls(tmp_path: Path, run_id: str) -> list[dict[str, Any]]:
 
 
 def state_of(tmp_path: Path, run_id: str) -> dict[str, Any]:
-    return json.loads((run_folder(tmp_path, run_id) / "state.json").read_text())
+    """The state as stepline reads it: the snapshot and the changes logged since."""
+    return load_state(run_folder(tmp_path, run_id) / "state.json").model_dump(mode="json")
 
 
 def output_of(tmp_path: Path, run_id: str, name: str = "01-ask") -> Any:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from stepline.store.state import load_state
 from tests.fakes import FakeLLMServer, Reply
 from tests.helpers import heavy_modules_imported_by, run_pipeline_process, write
 
@@ -74,7 +75,8 @@ def wait_for(path: Path, process: subprocess.Popen[str], timeout: float = 30) ->
 
 
 def state_of(folder: Path, run_id: str) -> dict:
-    return json.loads((folder / ".pipeline" / run_id / "state.json").read_text())
+    """The state as stepline reads it: the snapshot and the changes logged since."""
+    return load_state(folder / ".pipeline" / run_id / "state.json").model_dump(mode="json")
 
 
 def test_killed_run_resumes_without_repeating_completed_work(

@@ -9,6 +9,7 @@ import pytest
 
 import stepline
 from stepline.errors import InputError
+from stepline.store.state import SCHEMA_VERSION
 from tests.e2e.pipelines import REPLY, calls, write_backlog_pipeline
 from tests.fakes import FakeLLMServer, Reply
 from tests.helpers import SENTINEL_KEY, write
@@ -38,7 +39,7 @@ def test_full_run_writes_outputs_state_and_events(cli, fake_llm: FakeLLMServer, 
 
     state = json.loads((run_dir / "state.json").read_text())
     assert state["status"] == "completed"
-    assert state["schema_version"] == 1
+    assert state["schema_version"] == SCHEMA_VERSION
     assert state["config_hash"].startswith("sha256:")
     assert state["finished_at"] is not None
     assert [step["status"] for step in state["steps"]] == ["completed"] * 4

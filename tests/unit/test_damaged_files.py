@@ -17,6 +17,8 @@ from stepline.store import sqlite as sqlite_module
 from stepline.store.sqlite import Database
 from stepline.store.state import SCHEMA_VERSION, RunState, load_state, save_state
 
+CURRENT = f'"schema_version": {SCHEMA_VERSION}'.encode()
+
 STATE_HINT = "restore it from a backup or start a new run"
 
 
@@ -47,7 +49,7 @@ def saved_state(tmp_path: Path) -> Path:
         (lambda raw: b"<html>not json</html>", "is damaged: not valid JSON"),
         (lambda raw: b"[1, 2]", "is damaged: it holds list, not a JSON object"),
         (lambda raw: raw.replace(b'"run_id": "run-1"', b'"run_id": 5'), "is damaged: run_id:"),
-        (lambda raw: raw.replace(b'"schema_version": 1', b'"schema_version": "1"'), "not a whole"),
+        (lambda raw: raw.replace(CURRENT, b'"schema_version": "1"'), "not a whole"),
     ],
     ids=["empty", "blank", "truncated", "binary", "not-json", "list", "wrong-type", "str-version"],
 )
@@ -69,7 +71,7 @@ def test_a_damaged_state_file_is_named_with_its_problem_and_a_way_out(
 def test_a_state_file_from_a_newer_stepline_asks_for_an_upgrade(tmp_path: Path) -> None:
     path = saved_state(tmp_path)
     newer = f'"schema_version": {SCHEMA_VERSION + 1}'.encode()
-    path.write_bytes(path.read_bytes().replace(b'"schema_version": 1', newer))
+    path.write_bytes(path.read_bytes().replace(CURRENT, newer))
 
     with pytest.raises(RunStoreError, match="written by a newer stepline") as caught:
         load_state(path)

@@ -8,6 +8,7 @@ Every exit path (completed, failed, paused, interrupted) leaves a saved state th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -44,10 +45,11 @@ from stepline.spec import PipelineSpec, StepBase, format_duration
 from stepline.steps import InputData, StepEnvironment, StepOutcome, execute_step
 from stepline.store.cassette import Cassette
 from stepline.store.items import ItemStore
+from stepline.store.journal import StateJournal
 from stepline.store.jsonl import RowStream, hash_output
 from stepline.store.rundir import RunDir
 from stepline.store.runs import RunStore
-from stepline.store.state import RunState, RunStatus, StepState, StepStatus, now, save_state
+from stepline.store.state import RunState, RunStatus, StepState, StepStatus, now
 from stepline.threads import run_in_thread
 
 PROGRESS_EVERY_S = 0.2
@@ -115,7 +117,8 @@ class Runner:
         self.run = prepared
         self.hooks = hooks
         self.debug = settings.debug
-        self._unsaved = False  # the state in memory is ahead of state.json
+        self._unsaved = False  # the state in memory is ahead of what is saved
+        self.journal = StateJournal(prepared.run_dir.state_path)
         self.events = EventLog(prepared.run_dir, hooks.listener)
         self.providers = ProviderPool(settings, hooks.provider_factory)
         self.cache = RunStore(settings.workdir).cache()
@@ -182,7 +185,7 @@ class Runner:
             None,
         )
         state.paused_after = state.pause_reason = None
-        self._save()
+        self.journal.snapshot(state)
         self._emit(
             EventType.RUN_STARTED, data={"plan": [d.action.value for d in self.run.decisions]}
         )
@@ -204,12 +207,14 @@ class Runner:
             for record in self.run.state.steps:
                 if record.status == StepStatus.RUNNING:
                     record.status, record.error = StepStatus.FAILED, message
-            self._finish(RunStatus.FAILED, message, 1)
+            with contextlib.suppress(StepLineError):  # the same full disk: report the first
+                self._finish(RunStatus.FAILED, message, 1)
             raise
         finally:
             await self.providers.aclose()
             self.cache.close()
             self.items.close()
+            self.journal.close()
             self.run.run_dir.close()
 
     async def _follow_plan(self) -> RunResult:
@@ -571,7 +576,8 @@ class Runner:
             state.error = message
         if status is not RunStatus.PAUSED:
             state.finished_at = now()
-        self._save()
+        self.journal.finish(state)
+        self._unsaved = False
         event = {
             RunStatus.COMPLETED: EventType.RUN_COMPLETED,
             RunStatus.FAILED: EventType.RUN_FAILED,
@@ -590,7 +596,7 @@ class Runner:
         )
 
     def _save(self) -> None:
-        save_state(self.run.run_dir.state_path, self.run.state)
+        self.journal.record(self.run.state)
         self._unsaved = False
 
     def _emit(

@@ -1,8 +1,10 @@
 """What happened in a run: ``RunState`` and ``StepState``, persisted as ``state.json``.
 
-The runner is the only writer; every transition is saved atomically, so the file is always a
-complete, parseable snapshot. ``docs/state.md`` documents every field; ``schema_version``
-guards against reading a run written by a newer stepline.
+The runner is the only writer (``store/journal.py``): ``state.json`` is a complete snapshot,
+written atomically, and ``state-changes.jsonl`` beside it holds the transitions since, one
+durable line each; ``load_state`` applies them, so readers see every saved transition.
+``docs/state.md`` documents every field; ``schema_version`` guards against reading a run
+written by a newer stepline.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from stepline.errors import RunStoreError
 from stepline.store.atomic import write_text_atomic
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: transitions since the snapshot may be in state-changes.jsonl (``log_seq``)."""
+CHANGE_LOG = "state-changes.jsonl"
 
 
 def _inside_run_folder(relative: str) -> str:
@@ -75,6 +79,22 @@ class StepState(BaseModel):
     reads: dict[str, str] = Field(default_factory=dict)
     error: str | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
+
+    # Whether a field was set since the record was last saved: the change log holds only the
+    # steps that changed. Fields are only ever replaced, never changed in place.
+    _changed: bool = PrivateAttr(default=True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name in StepState.model_fields:
+            self._changed = True
+
+    @property
+    def changed(self) -> bool:
+        return self._changed
+
+    def mark_saved(self) -> None:
+        self._changed = False
 
 
 class RunUsage(BaseModel):
@@ -144,6 +164,7 @@ class RunState(BaseModel):
     overrides: dict[str, str] = Field(default_factory=dict)  # --model / --provider
     max_cost_usd: float | None = None  # --max-cost, kept for resumes (wins over budget:)
     usage: RunUsage = Field(default_factory=RunUsage)
+    log_seq: int = 0  # the last change-log line this state holds
     steps: list[StepState] = Field(default_factory=list)
 
     def step(self, step_id: str) -> StepState | None:
@@ -159,15 +180,23 @@ class RunState(BaseModel):
         return max(0.0, (end - self.started_at).total_seconds())
 
 
+def change_log_path(state_path: Path) -> Path:
+    return state_path.with_name(CHANGE_LOG)
+
+
 def save_state(path: Path, state: RunState) -> None:
-    """Stamp ``updated_at`` and write the state atomically."""
+    """Stamp ``updated_at`` and write the whole state atomically, with no change log left
+    (a run's own writes go through ``store.journal.StateJournal``)."""
     state.updated_at = now()
     write_text_atomic(path, state.model_dump_json(indent=2) + "\n")
+    change_log_path(path).unlink(missing_ok=True)
 
 
 def load_state(path: Path) -> RunState:
-    """Read a state file, with a clear error for a missing, damaged or too-new file."""
+    """Read a state file and the changes logged since, with a clear error for a missing,
+    damaged or too-new file."""
     data = _read_json_object(path)
+    _apply_changes(data, change_log_path(path))
     version = data.get("schema_version")
     if not isinstance(version, int) or isinstance(version, bool):
         raise _damaged(path, f"schema_version is {version!r}, not a whole number")
@@ -183,6 +212,47 @@ def load_state(path: Path) -> RunState:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         raise _damaged(path, f"{where}: {first['msg']}") from None
+
+
+def _apply_changes(data: dict[str, Any], log: Path) -> None:
+    """Fold the change-log lines newer than the snapshot into its data: each line's header
+    replaces the run's, its steps replace theirs by id. A last line cut off by a crash was
+    never acknowledged and is left out; any other unreadable line means a damaged file."""
+    try:
+        lines = log.read_bytes().split(b"\n")
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise RunStoreError(
+            f"cannot read {log}: {exc.strerror or exc}",
+            hint="check the file's permissions and the disk, then try again",
+        ) from None
+    seen = data.get("log_seq", 0)
+    steps = data.get("steps")
+    by_id = {step.get("id"): i for i, step in enumerate(steps)} if isinstance(steps, list) else {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            change = json.loads(line)
+            seq, run, changed = change["seq"], change["run"], change["steps"]
+        except (ValueError, TypeError, KeyError):
+            if number >= len(lines) - 1:  # the last line, cut off mid-write
+                return
+            raise _damaged(log, f"line {number} is not a state change") from None
+        if not isinstance(seq, int) or seq <= seen:
+            continue  # already in the snapshot (written before the log was emptied)
+        if not isinstance(run, dict) or not isinstance(changed, list) or steps is None:
+            raise _damaged(log, f"line {number} is not a state change")
+        data.update(run)
+        for step in changed:
+            if isinstance(step, dict) and step.get("id") in by_id:
+                steps[by_id[step["id"]]] = step
+            else:
+                by_id[step.get("id") if isinstance(step, dict) else None] = len(steps)
+                steps.append(step)
+        data["steps"] = steps
+        seen = seq
 
 
 def _read_json_object(path: Path) -> dict[str, Any]:

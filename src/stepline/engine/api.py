@@ -166,7 +166,7 @@ def _plan_new_run(
 
 def _plan_resume(run_dir: RunDir, *, options: RunOptions, config_path: Path | None) -> PreparedRun:
     state = load_state(run_dir.state_path)
-    spec = _resume_spec(state, run_dir, config_path)
+    spec = resume_spec(state, run_dir, config_path)
     state.steps = align_steps(state.steps, spec)
     state.pipeline = spec.name
     if spec.source_path is not None and spec.source_path != run_dir.config_path.resolve():
@@ -180,7 +180,7 @@ def _plan_resume(run_dir: RunDir, *, options: RunOptions, config_path: Path | No
     return prepare_run(spec.with_llm_overrides(state.overrides), state, run_dir, data, options)
 
 
-def _resume_spec(state: RunState, run_dir: RunDir, config_path: Path | None) -> PipelineSpec:
+def resume_spec(state: RunState, run_dir: RunDir, config_path: Path | None) -> PipelineSpec:
     """The config to resume with: -c, else the recorded path, else the run's snapshot."""
     if config_path is not None:
         return load_spec(config_path)

@@ -51,7 +51,6 @@ from stepline.providers.retry import Attempt, with_retries
 from stepline.providers.tokens import request_characters
 from stepline.settings import Settings
 from stepline.spec import LLMParams, LLMStep, PipelineSpec
-from stepline.spec.loader import parse_spec
 from stepline.steps.base import Item
 from stepline.steps.llm import build_request, finish_llm_step
 from stepline.store.batches import BatchLedger, SubmittedBatch
@@ -337,21 +336,23 @@ def cancel_open_batches(run_dir: RunDir, settings: Settings) -> list[str]:
 
     The provider then ends them with their unprocessed requests canceled; a resume collects
     what was processed and treats the rest as failed items (``on_item_error``). Each step's
-    provider and endpoint come from the run's config snapshot, as its run used them.
+    provider and endpoint come from the config a resume would use (the recorded path, else
+    the run's snapshot, with relative files found beside the original).
     """
+    from stepline.engine.api import resume_spec  # the config a resume would use
+
     if not run_dir.items_path.exists():
         return []
     store = ItemStore(run_dir.items_path)
     try:
         ledger = BatchLedger(store)
-        open_batches = [batch for batch in ledger.batches() if batch.is_open]
-        if not open_batches:
+        # an ended batch cannot be canceled: its results only wait to be collected
+        running = [b for b in ledger.batches() if b.is_open and b.status != "ended"]
+        if not running:
             return []
         state = load_state(run_dir.state_path)
-        text = run_dir.config_path.read_text(encoding="utf-8")
-        spec = parse_spec(text, source=run_dir.config_path.resolve())
-        spec = spec.with_llm_overrides(state.overrides)
-        return asyncio.run(_cancel(open_batches, spec, ledger, settings))
+        spec = resume_spec(state, run_dir, None).with_llm_overrides(state.overrides)
+        return asyncio.run(_cancel(running, spec, ledger, settings))
     finally:
         store.close()
 

@@ -56,7 +56,8 @@ streamed from the checkpoints, instead of one JSON list built in memory."""
 class FanOutProgress:
     """How far a fan-out step has come (for progress displays).
 
-    ``done`` counts reused items too; ``rate_per_s`` and ``eta_s`` count only items run now.
+    ``done`` counts reused items too; ``rate_per_s`` and ``eta_s`` count only items run now
+    (no ``eta_s`` in batch mode: a batch's results all arrive when it ends).
     """
 
     total: int
@@ -641,7 +642,7 @@ class FanOut:
                 failed=len(tally.failures),
                 reused=tally.reused,
                 rate_per_s=rate,
-                eta_s=remaining / rate if rate else None,
+                eta_s=remaining / rate if rate and self.batch_counts is None else None,
                 input_tokens=tally.metrics.get("input_tokens", 0),
                 output_tokens=tally.metrics.get("output_tokens", 0),
                 cost_usd=tally.metrics.get("cost_usd", 0.0),

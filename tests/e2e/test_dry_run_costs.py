@@ -65,17 +65,19 @@ def hand_costs(prefix: int) -> dict[str, float]:
     output = len(ITEMS) * MAX_TOKENS * 5.0
     live = (sum(per_item) * 1.0 + output) / 1e6
     if prefix < PREFIX_TOKENS:
-        cached = batch_cached = live
+        cached, batch_cached = live, live / 2
     else:  # the first item writes the prefix, the other two read it; the rest is plain input
         plain = sum(tokens - prefix for tokens in per_item)
         cached = (prefix * 1.25 + 2 * prefix * 0.10 + plain * 1.0 + output) / 1e6
-        # a batch's cache is written for an hour: $2 per million (2 x input), not $1.25
-        batch_cached = (prefix * 2.0 + 2 * prefix * 0.10 + plain * 1.0 + output) / 1e6
+        # with a batch, one (average) request goes live first and writes the one-hour cache
+        # ($2 per million: 2 x input); the other two read it at batch prices (half)
+        first = (plain / 3 * 1.0 + MAX_TOKENS * 5.0 + prefix * 2.0) / 1e6
+        batch_cached = first + 2 * (plain / 3 * 0.5 + MAX_TOKENS * 2.5 + prefix * 0.05) / 1e6
     return {
         "live": live,
         "batch": live / 2,
         "cache_prompt": cached,
-        "batch+cache_prompt": batch_cached / 2,
+        "batch+cache_prompt": batch_cached,
     }
 
 
@@ -155,10 +157,17 @@ def test_a_pricing_override_sets_the_cache_minimum_and_the_cache_prices(cli, tmp
     # items of 11, 12 and 13 tokens; the first writes 10, the others read them
     live = ((11 + 12 + 13) * 2.0 + 3 * MAX_TOKENS * 10.0) / 1e6
     cached = (10 * 3.0 + 2 * 10 * 0.5 + (1 + 2 + 3) * 2.0 + 3 * MAX_TOKENS * 10.0) / 1e6
-    # in a batch the write lasts an hour: cache_write_1h defaults to 2 x input = $4
-    long = (10 * 4.0 + 2 * 10 * 0.5 + (1 + 2 + 3) * 2.0 + 3 * MAX_TOKENS * 10.0) / 1e6
+    # with a batch one (average) request goes live and writes the one-hour cache
+    # (cache_write_1h defaults to 2 x input = $4); the other two read it at half price
+    first = (10 * 4.0 + 2 * 2.0 + MAX_TOKENS * 10.0) / 1e6
+    rest = 2 * (10 * 0.5 + 2 * 2.0 + MAX_TOKENS * 10.0) / 2e6
     assert costs == pytest.approx(
-        {"live": live, "batch": live / 2, "cache_prompt": cached, "batch+cache_prompt": long / 2}
+        {
+            "live": live,
+            "batch": live / 2,
+            "cache_prompt": cached,
+            "batch+cache_prompt": first + rest,
+        }
     )
 
 

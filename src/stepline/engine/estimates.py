@@ -435,8 +435,27 @@ def _price_modes(
     for mode in modes:
         rates = _Rates.of(pricer, model, batch=mode in (BATCH, BATCH_CACHED))
         cached = shared if mode in (CACHED, BATCH_CACHED) else 0.0
-        costs[mode] = None if rates is None else rates.cost(sent, per_request, cached, max_tokens)
+        if mode == BATCH_CACHED and cached and sent:
+            costs[mode] = _batch_with_warm_up(pricer, model, sent, per_request, cached, max_tokens)
+        else:
+            costs[mode] = (
+                None if rates is None else rates.cost(sent, per_request, cached, max_tokens)
+            )
     return costs, note
+
+
+def _batch_with_warm_up(
+    pricer: Pricer, model: str, sent: int, per_request: float, cached: float, max_tokens: int
+) -> float | None:
+    """Batch mode with cache_prompt: the first request goes live and writes the one-hour
+    cache; the batch's requests read it at batch prices."""
+    live = _Rates.of(pricer, model, batch=False, one_hour=True)
+    batch = _Rates.of(pricer, model, batch=True)
+    if live is None or batch is None:
+        return None
+    first = live.cost(1, per_request, cached, max_tokens)
+    reading = (per_request - cached) * batch.input + max_tokens * batch.output
+    return round(first + (sent - 1) * (reading + cached * batch.cache_read), 8)
 
 
 def _cached_tokens(
@@ -467,13 +486,15 @@ class _Rates:
     cache_read: float
 
     @classmethod
-    def of(cls, pricer: Pricer, model: str, *, batch: bool) -> _Rates | None:
-        """The rates; in batch mode the cache is written for an hour (the dearer write)."""
+    def of(
+        cls, pricer: Pricer, model: str, *, batch: bool, one_hour: bool = False
+    ) -> _Rates | None:
+        """The rates; ``one_hour``: cache writes last an hour (the dearer write)."""
         million = 1_000_000
         usages = [
             Usage(input_tokens=million),
             Usage(output_tokens=million),
-            Usage(cache_write_tokens=million, cache_write_1h_tokens=million if batch else 0),
+            Usage(cache_write_tokens=million, cache_write_1h_tokens=million if one_hour else 0),
             Usage(cache_read_tokens=million),
         ]
         rates = [pricer.cost_usd(model, usage, batch=batch) for usage in usages]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from stepline.store.state import RunStatus, load_state
-from tests.e2e.test_crash_points import WRAPPER
+from tests.e2e.test_crash_points import crash_at
 from tests.e2e.test_errors import assert_clean_error
 from tests.fakes import BatchExpired, ErrorReply, FakeLLMServer, Reply
 from tests.helpers import SENTINEL_KEY, write
@@ -175,25 +175,13 @@ def test_items_the_response_cache_answers_never_enter_a_batch(
     assert [len(batch.requests) for batch in labels.batches.values()] == [2, 1]
 
 
-def crash(folder: Path, point: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", WRAPPER, point, "0", "run", "tickets.txt", "--run-id", "r", *args],
-        cwd=folder,
-        env={**os.environ, "ANTHROPIC_API_KEY": SENTINEL_KEY},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
-
-
 def test_a_run_killed_while_polling_resumes_by_polling_the_same_batch(
     cli, labels: FakeLLMServer, tmp_path: Path
 ):
     write_project(tmp_path)
     labels.batch_processing_time = 1.0
 
-    killed = crash(tmp_path, "batch-polled")
+    killed = crash_at(tmp_path, "batch-polled", 0, "tickets.txt")
 
     assert killed.returncode == -9, killed.stderr
     assert labels.count(BATCHES) == 1
@@ -210,7 +198,7 @@ def test_a_run_killed_before_it_saved_the_batch_id_submits_again_and_says_so(
 ):
     write_project(tmp_path)
 
-    killed = crash(tmp_path, "batch-created")
+    killed = crash_at(tmp_path, "batch-created", 0, "tickets.txt")
 
     assert killed.returncode == -9, killed.stderr
     result = cli("resume", "r")

@@ -62,9 +62,12 @@ def project(tmp_path: Path, fake_llm: FakeLLMServer) -> Path:
     return tmp_path
 
 
-def crash_at(project: Path, point: str, after: int) -> subprocess.CompletedProcess[str]:
+def crash_at(
+    project: Path, point: str, after: int, input_name: str = "in.txt"
+) -> subprocess.CompletedProcess[str]:
+    """``pipeline run INPUT --run-id r`` in a child process that dies at ``point``."""
     return subprocess.run(
-        [sys.executable, "-c", WRAPPER, point, str(after), "run", "in.txt", "--run-id", "r"],
+        [sys.executable, "-c", WRAPPER, point, str(after), "run", input_name, "--run-id", "r"],
         cwd=project,
         env={**os.environ, "ANTHROPIC_API_KEY": SENTINEL_KEY},
         capture_output=True,

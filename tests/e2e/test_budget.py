@@ -125,3 +125,42 @@ def test_a_budget_of_nothing_is_refused_in_the_config(cli, tmp_path: Path):
     write(tmp_path / "pipeline-config.yaml", CONFIG.replace("BUDGET", "budget: {max_usd: 0}"))
 
     assert_clean_error(cli("validate"), 2, "budget.max_usd")
+
+
+CHAIN = """
+name: budgeted-chain
+llm: {model: claude-haiku-4-5, max_tokens: 1000, cache: {enabled: false}}
+steps:
+  - id: first
+    kind: llm
+    for_each: input.lines
+    item_key: "{{ item }}"
+    concurrency: 1
+    prompt: "About {{ item }}"
+  - id: second
+    kind: llm
+    for_each: "{{ steps.first }}"
+    stream_items: true
+    concurrency: 1
+    prompt: "Then {{ item }}"
+"""
+
+
+def test_a_budget_stop_inside_a_streaming_chain_leaves_both_steps_pending(
+    cli, pricey: FakeLLMServer, tmp_path: Path
+):
+    write(tmp_path / "in.txt", "a\nb\nc\n")
+    write(tmp_path / "pipeline-config.yaml", CHAIN)
+
+    paused = cli("run", "in.txt", "--run-id", "r", "--max-cost", "0.02")
+
+    assert paused.exit_code == 3, paused.output
+    state = load_state(tmp_path / ".pipeline/r/state.json")
+    assert state.pause_reason == "budget"
+    assert [step.status for step in state.steps] == [StepStatus.PENDING, StepStatus.PENDING]
+    asked = prompts(pricey)
+    resumed = cli("resume", "r", "--max-cost", "1")
+    assert resumed.exit_code == 0, resumed.output
+    assert len(prompts(pricey)) == 6  # each of the six calls once, none asked twice
+    assert sorted(prompts(pricey)) == sorted(set(prompts(pricey)))
+    assert asked == prompts(pricey)[: len(asked)]

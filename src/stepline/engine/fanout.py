@@ -384,10 +384,11 @@ class FanOut:
             async for index, value in inbound:
                 item = Item(value, index, _item_key(self.step, self.env, value, index))
                 first = seen.add(item.key, index)
-                if first is not None:
+                if first is not None:  # streamed items may arrive out of order
+                    low, high = sorted((first, index))
                     raise StepFailed(
                         self.step.id,
-                        f'duplicate item keys: "{item.key}" (items {first + 1} and {index + 1})',
+                        f'duplicate item keys: "{item.key}" (items {low + 1} and {high + 1})',
                         hint="make item_key unique per item",
                     )
                 self._total += 1

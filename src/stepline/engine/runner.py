@@ -293,9 +293,12 @@ class Runner:
         finally:
             self._streams = {}
         elapsed = time.monotonic() - started
-        if any(isinstance(r, RunInterrupted | asyncio.CancelledError) for r in results):
+        stops = RunInterrupted | BudgetReached | asyncio.CancelledError
+        stop = next((r for r in results if isinstance(r, stops)), None)
+        if stop is not None:  # not either step's failure: both wait, pending, for the resume
             for record in (up_record, down_record):
                 record.status, record.started_at = StepStatus.PENDING, None
+            raise stop
         up_failure = self._end_step_with(up, up_record, results[0], elapsed)
         down_failure = self._end_step_with(down, down_record, results[1], elapsed)
         failures = [(up, up_failure), (down, down_failure)]

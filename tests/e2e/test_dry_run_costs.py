@@ -254,6 +254,11 @@ def test_the_budget_line_says_whether_the_estimate_fits(cli, tmp_path: Path):
     assert f"Budget $0.0010: the estimate passes it by ${over:.4f}; " in text
     assert "the run may pause at the budget (exit 3)" in text
 
+    result = cli("run", "tickets.txt", "--dry-run", "--json", "--max-cost", "0.001")
+    budget = json.loads(result.stdout)["budget"]
+    assert (budget["limit_usd"], budget["spent_usd"], budget["fits"]) == (0.001, None, False)
+    assert budget["planned_usd"] == pytest.approx(batch) and budget["unknown"] == 0
+
 
 def test_a_resumed_run_sets_what_it_has_spent_against_the_budget(
     cli, fake_llm: FakeLLMServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

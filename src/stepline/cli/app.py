@@ -405,6 +405,13 @@ def _show_preview(preview: Preview, as_json: bool) -> NoReturn:
                 ],
                 "warnings": preview.warnings,
                 "llm": [dataclasses.asdict(estimate) for estimate in preview.estimates],
+                "budget": None
+                if preview.budget is None
+                else {
+                    **dataclasses.asdict(preview.budget),
+                    "left_usd": preview.budget.left_usd,
+                    "fits": preview.budget.fits,
+                },
             }
         )
     else:

@@ -301,7 +301,7 @@ def print_plan(console: Console, preview: Preview) -> None:
 
 def print_estimates(console: Console, preview: Preview) -> None:
     """The LLM steps' tokens and cost bounds, the total as configured, the budget, notes."""
-    from stepline.engine.estimates import budget_outlook, planned_cost  # loaded by the preview
+    from stepline.engine.estimates import planned_cost  # loaded by the preview
 
     estimates = preview.estimates
     live_only = _cost_modes(estimates) == ["live"]
@@ -320,7 +320,7 @@ def print_estimates(console: Console, preview: Preview) -> None:
     planned, unknown = planned_cost(estimates)
     label = "Total" if live_only else "Total as configured (▸)"
     console.print(f"{label}: ≤ {format_cost(planned)}{_unknown_steps(unknown)}")
-    outlook = budget_outlook(preview.prepared, estimates)
+    outlook = preview.budget
     if outlook is not None:
         console.print(f"[{'green' if outlook.fits else 'yellow'}]{escape(outlook.summary)}[/]")
     for estimate in estimates:

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from stepline.engine.estimates import estimate_llm_steps
+from stepline.engine.estimates import budget_outlook, estimate_llm_steps
 from stepline.engine.prepare import (
     Preview,
     RunOptions,
@@ -194,7 +194,8 @@ def resume_spec(state: RunState, run_dir: RunDir, config_path: Path | None) -> P
 
 def _preview(prepared: PreparedRun, settings: Settings, options: RunOptions) -> Preview:
     estimates = estimate_llm_steps(prepared, settings, replay=options.replay)
-    return Preview(prepared, _soft_preflight(prepared, settings, options), estimates)
+    warnings = _soft_preflight(prepared, settings, options)
+    return Preview(prepared, warnings, estimates, budget_outlook(prepared, estimates))
 
 
 def _soft_preflight(prepared: PreparedRun, settings: Settings, options: RunOptions) -> list[str]:

@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stepline.engine.estimates import LLMEstimate
+from stepline.engine.estimates import BudgetOutlook, LLMEstimate
 from stepline.engine.fingerprint import spec_hash
 from stepline.engine.plan import INPUT_KEY, Action, Decision, StepFacts, plan_run
 from stepline.engine.references import analyse_spec
@@ -69,6 +69,7 @@ class Preview:
     prepared: PreparedRun
     warnings: list[str] = field(default_factory=list)
     estimates: list[LLMEstimate] = field(default_factory=list)
+    budget: BudgetOutlook | None = None  # the run's budget beside the estimate, when it has one
 
 
 def input_data(path: Path, name: str) -> InputData:

@@ -385,3 +385,20 @@ def test_a_failed_warm_up_item_stops_the_step_before_any_batch_is_sent(
 
     assert_clean_error(result, 1, "prompt is broken")
     assert labels.count(LIVE) == 1 and labels.count(BATCHES) == 0
+
+
+def test_a_refused_batch_forgets_its_intents_so_the_resume_reports_nothing_cut_short(
+    cli, labels: FakeLLMServer, tmp_path: Path
+):
+    write_project(tmp_path)
+    labels.script_batch_api(ErrorReply(400, "invalid_request_error", "batch refused"))
+
+    result = cli("run", "tickets.txt", "--run-id", "r")
+
+    assert_clean_error(result, 1, "could not submit a batch", "batch refused")
+    assert json.loads(cli("show", "r", "--json").stdout)["batches"] == []
+    resumed = cli("resume", "r")
+    assert resumed.exit_code == 0, resumed.output
+    assert labels.count(BATCHES) == 2  # the refused one, then the resume's
+    assert "cut short" not in (tmp_path / ".pipeline/r/events.jsonl").read_text()
+    assert output(tmp_path, "r")[0] == "L:alpha"

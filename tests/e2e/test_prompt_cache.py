@@ -246,3 +246,17 @@ def test_the_first_item_writes_the_cache_the_others_read_it_and_each_is_billed_s
     state = json.loads((tmp_path / ".pipeline/r/state.json").read_text())
     assert state["steps"][0]["metrics"]["cache_write_tokens"] == 44
     assert state["steps"][0]["metrics"]["cache_read_tokens"] == 88
+
+
+def test_a_system_prompt_that_reads_the_item_is_warned_about(
+    cli, fake_llm: FakeLLMServer, tmp_path: Path
+):
+    write(tmp_path / "tickets.txt", "refund please\napp crashes\n")
+    config = TRIAGE.replace("CACHE_PROMPT", "true").replace("CACHE}", "false}")
+    write(tmp_path / "pipeline-config.yaml", config.replace("SYSTEM", '"About {{ item }}"'))
+
+    result = cli("run", "tickets.txt", "--run-id", "r")
+
+    assert result.exit_code == 0, result.output
+    events = (tmp_path / ".pipeline/r/events.jsonl").read_text()
+    assert events.count("the system prompt uses item variables") == 1

@@ -36,7 +36,7 @@ from stepline.steps import StepEnvironment, StepOutcome, execute_step
 from stepline.steps.base import InputData, Item, item_context
 from stepline.store.items import ItemRecord, ItemStatus, ItemStore
 from stepline.store.jsonl import JsonLines, RowStream
-from stepline.templates import evaluate, render
+from stepline.templates import ITEM_NAMES, evaluate, references, render
 
 SUMMED_METRICS = (
     "attempts",
@@ -233,6 +233,13 @@ def _item_error(exc: StepLineError | TimeoutError, step: StepBase) -> str:
     return f"timed out after {format_duration(step.step_timeout or 0)}"
 
 
+def _system_reads_item(step: LLMStep) -> bool:
+    """Whether the step's system prompt differs from item to item (it is cached first)."""
+    if step.system is None:
+        return False
+    return bool(references(step.system, where=f'step "{step.id}" system').names & ITEM_NAMES)
+
+
 def _kind(value: Any) -> str:
     if isinstance(value, dict):
         return "a mapping (use one of its lists, e.g. {{ steps.x.items }})"
@@ -288,9 +295,14 @@ class FanOut:
         self.records_intent = isinstance(step, LLMStep)  # only LLM calls cost money twice
         # cache_prompt: the first item runs alone and writes the prompt cache; the others
         # read it instead of each paying for a write of their own.
-        self._warm_up = (
-            isinstance(step, LLMStep) and env.spec.llm_params(step).cache_prompt and concurrency > 1
-        )
+        caching = isinstance(step, LLMStep) and env.spec.llm_params(step).cache_prompt
+        self._warm_up = caching and concurrency > 1
+        if caching and isinstance(step, LLMStep) and _system_reads_item(step):
+            env.log.warning(
+                "cache_prompt: the system prompt uses item variables, so it differs from item "
+                "to item and every request writes a cache entry no other can read; move the "
+                "per-item part into the prompt"
+            )
         self._stopping = False
         self._crash: Exception | None = None
         self._budget_reached: BudgetReached | None = None

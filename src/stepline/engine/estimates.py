@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from stepline.engine.fanout import resolve_items
+from stepline.engine.items import resolve_items
 from stepline.engine.plan import Action
 from stepline.engine.runner import PreparedRun
 from stepline.errors import StepFailed, StepLineError
@@ -96,7 +96,7 @@ class _Planned:
 
 @dataclass(frozen=True)
 class _KnownItems:
-    """What a dry run reads a fan-out step's items from (see ``fanout.ItemSource``)."""
+    """What a dry run reads a fan-out step's items from (see ``items.ItemSource``)."""
 
     input: InputData
     context: dict[str, Any]

@@ -7,6 +7,8 @@ committed to ``items.sqlite`` at once, so a failure, a Ctrl-C or a kill loses at
 in flight, and the next run reuses every item whose fingerprint (the step's spec, what it reads
 besides the list, and the item itself) is unchanged.
 
+Where the items come from and how they are keyed is ``engine/items.py``.
+
 ``on_item_error`` decides what a failed item does to the step: ``fail`` stops launching items,
 cancels those in flight and fails the step (finished items stay committed); ``skip`` leaves the
 item out of the output; ``collect`` puts ``{"error": ..., "item_key": ...}`` in its place.
@@ -16,27 +18,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
-import json
 import secrets
-import sqlite3
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from stepline.engine.batching import BatchedItems
+from stepline.engine.items import SeenKeys, item_key, resolve_items
 from stepline.engine.streams import ItemStream
 from stepline.errors import BudgetReached, StepFailed, StepLineError
 from stepline.faults import crash_point
 from stepline.hashing import hash_value
 from stepline.spec import LLMStep, StepBase, format_duration
 from stepline.steps import StepEnvironment, StepOutcome, execute_step
-from stepline.steps.base import InputData, Item, item_context
+from stepline.steps.base import Item
 from stepline.store.items import ItemRecord, ItemStatus, ItemStore
-from stepline.store.jsonl import JsonLines, RowStream
-from stepline.templates import ITEM_NAMES, evaluate, references, render
+from stepline.store.jsonl import RowStream
+from stepline.templates import ITEM_NAMES, references
 
 SUMMED_METRICS = (
     "attempts",
@@ -75,153 +74,9 @@ class FanOutProgress:
 ShowFanOut = Callable[[FanOutProgress], None]
 
 
-class ItemSource(Protocol):
-    """What a fan-out step's items are read from: the run's input and the template context
-    (a step's environment, or what a dry run knows before anything runs)."""
-
-    @property
-    def input(self) -> InputData: ...
-
-    def template_context(self) -> dict[str, Any]: ...
-
-
-def resolve_items(step: StepBase, env: ItemSource) -> tuple[int, Iterator[Item]]:
-    """How many items the step has, and the items with their stable keys, in order.
-
-    Two passes over the values: the first counts them and refuses duplicate keys (before any
-    item runs), the second hands them out. Keys are checked in a temporary on-disk table, and
-    the input sources are read a line at a time, so neither pass holds the items in memory.
-    """
-    values = _item_values(step, env)
-    count = _check_keys(step, env, values())
-    keyed = (
-        Item(value, index, _item_key(step, env, value, index))
-        for index, value in enumerate(values())
-    )
-    return count, keyed
-
-
-def _check_keys(step: StepBase, env: ItemSource, values: Iterable[Any]) -> int:
-    """Count the items; fail naming the duplicate keys if any key repeats."""
-    duplicates: list[str] = []
-    count = 0
-    with contextlib.closing(_SeenKeys()) as seen:
-        for count, value in enumerate(values, start=1):
-            key = _item_key(step, env, value, count - 1)
-            first = seen.add(key, count - 1)
-            if first is not None:
-                duplicates.append(f'"{key}" (items {first + 1} and {count})')
-    if duplicates:
-        raise StepFailed(
-            step.id,
-            "duplicate item keys: "
-            + ", ".join(duplicates[:5])
-            + (f" and {len(duplicates) - 5} more" if len(duplicates) > 5 else ""),
-            hint="set item_key: to a template unique per item, e.g. {{ item.id }}"
-            if step.item_key is None
-            else "make item_key unique per item",
-        )
-    return count
-
-
-class _SeenKeys:
-    """The item keys met so far, on disk (SQLite's temporary file, not RAM): a million keys
-    must not cost a million strings in memory."""
-
-    def __init__(self) -> None:
-        self._db = sqlite3.connect("")  # "": a temporary file, deleted on close
-        self._db.execute("CREATE TABLE keys (key TEXT PRIMARY KEY, position INTEGER) WITHOUT ROWID")
-
-    def add(self, key: str, position: int) -> int | None:
-        """Remember ``key``; if it was seen before, the position it was first seen at."""
-        try:
-            self._db.execute("INSERT INTO keys VALUES (?, ?)", (key, position))
-        except sqlite3.IntegrityError:
-            (first,) = self._db.execute(
-                "SELECT position FROM keys WHERE key = ?", (key,)
-            ).fetchone()
-            return int(first)
-        return None
-
-    def close(self) -> None:
-        self._db.close()
-
-
 async def _each(items: Iterable[Item]) -> AsyncGenerator[Item]:
     for item in items:
         yield item
-
-
-def _item_values(step: StepBase, env: ItemSource) -> Callable[[], Iterable[Any]]:
-    """The step's values, as a function that reads them afresh each time it is called."""
-    if step.for_each == "input.lines":
-        return lambda: _lines(env.input.path)
-    if step.for_each == "input.records":
-        return lambda: _records(step, env)
-    assert step.for_each is not None
-    value = evaluate(step.for_each, env.template_context(), where=f'step "{step.id}" for_each')
-    if not isinstance(value, list | tuple | JsonLines):  # a JsonLines streams its file
-        raise StepFailed(
-            step.id,
-            f"for_each must give a list, but it gave {_kind(value)}",
-            hint="point it at a list, e.g. {{ steps.extract.items }}",
-        )
-    return lambda: value
-
-
-def _lines(path: Path) -> Iterator[str]:
-    """The input's non-blank lines, read one at a time."""
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            text = line.rstrip("\r\n")
-            if text.strip():
-                yield text
-
-
-def _records(step: StepBase, env: ItemSource) -> Iterator[Any]:
-    """The input as records: CSV rows, JSON Lines, or a JSON array (by the file's suffix,
-    then by its first character). CSV and JSON Lines are read a row at a time."""
-    path, name = env.input.path, env.input.name
-    suffix = name.lower().rsplit(".", 1)[-1] if "." in name else ""
-    if suffix == "csv":
-        with path.open(encoding="utf-8", newline="") as handle:
-            yield from csv.DictReader(handle)
-        return
-    if suffix != "jsonl" and _first_character(path) == "[" and isinstance(env.input.json, list):
-        yield from env.input.json
-        return
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise StepFailed(
-                    step.id,
-                    f"input.records: line {number} of {name} is not JSON ({exc.msg})",
-                    hint="input.records reads a JSON array, JSON Lines (one object per line) "
-                    "or a .csv file",
-                ) from None
-
-
-def _first_character(path: Path) -> str:
-    with path.open(encoding="utf-8") as handle:
-        while chunk := handle.read(4096):
-            stripped = chunk.lstrip()
-            if stripped:
-                return stripped[0]
-    return ""
-
-
-def _item_key(step: StepBase, env: ItemSource, value: Any, index: int) -> str:
-    if step.item_key is None:
-        return hash_value(value).split(":", 1)[-1][:16]
-    context = {**env.template_context(), **item_context(Item(value, index, ""))}
-    key = render(step.item_key, context, where=f'step "{step.id}" item_key').strip()
-    if not key:
-        raise StepFailed(step.id, f"item_key is empty for item {index + 1}")
-    return key
 
 
 def _item_error(exc: StepLineError | TimeoutError, step: StepBase) -> str:
@@ -238,14 +93,6 @@ def _system_reads_item(step: LLMStep) -> bool:
     if step.system is None:
         return False
     return bool(references(step.system, where=f'step "{step.id}" system').names & ITEM_NAMES)
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, dict):
-        return "a mapping (use one of its lists, e.g. {{ steps.x.items }})"
-    if isinstance(value, str):
-        return "text"
-    return f"a {type(value).__name__}"
 
 
 @dataclass
@@ -392,9 +239,9 @@ class FanOut:
 
     async def _keyed(self, inbound: ItemStream) -> AsyncGenerator[Item]:
         """Streamed results as items, keyed as they arrive (duplicate keys fail the step)."""
-        with contextlib.closing(_SeenKeys()) as seen:
+        with contextlib.closing(SeenKeys()) as seen:
             async for index, value in inbound:
-                item = Item(value, index, _item_key(self.step, self.env, value, index))
+                item = Item(value, index, item_key(self.step, self.env, value, index))
                 first = seen.add(item.key, index)
                 if first is not None:  # streamed items may arrive out of order
                     low, high = sorted((first, index))

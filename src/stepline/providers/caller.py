@@ -143,12 +143,24 @@ class LLMCaller:
             if data is not None:
                 return self._answered_from_store(site, primary, request, key, data, "cache")
         completion = await self._ask_models(site, request, params, log, candidates, key)
-        if use_cache and self._cache is not None:
+        self._keep(site, params, primary, request, key, completion)
+        return replace(completion, request_hash=key)
+
+    def _keep(
+        self,
+        site: CallSite,
+        params: LLMParams,
+        target: Target,
+        request: LLMRequest,
+        key: str,
+        completion: Completion,
+    ) -> None:
+        """Put a new reply in the response cache and the cassette being recorded."""
+        if self._cache is not None and params.cache.enabled:
             label = cache_label(self._pipeline, site.step)
             self._cache.put(key, completion.model, completion.to_cache(), label=label)
         if self._recorder is not None:
-            self._recorder.append(key, request_fields(primary, request), completion.to_cache())
-        return replace(completion, request_hash=key)
+            self._recorder.append(key, request_fields(target, request), completion.to_cache())
 
     def batch_provider(self, params: LLMParams) -> BatchProvider | None:
         """The primary model's provider when it has a batch API (and no cassette answers)."""
@@ -181,9 +193,7 @@ class LLMCaller:
         """A batch request's reply, priced at batch rates, recorded and cached like a live
         call's; the request's budget hold is settled."""
         assert result.completion is not None
-        target = targets(sent.params)[0]
-        request = replace(sent.request, model=target.model)
-        key = request_hash(target, request)
+        target, request, key, record = self._batch_call(sent)
         cost: float | None = None
         try:
             usage = result.completion.usage
@@ -194,35 +204,35 @@ class LLMCaller:
         completion = replace(
             result.completion, model_requested=target.model, cost_usd=cost, request_hash=key
         )
-        record = self._batch_record(sent, target, request, key)
         self._emit(replace(record.answered(completion, sent.latency_s()), batch_id=sent.batch_id))
-        if self._cache is not None and sent.params.cache.enabled:
-            label = cache_label(self._pipeline, sent.site.step)
-            self._cache.put(key, completion.model, completion.to_cache(), label=label)
-        if self._recorder is not None:
-            self._recorder.append(key, request_fields(target, request), completion.to_cache())
+        self._keep(sent.site, sent.params, target, request, key, completion)
         return completion
 
     def batch_failed(self, sent: BatchSent, message: str, status_code: int | None) -> None:
         """Record a batch request that came back without a reply (errored, expired...)."""
         if self._budget is not None:
             self._budget.settle(sent.held_usd, None)
-        target = targets(sent.params)[0]
-        request = replace(sent.request, model=target.model)
-        record = self._batch_record(sent, target, request, request_hash(target, request))
+        record = self._batch_call(sent)[3]
         failed = record.failed(message, status_code, sent.latency_s())
         self._emit(replace(failed, batch_id=sent.batch_id))
 
-    def _batch_record(
-        self, sent: BatchSent, target: Target, request: LLMRequest, key: str
-    ) -> CallRecord:
-        return CallRecord.pending(
-            site=sent.site,
-            attempt=1,
-            provider=target.provider,
-            model=target.model,
-            key=key,
-            request=request,
+    def _batch_call(self, sent: BatchSent) -> tuple[Target, LLMRequest, str, CallRecord]:
+        """Where a batch request went, as sent, its hash, and its record so far."""
+        target = targets(sent.params)[0]
+        request = replace(sent.request, model=target.model)
+        key = request_hash(target, request)
+        return (
+            target,
+            request,
+            key,
+            CallRecord.pending(
+                site=sent.site,
+                attempt=1,
+                provider=target.provider,
+                model=target.model,
+                key=key,
+                request=request,
+            ),
         )
 
     def discard(self, completion: Completion) -> None:

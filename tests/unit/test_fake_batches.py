@@ -11,7 +11,6 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -34,18 +33,6 @@ from tests.fakes.llm_server import (
 MODEL = "claude-test-model"
 #: Long enough to be cached once ``cache_min_tokens`` is lowered to 5 (eight words).
 LONG_SYSTEM = "you are a careful assistant who reads every word"
-
-
-@pytest.fixture
-def server() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as fake:
-        yield fake
-
-
-@pytest.fixture
-def client(server: FakeLLMServer) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(api_key="test-key", base_url=server.base_url, max_retries=0) as sdk:
-        yield sdk
 
 
 def batch_request(custom_id: str, prompt: str) -> dict[str, Any]:

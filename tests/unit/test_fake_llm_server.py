@@ -11,7 +11,6 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -32,18 +31,6 @@ from tests.fakes import (
 
 MODEL = "claude-test-model"
 USER: list[anthropic.types.MessageParam] = [{"role": "user", "content": "hello there"}]
-
-
-@pytest.fixture
-def server() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as fake:
-        yield fake
-
-
-@pytest.fixture
-def client(server: FakeLLMServer) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(api_key="test-key", base_url=server.base_url, max_retries=0) as sdk:
-        yield sdk
 
 
 def create(client: anthropic.Anthropic, prompt: str = "hello there") -> anthropic.types.Message:

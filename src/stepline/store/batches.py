@@ -73,10 +73,6 @@ class BatchLedger:
         )
         return BatchedItem(*rows[0]) if rows else None
 
-    def next_submission(self, step: str) -> int:
-        rows = self.store.read("SELECT MAX(submission) FROM batches WHERE step = ?", (step,))
-        return int(rows[0][0] or 0) + 1 if rows else 1
-
     async def submitting(
         self,
         step: str,
@@ -128,15 +124,6 @@ class BatchLedger:
                 ),
             ]
         )
-
-    def custom_ids(self, step: str, submission: int) -> dict[str, tuple[str, str]]:
-        """custom_id -> (item key, fingerprint) of one submission."""
-        rows = self.store.read(
-            "SELECT custom_id, key, fingerprint FROM batch_requests "
-            "WHERE step = ? AND submission = ?",
-            (step, submission),
-        )
-        return {custom_id: (key, fingerprint) for custom_id, key, fingerprint in rows}
 
     async def _update(
         self, step: str, submission: int, assignments: str, values: tuple[Any, ...]

@@ -1,0 +1,334 @@
+"""A small HTTP/1.1 client over asyncio streams: one request, one whole reply, kept-alive sockets.
+
+Unstreamed LLM calls are the bulk of a wide fan-out, and through the SDK each one costs about
+1.5-2 ms of CPU in httpx, httpcore and anyio on a 2-core machine: at a few hundred calls a second
+that CPU, not the network, sets the pace. Here a call is one ``write`` and a few buffered reads
+(a few tenths of a millisecond), and nothing is imported that a run would otherwise not need
+(importing the Anthropic SDK takes 1.5-2.5 s, which a resumed run would pay before its first
+request).
+
+Deliberately small: no proxies (providers use their SDK where a proxy applies), no HTTP/2, no
+redirects, no streamed replies. What it must get right it does: ``Content-Length`` and chunked
+bodies, gzip and deflate, keep-alive with an idle expiry, sockets the server closed while idle,
+a cap on a reply's size, and a timeout on every wait. Errors are this module's own small
+hierarchy; a provider turns them into its ``RetryableProviderError`` messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+import zlib
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+CONNECT_TIMEOUT_S = 5.0
+"""How long opening a connection may take when the caller gives no timeout (as the SDKs do)."""
+
+DEFAULT_TIMEOUT_S = 600.0
+"""How long each wait for the reply may take when the caller gives no timeout (the SDKs' 10
+minutes)."""
+
+KEEPALIVE_S = 5.0
+"""How long an idle connection is kept (httpx's default): well under the idle timeouts of
+servers and load balancers, so a kept connection is rarely one the other side has dropped."""
+
+MAX_HEAD_BYTES = 64 * 1024
+MAX_BODY_BYTES = 64 * 1024 * 1024
+"""The largest reply body read, decompressed; far above what any LLM reply is (stepline
+refuses reply text over 10 MiB further up), so only a broken or hostile server reaches it."""
+
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+class HTTPError(Exception):
+    """The request got no usable reply; the message says why, without the request's content."""
+
+
+class ConnectFailed(HTTPError):
+    """No connection: refused, unreachable, a name that does not resolve, a TLS failure."""
+
+
+class TimedOut(HTTPError):
+    """A wait (for the connection, or for a piece of the reply) took longer than allowed."""
+
+
+class Disconnected(HTTPError):
+    """The connection broke after the request was sent, before the whole reply arrived."""
+
+
+class BadReply(HTTPError):
+    """What came back is not an HTTP/1.x reply this client reads, or is over the size cap."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A whole reply: status, headers (lower-case names; the last of repeated ones), body."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where requests go: scheme, host, port, and the path every request path is under."""
+
+    scheme: str
+    host: str
+    port: int
+    base_path: str
+
+    @classmethod
+    def parse(cls, url: str) -> Origin:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return cls(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
+
+    @property
+    def host_header(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.scheme == "https" else 80
+        return host if self.port == default else f"{host}:{self.port}"
+
+
+class _Connection:
+    __slots__ = ("reader", "writer", "idle_since")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.idle_since = 0.0
+
+    def usable(self, now: float) -> bool:
+        """Still open on both sides and not idle for too long (a closed one reads as EOF)."""
+        return (
+            now - self.idle_since < KEEPALIVE_S
+            and not self.reader.at_eof()
+            and not self.writer.is_closing()
+        )
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class ConnectionPool:
+    """Kept-alive connections to one origin, most recently used first; no limit on their
+    number (the caller bounds its requests in flight, and so the connections)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        headers: dict[str, str],
+        ssl_context: Callable[[], ssl.SSLContext] | None = None,
+    ) -> None:
+        self.origin = Origin.parse(url)
+        fixed = {"host": self.origin.host_header, "accept-encoding": "gzip, deflate", **headers}
+        self._head_fields = "".join(f"{name}: {value}\r\n" for name, value in fixed.items())
+        self._ssl_context = ssl_context
+        self._idle: deque[_Connection] = deque()
+        self._closed = False
+
+    async def request(
+        self, method: str, path: str, body: bytes = b"", *, timeout: float | None = None
+    ) -> Reply:
+        """Send one request and read its whole reply.
+
+        ``timeout`` bounds each wait (the connection, the reply's head, its body), not the
+        request as a whole; ``None`` allows the SDKs' defaults (5 s to connect, 10 minutes
+        for each wait). Cancelling the call closes its connection: a reply read halfway
+        cannot be resumed.
+        """
+        if self._closed:
+            raise HTTPError("the connection pool is closed")
+        head = (
+            f"{method} {self.origin.base_path}{path} HTTP/1.1\r\n{self._head_fields}"
+            f"content-length: {len(body)}\r\n\r\n"
+        ).encode("latin-1")
+        wait_s = DEFAULT_TIMEOUT_S if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        connection = self._kept_connection()
+        try:
+            async with asyncio.timeout(None) as deadline:
+                if connection is None:
+                    connect_s = CONNECT_TIMEOUT_S if timeout is None else timeout
+                    deadline.reschedule(loop.time() + connect_s)
+                    connection = await self._connect()
+                deadline.reschedule(loop.time() + wait_s)
+                connection.writer.write(head + body)
+                await connection.writer.drain()
+                reply, keep = await _read_reply(connection.reader, deadline, wait_s)
+        except BaseException as exc:
+            if connection is not None:
+                connection.close()
+            raise _as_http_error(exc, sent=connection is not None) from exc
+        if keep and not self._closed:
+            connection.idle_since = time.monotonic()
+            self._idle.append(connection)
+        else:
+            connection.close()
+        return reply
+
+    async def aclose(self) -> None:
+        """Close every kept connection; requests still running close theirs when they end."""
+        self._closed = True
+        while self._idle:
+            connection = self._idle.pop()
+            connection.close()
+            # An error here means the other side went first; the socket is closed either way.
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await connection.writer.wait_closed()
+
+    def _kept_connection(self) -> _Connection | None:
+        now = time.monotonic()
+        while self._idle:
+            connection = self._idle.pop()
+            if connection.usable(now):
+                return connection
+            connection.close()
+        return None
+
+    async def _connect(self) -> _Connection:
+        origin = self.origin
+        context = None
+        if origin.scheme == "https":
+            context = self._ssl_context() if self._ssl_context else ssl.create_default_context()
+        try:
+            reader, writer = await asyncio.open_connection(
+                origin.host,
+                origin.port,
+                ssl=context,
+                server_hostname=origin.host if context else None,
+                limit=MAX_HEAD_BYTES,
+            )
+        except (OSError, ssl.SSLError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ConnectFailed(f"{origin.host_header}: {reason or type(exc).__name__}") from exc
+        return _Connection(reader, writer)
+
+
+def _as_http_error(exc: BaseException, *, sent: bool) -> BaseException:
+    """The failure as this module's error; cancellation and our own errors pass unchanged."""
+    if isinstance(exc, HTTPError | asyncio.CancelledError) or not isinstance(exc, Exception):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return TimedOut("no reply within the timeout" if sent else "cannot connect in time")
+    if isinstance(exc, asyncio.IncompleteReadError | ConnectionError | ssl.SSLError | OSError):
+        return Disconnected(str(exc) or type(exc).__name__)
+    if isinstance(exc, asyncio.LimitOverrunError | ValueError):
+        return BadReply(f"the reply is not HTTP/1.x this client reads ({exc})")
+    return exc
+
+
+async def _read_reply(
+    reader: asyncio.StreamReader, deadline: asyncio.Timeout, wait_s: float
+) -> tuple[Reply, bool]:
+    """The next reply on ``reader`` and whether its connection may be kept."""
+    while True:
+        head = await reader.readuntil(b"\r\n\r\n")
+        status, version, headers = _parse_head(head)
+        if status >= 200:
+            break  # 1xx (103 Early Hints...) come before the real reply: skip them
+    keep = _keeps_alive(version, headers.get("connection", ""))
+    if status in (204, 304):
+        body = b""
+    elif "chunked" in headers.get("transfer-encoding", "").lower():
+        body = await _read_chunked(reader, deadline, wait_s)
+    elif "content-length" in headers:
+        length = int(headers["content-length"])
+        if not 0 <= length <= MAX_BODY_BYTES:
+            raise BadReply(f"the reply says it is {length} bytes, over the cap")
+        deadline.reschedule(asyncio.get_running_loop().time() + wait_s)
+        body = await reader.readexactly(length)
+    else:  # the body ends when the server closes the connection
+        keep = False
+        body = await _read_to_end(reader, deadline, wait_s)
+    encoding = headers.get("content-encoding", "").strip().lower()
+    if encoding in ("gzip", "deflate"):
+        body = _decompressed(body, encoding)
+    elif encoding not in ("", "identity"):
+        raise BadReply(f"the reply is encoded with {encoding!r}, which this client cannot read")
+    return Reply(status, headers, body), keep
+
+
+def _parse_head(head: bytes) -> tuple[int, str, dict[str, str]]:
+    lines = head[:-4].decode("latin-1").split("\r\n")
+    version, _, rest = lines[0].partition(" ")
+    code = rest[:3]
+    if not version.startswith("HTTP/1.") or not code.isdigit():
+        raise BadReply(f"the reply does not start with an HTTP/1.x status line: {lines[0][:80]!r}")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon or not name or name != name.strip():
+            raise BadReply(f"malformed header line in the reply: {line[:80]!r}")
+        headers[name.lower()] = value.strip()
+    return int(code), version, headers
+
+
+def _keeps_alive(version: str, connection: str) -> bool:
+    tokens = {token.strip() for token in connection.lower().split(",")}
+    if version == "HTTP/1.0":
+        return "keep-alive" in tokens
+    return "close" not in tokens
+
+
+async def _read_chunked(
+    reader: asyncio.StreamReader, deadline: asyncio.Timeout, wait_s: float
+) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    loop = asyncio.get_running_loop()
+    while True:
+        deadline.reschedule(loop.time() + wait_s)
+        line = await reader.readuntil(b"\r\n")
+        chunk = int(line.split(b";", 1)[0].strip() or b"x", 16)  # ValueError: not a size
+        if chunk == 0:
+            while await reader.readuntil(b"\r\n") != b"\r\n":
+                pass  # trailer fields: not used
+            return b"".join(parts)
+        size += chunk
+        if chunk < 0 or size > MAX_BODY_BYTES:
+            raise BadReply("the reply is over the size cap")
+        parts.append(await reader.readexactly(chunk))
+        if await reader.readexactly(2) != b"\r\n":
+            raise BadReply("a chunk of the reply does not end where its size says")
+
+
+async def _read_to_end(
+    reader: asyncio.StreamReader, deadline: asyncio.Timeout, wait_s: float
+) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    loop = asyncio.get_running_loop()
+    while True:
+        deadline.reschedule(loop.time() + wait_s)
+        part = await reader.read(256 * 1024)
+        if not part:
+            return b"".join(parts)
+        size += len(part)
+        if size > MAX_BODY_BYTES:
+            raise BadReply("the reply is over the size cap")
+        parts.append(part)
+
+
+def _decompressed(body: bytes, encoding: str) -> bytes:
+    # gzip: a gzip header; deflate: zlib-wrapped as the standard says, or raw as some send.
+    attempts = (31,) if encoding == "gzip" else (15, -15)
+    for wbits in attempts:
+        decoder = zlib.decompressobj(wbits)
+        try:
+            data = decoder.decompress(body, MAX_BODY_BYTES)
+        except zlib.error:
+            continue
+        if decoder.unconsumed_tail:
+            raise BadReply("the reply is over the size cap once decompressed")
+        return data
+    raise BadReply(f"the reply says it is {encoding}-encoded but does not decompress")

@@ -3,6 +3,8 @@
 `pipeline --help` and `pipeline list` must not import the LLM SDK or jinja2. This prints the
 median wall time of each command over several runs next to two baselines: a bare Python start
 and a Python start that imports anthropic and jinja2 (what an eager import would cost).
+`pipeline list` runs twice: in an empty work folder, and in one holding 1,000 runs (copies of
+one real run of a one-step shell pipeline, each with its own id).
 
     .venv/bin/python bench/startup.py [--runs 15]
 """
@@ -10,11 +12,13 @@ and a Python start that imports anthropic and jinja2 (what an eager import would
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 CASES = {
     "python -c pass (baseline)": [sys.executable, "-c", "pass"],
@@ -22,6 +26,8 @@ CASES = {
     "pipeline --help": [sys.executable, "-m", "stepline", "--help"],
     "pipeline list": [sys.executable, "-m", "stepline", "list"],
 }
+MANY_RUNS = 1000
+CONFIG = 'name: startup\nsteps:\n  - {id: greet, kind: shell, command: "echo hi"}\n'
 
 
 def median_seconds(command: list[str], runs: int, cwd: str) -> float:
@@ -33,12 +39,30 @@ def median_seconds(command: list[str], runs: int, cwd: str) -> float:
     return statistics.median(times)
 
 
+def make_runs(folder: Path, count: int) -> None:
+    """``count`` finished runs in ``folder/.pipeline``: one real run, then copies of it."""
+    (folder / "pipeline-config.yaml").write_text(CONFIG)
+    (folder / "in.txt").write_text("x")
+    first = [sys.executable, "-m", "stepline", "run", "in.txt", "--run-id", "run-0000"]
+    subprocess.run(first, cwd=folder, stdout=subprocess.DEVNULL, check=True)
+    runs = folder / ".pipeline"
+    state = (runs / "run-0000" / "state.json").read_text()
+    for number in range(1, count):
+        run_id = f"run-{number:04d}"
+        shutil.copytree(runs / "run-0000", runs / run_id)
+        (runs / run_id / "state.json").write_text(state.replace("run-0000", run_id))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
     runs = parser.parse_args().runs
     with tempfile.TemporaryDirectory() as folder:
         results = {name: median_seconds(cmd, runs, folder) for name, cmd in CASES.items()}
+    with tempfile.TemporaryDirectory() as folder:
+        make_runs(Path(folder), MANY_RUNS)
+        many = median_seconds(CASES["pipeline list"], runs, folder)
+        results[f"pipeline list, {MANY_RUNS:,} runs"] = many
     baseline = results["python -c pass (baseline)"]
     print(f"median of {runs} runs each")
     for name, seconds in results.items():

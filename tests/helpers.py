@@ -37,12 +37,14 @@ def write(path: Path, text: str) -> Path:
 HEAVY_MODULES = ("anthropic", "jinja2", "openai")
 
 
-def heavy_modules_imported_by(args: list[str], cwd: Path) -> list[str]:
-    """Which of the slow-to-import libraries ``pipeline ARGS`` imports, in a fresh process
+def heavy_modules_imported_by(
+    args: list[str], cwd: Path, modules: tuple[str, ...] = HEAVY_MODULES
+) -> list[str]:
+    """Which of the slow-to-import ``modules`` ``pipeline ARGS`` imports, in a fresh process
     (commands people type often must answer without them)."""
     probe = (
         "import atexit, sys\n"
-        f"atexit.register(lambda: print('HEAVY', sorted(m for m in {HEAVY_MODULES!r}"
+        f"atexit.register(lambda: print('HEAVY', sorted(m for m in {modules!r}"
         " if m in sys.modules), file=sys.stderr))\n"
         "from stepline.cli.app import main\n"
         f"main({args!r})\n"

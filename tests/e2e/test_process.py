@@ -34,6 +34,16 @@ steps:
     command: echo "{{ steps.wait }}"
 """
 
+ASK_PIPELINE = """
+name: ask
+llm: {model: claude-test-model, cache: {enabled: false}}
+steps:
+  - id: ask
+    kind: llm
+    for_each: input.lines
+    prompt: "Say {{ item }}"
+"""
+
 SLOW_SCRIPT = """
 import os, time
 from pathlib import Path
@@ -139,6 +149,28 @@ def test_second_process_cannot_run_the_same_run(slow_pipeline: Path):
 @pytest.mark.parametrize("args", [["--help"], ["list"]])
 def test_help_and_list_do_not_import_the_heavy_libraries(tmp_path: Path, args: list[str]):
     assert heavy_modules_imported_by(args, tmp_path) == []
+
+
+def test_help_does_not_read_the_settings(tmp_path: Path):
+    assert heavy_modules_imported_by(["--help"], tmp_path, ("pydantic_settings",)) == []
+
+
+def test_unstreamed_llm_calls_do_not_import_the_sdk(tmp_path: Path, fake_llm: FakeLLMServer):
+    """Unstreamed Anthropic calls go over stepline's own HTTP client: a run (and a resume)
+    reaches its first request without the SDK's import, which takes seconds."""
+    write(tmp_path / "pipeline-config.yaml", ASK_PIPELINE)
+    write(tmp_path / "in.txt", "a\nb\n")
+
+    assert heavy_modules_imported_by(["run", "in.txt"], tmp_path, ("anthropic",)) == []
+
+    assert sorted(request.prompt for request in fake_llm.requests) == ["Say a", "Say b"]
+    streamed = ASK_PIPELINE.replace(
+        "cache: {enabled: false}", "cache: {enabled: false}, stream: true"
+    )
+    write(tmp_path / "streamed.yaml", streamed)
+    args = ["run", "in.txt", "-c", "streamed.yaml"]
+    assert heavy_modules_imported_by(args, tmp_path, ("anthropic",)) == ["anthropic"]
+    assert len(fake_llm.requests) == 4 and fake_llm.requests[-1].stream
 
 
 def test_dry_run_writes_nothing(tmp_path: Path):

@@ -53,12 +53,12 @@ from stepline.cli.options import (
 from stepline.cli.reports import diff_command, report_command
 from stepline.cli.scaffold import init_command, schema_command
 from stepline.errors import InputError, StepLineError
-from stepline.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from stepline.cli import render
     from stepline.engine.prepare import Preview
     from stepline.engine.runner import Hooks, RunResult
+    from stepline.settings import Settings
     from stepline.store.runs import RunSummary
 else:  # rich tables and the run store load only for commands that use them
     render = lazy_module("stepline.cli.render")
@@ -445,8 +445,14 @@ def _summary_json(row: RunSummary) -> dict[str, Any]:
     return record
 
 
-def _debug_from_environment() -> bool:
+def _debug(args: list[str]) -> bool:
+    """Whether to show tracebacks: ``--debug`` or PIPELINE_DEBUG (the settings are read only
+    when an error needs it, so commands that succeed do not import pydantic-settings)."""
+    if "--debug" in args:
+        return True
     try:
+        from stepline.settings import load_settings
+
         return load_settings().debug
     except InputError:
         return False
@@ -455,18 +461,17 @@ def _debug_from_environment() -> bool:
 def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point of ``pipeline`` and ``stepline``: the one place errors are rendered."""
     args = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in args or _debug_from_environment()
     try:
         app(args=args, prog_name="pipeline", standalone_mode=True)
     except StepLineError as exc:
-        if debug:
+        if _debug(args):
             traceback.print_exc()
         render.print_error(render.make_consoles()[1], exc.message, exc.hint)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:
-        if debug:
+        if _debug(args):
             raise
         render.print_error(
             render.make_consoles()[1],

@@ -22,10 +22,10 @@ from stepline.cli.options import (
     settings_for,
 )
 from stepline.errors import InputError
-from stepline.settings import Settings
 
 if TYPE_CHECKING:
     from stepline.cli import render
+    from stepline.settings import Settings
     from stepline.store.rundir import RunDir
 else:
     render = lazy_module("stepline.cli.render")

@@ -7,13 +7,15 @@ import json
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from stepline.errors import InputError
 from stepline.hashing import as_plain_json
-from stepline.settings import Settings, check_workdir, load_settings
+
+if TYPE_CHECKING:  # pydantic-settings takes a third of `pipeline --help`'s start-up to import
+    from stepline.settings import Settings
 
 ConfigOption = Annotated[
     Path | None,
@@ -117,6 +119,8 @@ NoCacheOption = Annotated[
 
 def settings_for(workdir: Path | None, *, debug: bool = False) -> Settings:
     """The settings, with ``--workdir`` (and ``--debug``) applied and the work folder checked."""
+    from stepline.settings import check_workdir, load_settings
+
     settings = load_settings(workdir=workdir, debug=debug or None)
     check_workdir(settings.workdir)
     return settings

@@ -18,19 +18,16 @@ every call when a proxy applies to the API's address (httpx honours ``HTTPS_PROX
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from stepline import __version__
-from stepline.errors import ProviderError, RetryableProviderError
 from stepline.providers import http1
 from stepline.providers.anthropic import wire
 from stepline.providers.base import Completion, Delivery, LLMRequest, ReplyMeter
 from stepline.providers.batches import BatchRequest, BatchResult, BatchStatus
-from stepline.providers.shards import shared_ssl_context
+from stepline.providers.direct import direct_pool, post_json
 
 if TYPE_CHECKING:
     from stepline.providers.anthropic.sdk import AnthropicSDK
@@ -46,7 +43,7 @@ class AnthropicProvider:
         self._base_url = base_url
         self._sdk: AnthropicSDK | None = None
         url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or wire.DEFAULT_BASE_URL
-        self._direct = _direct_pool(url, api_key)
+        self._direct = direct_pool(url, _headers(api_key))
 
     @property
     def sdk(self) -> AnthropicSDK:
@@ -91,55 +88,24 @@ class AnthropicProvider:
             await self._sdk.aclose()
 
 
-def _direct_pool(url: str, api_key: str) -> http1.ConnectionPool | None:
-    """stepline's own client for ``url``; None where the SDK must serve (a proxy applies, or
-    the address is not a plain http(s) URL, which the SDK then reports in its own words)."""
-    if _proxy_applies(url):
-        return None
-    headers = {
+def _headers(api_key: str) -> dict[str, str]:
+    """What the SDK sends besides its own telemetry headers."""
+    return {
         "authorization": f"Bearer {api_key}",  # as the SDK (2.x) sends an API key
         "anthropic-version": wire.api_version(),
         "content-type": "application/json",
         "accept": "application/json",
         "user-agent": f"stepline/{__version__}",
     }
-    try:
-        return http1.ConnectionPool(url, headers=headers, ssl_context=shared_ssl_context)
-    except ValueError:
-        return None
-
-
-def _proxy_applies(url: str) -> bool:
-    """Whether httpx would send requests for ``url`` through a proxy from the environment."""
-    if not any(name.lower().endswith("_proxy") for name in os.environ):
-        return False  # the common case, without importing urllib.request (60 ms)
-    import urllib.request
-
-    proxies = urllib.request.getproxies_environment()
-    parts = urlsplit(url)
-    if not (proxies.get(parts.scheme) or proxies.get("all")):
-        return False
-    return not urllib.request.proxy_bypass(parts.hostname or "")  # NO_PROXY
 
 
 async def _post_message(
     pool: http1.ConnectionPool, request: LLMRequest, delivery: Delivery
 ) -> Completion:
-    body = json.dumps(wire.request_body(request)).encode()
-    try:
-        reply = await pool.request("POST", wire.MESSAGES_PATH, body, timeout=delivery.timeout)
-    except http1.TimedOut as exc:
-        raise RetryableProviderError(f"{wire.API_NAME}: the request timed out") from exc
-    except http1.ConnectFailed as exc:
-        raise RetryableProviderError(f"{wire.API_NAME}: cannot connect ({exc})") from exc
-    except http1.Disconnected as exc:
-        raise RetryableProviderError(
-            f"{wire.API_NAME}: the connection broke during the reply ({exc})"
-        ) from exc
-    except http1.BadReply as exc:
-        raise RetryableProviderError(f"{wire.API_NAME}: {exc}") from exc
-    except http1.HTTPError as exc:
-        raise ProviderError(f"{wire.API_NAME}: {exc}") from exc
+    payload = wire.request_body(request)
+    reply = await post_json(
+        pool, wire.MESSAGES_PATH, payload, timeout=delivery.timeout, api_name=wire.API_NAME
+    )
     if reply.status >= 300:
         raise wire.error_from_reply(reply.status, reply.body, reply.headers)
     return wire.completion_from_body(reply.body)

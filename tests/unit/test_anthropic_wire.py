@@ -161,7 +161,9 @@ class CannedServer:
     """A server on 127.0.0.1 (a thread) answering every request with one canned reply, for
     replies the fake LLM server cannot make: a proxy's HTML error page, say."""
 
-    def __init__(self, status: int, content_type: str, body: bytes) -> None:
+    def __init__(
+        self, status: int, content_type: str, body: bytes, *, location: str | None = None
+    ) -> None:
         self.requests = 0
         owner = self
 
@@ -173,6 +175,8 @@ class CannedServer:
                 owner.requests += 1
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
+                if location is not None:
+                    self.send_header("Location", location)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -201,21 +205,39 @@ GATEWAY_PAGE = (
 )
 
 
-def test_both_paths_raise_the_same_error_for_a_non_json_502() -> None:
-    with CannedServer(502, "text/html", GATEWAY_PAGE) as canned:
+@pytest.mark.parametrize(
+    ("status", "content_type", "body"),
+    [
+        (502, "text/html", GATEWAY_PAGE),
+        (503, "text/html", b"<html>" + b"x" * 2000 + b"</html>"),  # cut at the same place
+        (500, "application/json", b'{"detail": "no error object"}'),
+        (500, "text/plain", b""),
+    ],
+)
+def test_both_paths_word_other_error_bodies_alike(
+    status: int, content_type: str, body: bytes
+) -> None:
+    with CannedServer(status, content_type, body) as canned:
         direct, through_sdk = failures(canned.base_url)
         assert canned.requests == 2
 
     assert_same_error(direct, through_sdk)
     assert type(direct) is RetryableProviderError
-    assert direct.status_code == 502
-    # The wording differs: with no JSON body the SDK's message is the body alone, while
-    # wire.error_from_reply puts "Error code: 502 - " before it (the form the SDK uses for a
-    # JSON body without an "error" object). What must match is the status and the page.
-    page = GATEWAY_PAGE.decode().strip()
-    assert through_sdk.message == f"Anthropic API 502: {page}"
-    assert direct.message.startswith("Anthropic API 502: ")
-    assert page in direct.message
+    assert direct.status_code == status
+    assert direct.message == through_sdk.message
+    assert direct.message.startswith(f"Anthropic API {status}: ")
+    assert len(direct.message) < 600  # a long page is cut, on both paths
+
+
+def test_both_paths_refuse_a_redirect_alike() -> None:
+    with CannedServer(307, "text/plain", b"", location="https://elsewhere.test/v1") as canned:
+        direct, through_sdk = failures(canned.base_url)
+        assert canned.requests == 2  # neither followed it
+
+    assert_same_error(direct, through_sdk)
+    assert type(direct) is ProviderRequestError
+    assert direct.message == through_sdk.message
+    assert "redirected to https://elsewhere.test/v1" in direct.message
 
 
 def test_both_paths_raise_the_same_error_for_a_200_that_is_not_json() -> None:

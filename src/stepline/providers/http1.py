@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import ssl
 import time
 import zlib
@@ -208,10 +209,16 @@ class ConnectionPool:
                 server_hostname=origin.host if context else None,
                 limit=MAX_HEAD_BYTES,
             )
-        except (OSError, ssl.SSLError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise ConnectFailed(f"{origin.host_header}: {reason or type(exc).__name__}") from exc
+        except OSError as exc:  # ssl.SSLError is one too
+            raise ConnectFailed(f"{origin.host_header}: {_reason(exc)}") from exc
         return _Connection(reader, writer)
+
+
+def _reason(exc: OSError) -> str:
+    """The system's words for an OS error ("Connection refused"), else the exception's own."""
+    if exc.errno is not None and not isinstance(exc, ssl.SSLError):
+        return os.strerror(exc.errno)
+    return str(exc) or type(exc).__name__
 
 
 def _as_http_error(exc: BaseException, *, sent: bool) -> BaseException:
@@ -220,8 +227,12 @@ def _as_http_error(exc: BaseException, *, sent: bool) -> BaseException:
         return exc
     if isinstance(exc, TimeoutError):
         return TimedOut("no reply within the timeout" if sent else "cannot connect in time")
-    if isinstance(exc, asyncio.IncompleteReadError | ConnectionError | ssl.SSLError | OSError):
-        return Disconnected(str(exc) or type(exc).__name__)
+    if isinstance(exc, asyncio.IncompleteReadError):
+        if exc.expected is None and not exc.partial:
+            return Disconnected("the server closed the connection without replying")
+        return Disconnected("cut off in the middle of the reply")
+    if isinstance(exc, OSError):
+        return Disconnected(_reason(exc))
     if isinstance(exc, asyncio.LimitOverrunError | ValueError):
         return BadReply(f"the reply is not HTTP/1.x this client reads ({exc})")
     return exc

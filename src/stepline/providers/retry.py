@@ -30,6 +30,9 @@ from stepline.spec import RetrySpec
 
 T = TypeVar("T")
 
+MAX_MESSAGE_CHARS = 500
+"""Where an error message is cut: a proxy's or gateway's HTML error page can be long."""
+
 RETRYABLE_STATUSES = frozenset({408, 409, 429, 529})
 """Statuses worth retrying besides every 5xx: timeout, conflict, rate limit, overloaded."""
 
@@ -128,6 +131,8 @@ def error_for_status(
     status: int, message: str, headers: Mapping[str, str], *, key_variable: str
 ) -> ProviderError:
     """The provider error an HTTP status means: retryable, an auth problem, or a refusal."""
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[:MAX_MESSAGE_CHARS] + " [...]"
     if status == 401:
         return ProviderAuthError(message, hint=f"check {key_variable}", status_code=status)
     if status in RETRYABLE_STATUSES or status >= 500:

@@ -44,7 +44,9 @@ class AnthropicSDK:
                 api_key=api_key,
                 base_url=base_url,
                 max_retries=0,
-                http_client=anthropic.DefaultAsyncHttpxClient(verify=shared_ssl_context()),
+                http_client=anthropic.DefaultAsyncHttpxClient(
+                    verify=shared_ssl_context(), follow_redirects=False
+                ),
             )
         )
 
@@ -147,6 +149,8 @@ def translated_errors() -> Iterator[None]:
 
 def translate_status_error(exc: anthropic.APIStatusError) -> ProviderError:
     """Map an HTTP error (or an error event inside a stream) to what to do about it."""
+    if 300 <= exc.status_code < 400:  # a redirect: said the same way on both paths
+        return wire.error_from_reply(exc.status_code, b"", exc.response.headers)
     body = exc.body
     error = body.get("error") if isinstance(body, dict) else None
     return wire.api_error(exc.status_code, error, exc.message, exc.response.headers)

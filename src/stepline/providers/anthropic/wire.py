@@ -187,19 +187,22 @@ def api_error(
 
 def error_from_reply(status: int, body: bytes, headers: Mapping[str, str]) -> ProviderError:
     """The provider error a non-2xx reply means, worded as the SDK's errors are."""
-    if 300 <= status < 400:  # the SDK's client follows no redirects either
+    if 300 <= status < 400:  # neither path follows redirects (the SDK clients are set so)
         return ProviderRequestError(
-            f"{API_NAME} {status}: redirected to {headers.get('location', '(no location)')}",
+            f"{API_NAME} {status}: redirected to {headers.get('location', '(no location)')}; "
+            "set base_url to the address it names",
             status_code=status,
         )
-    text = body[:500].decode("utf-8", "replace").strip()
+    text = body.decode("utf-8", "replace").strip()
     try:
-        parsed = json.loads(body)
+        parsed: Any = json.loads(text)
     except ValueError:
         parsed = None
+        fallback = text or f"Error code: {status}"
+    else:
+        fallback = f"Error code: {status} - {parsed}"
     error = parsed.get("error") if isinstance(parsed, dict) else None
-    fallback = f"Error code: {status} - {text}" if text else f"Error code: {status}"
-    return api_error(max(status, 400), error, fallback, headers)
+    return api_error(status, error, fallback, headers)
 
 
 def batch_status(body: bytes) -> BatchStatus:

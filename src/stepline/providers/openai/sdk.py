@@ -29,7 +29,9 @@ class OpenAISDK:
                 api_key=api_key or wire.NO_KEY,
                 base_url=base_url,
                 max_retries=0,
-                http_client=openai.DefaultAsyncHttpxClient(verify=shared_ssl_context()),
+                http_client=openai.DefaultAsyncHttpxClient(
+                    verify=shared_ssl_context(), follow_redirects=False
+                ),
             )
         )
 
@@ -110,6 +112,8 @@ def _mid_stream_error(exc: Exception) -> ProviderError:
 
 def translate_status_error(exc: openai.APIStatusError) -> ProviderError:
     """Map an HTTP error to the provider error that says what to do about it."""
+    if 300 <= exc.status_code < 400:  # a redirect: said the same way on both paths
+        return wire.error_from_reply(exc.status_code, b"", exc.response.headers)
     body = exc.body
     error = body.get("error", body) if isinstance(body, dict) else None
     return wire.api_error(exc.status_code, error, exc.message, exc.response.headers)

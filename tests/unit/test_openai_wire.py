@@ -5,9 +5,6 @@ streams (and every call when a proxy applies) through the ``openai`` SDK (``Open
 ``wire`` words both paths' errors. These tests send the same request down both paths to real
 servers on 127.0.0.1 (the fake LLM server, a canned-reply server for replies the fake cannot
 make, and a small forward proxy) and compare what comes back.
-
-Tests marked ``xfail(strict=True)`` record where the paths differ today because of a bug in
-``src/``; each names the bug, and fails (XPASS) once it is fixed, so the mark gets removed.
 """
 
 from __future__ import annotations
@@ -44,18 +41,6 @@ FULL_REQUEST = LLMRequest(
     extra={"top_p": 0.5, "seed": 3},
 )
 PREFIX = "OpenAI-compatible API"
-
-SDK_READS_A_LEGACY_RESPONSE = (
-    "bug: src/stepline/providers/openai/sdk.py OpenAISDK.complete calls "
-    "`await raw.read()`, but the openai SDK's `with_raw_response` returns a LegacyAPIResponse, "
-    "which has no read(): every unstreamed SDK call that gets a 2xx raises AttributeError"
-)
-SDK_DROPS_THE_BODY = (
-    "bug: src/stepline/providers/openai/sdk.py translate_status_error words the error with "
-    "the SDK's exc.message, which this SDK version makes 'Error code: N' for a non-JSON body "
-    "or a JSON body without a message, while wire.error_from_reply (the direct path) quotes "
-    "the body"
-)
 
 
 def run(call: Coroutine[Any, Any, Any]) -> Any:
@@ -238,18 +223,16 @@ def test_both_paths_classify_other_error_bodies_alike(
         assert len(error.message) < 600  # a long page is cut (MAX_MESSAGE_CHARS)
 
 
-# The wording, apart: it matches only where the body has a message or is empty.
+# The wording, exactly: both paths word the error from the reply's own body.
 @pytest.mark.parametrize(
     ("status", "content_type", "body", "message"),
     [
         pytest.param(
             502, "text/html", GATEWAY_PAGE, f"{PREFIX} 502: {GATEWAY_PAGE.decode().strip()}",
-            marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=SDK_DROPS_THE_BODY),
             id="502-html",
         ),
         pytest.param(
             503, "text/html", LONG_PAGE, f"{PREFIX} 503: {LONG_PAGE.decode()}"[:500] + " [...]",
-            marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=SDK_DROPS_THE_BODY),
             id="503-long-html",
         ),
         pytest.param(
@@ -260,7 +243,6 @@ def test_both_paths_classify_other_error_bodies_alike(
         pytest.param(
             500, "application/json", b'{"detail": "x"}',
             f"{PREFIX} 500: Error code: 500 - {{'detail': 'x'}}",
-            marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=SDK_DROPS_THE_BODY),
             id="no-message",
         ),
         pytest.param(
@@ -293,7 +275,6 @@ def test_both_paths_refuse_a_redirect_alike() -> None:
     )
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError, reason=SDK_READS_A_LEGACY_RESPONSE)
 def test_both_paths_raise_the_same_error_for_a_200_that_is_not_json() -> None:
     with CannedServer(200, "text/html", b"<html>captive portal: please log in</html>") as canned:
         direct = direct_failure(canned.base_url)
@@ -308,14 +289,11 @@ def test_both_paths_raise_the_same_error_for_a_200_that_is_not_json() -> None:
     assert direct.message == through_sdk.message
 
 
-# Which class a 200 with no choices should raise is left open: wire.completion_from_body's
-# docstring says a reply of another shape is retried, yet it raises a plain (not retried)
-# ProviderError for this one. Both paths go through that function; they must agree.
-@pytest.mark.xfail(strict=True, raises=AttributeError, reason=SDK_READS_A_LEGACY_RESPONSE)
-def test_both_paths_raise_the_same_error_for_a_200_without_choices() -> None:
+def test_both_paths_retry_a_200_without_choices() -> None:
     body = b'{"id": "c1", "object": "chat.completion", "model": "llama3.2", "choices": []}'
     with CannedServer(200, "application/json", body) as canned:
         direct = direct_failure(canned.base_url)
+        assert type(direct) is RetryableProviderError  # a reply of the wrong shape
         assert direct.message == f"{PREFIX}: the response has no choices"
 
         through_sdk = sdk_failure(canned.base_url)
@@ -384,7 +362,6 @@ def test_the_direct_path_returns_the_completion(server: FakeLLMServer) -> None:
     assert sent.headers["authorization"] == "Bearer test-key"
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError, reason=SDK_READS_A_LEGACY_RESPONSE)
 def test_both_paths_return_the_same_completion(server: FakeLLMServer) -> None:
     server.script(CACHED_REPLY, CACHED_REPLY)
 
@@ -403,7 +380,7 @@ def sent_by_both(
     """Headers and body each path sent for ``request``.
 
     The fake answers with a 400, which both paths read alike (above), so what was sent is
-    compared whatever becomes of a successful reply on the SDK path (see the xfail above).
+    compared apart from how each reads a successful reply.
     """
     refusal = ErrorReply(400, "invalid_request_error", "refused")
     server.script(refusal, refusal)
@@ -565,7 +542,6 @@ def test_a_proxy_from_the_environment_is_used(server: FakeLLMServer, proxy: Forw
     assert server.last.headers["user-agent"].startswith("AsyncOpenAI/")
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError, reason=SDK_READS_A_LEGACY_RESPONSE)
 def test_a_call_through_a_proxy_completes(server: FakeLLMServer, proxy: ForwardProxy) -> None:
     completion = run(direct_call(server.openai_base_url))
 

@@ -42,7 +42,7 @@ class OpenAISDK:
                 if delivery.stream:
                     return await _stream(client, arguments, request, delivery)
                 raw = await client.chat.completions.with_raw_response.create(**arguments)
-                body = await raw.read()
+                body = raw.content  # a LegacyAPIResponse: the body is already read
             except openai.APIStatusError as exc:
                 raise translate_status_error(exc) from exc
             except openai.APITimeoutError as exc:
@@ -111,9 +111,11 @@ def _mid_stream_error(exc: Exception) -> ProviderError:
 
 
 def translate_status_error(exc: openai.APIStatusError) -> ProviderError:
-    """Map an HTTP error to the provider error that says what to do about it."""
-    if 300 <= exc.status_code < 400:  # a redirect: said the same way on both paths
-        return wire.error_from_reply(exc.status_code, b"", exc.response.headers)
-    body = exc.body
-    error = body.get("error", body) if isinstance(body, dict) else None
-    return wire.api_error(exc.status_code, error, exc.message, exc.response.headers)
+    """Map an HTTP error to the provider error that says what to do about it, worded from
+    the reply itself as the direct path words it (this SDK says only "Error code: N" for a
+    body that is not JSON or has no message)."""
+    try:
+        body = exc.response.content
+    except httpx2.ResponseNotRead:  # pragma: no cover - the SDK reads error replies
+        body = b""
+    return wire.error_from_reply(exc.status_code, body, exc.response.headers)

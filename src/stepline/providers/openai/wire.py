@@ -69,7 +69,7 @@ def completion_from_body(body: bytes, requested_model: str) -> Completion:
         reply = json.loads(body)
         choices = reply["choices"]
         if not choices:
-            raise ProviderError(f"{API_NAME}: the response has no choices")
+            raise RetryableProviderError(f"{API_NAME}: the response has no choices")
         choice = choices[0]
         text = (choice.get("message") or {}).get("content") or ""
         if not isinstance(text, str):

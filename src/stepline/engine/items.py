@@ -43,24 +43,34 @@ def resolve_items(step: StepBase, env: ItemSource) -> tuple[int, Iterator[Item]]
     the input sources are read a line at a time, so neither pass holds the items in memory.
     """
     values = _item_values(step, env)
-    count = _check_keys(step, env, values())
-    keyed = (
-        Item(value, index, item_key(step, env, value, index))
-        for index, value in enumerate(values())
-    )
-    return count, keyed
+    seen = SeenKeys()
+    try:
+        count = _check_keys(step, env, values(), seen)
+    except BaseException:
+        seen.close()
+        raise
+
+    def keyed() -> Iterator[Item]:
+        # The keys the first pass rendered, read back in order: rendering each twice was a
+        # good part of a large step's start (and of a resume's time to its first request).
+        with contextlib.closing(seen):
+            pairs = zip(enumerate(values()), seen.in_order(), strict=True)
+            for (index, value), key in pairs:
+                yield Item(value, index, key)
+
+    return count, keyed()
 
 
-def _check_keys(step: StepBase, env: ItemSource, values: Iterable[Any]) -> int:
-    """Count the items; fail naming the duplicate keys if any key repeats."""
+def _check_keys(step: StepBase, env: ItemSource, values: Iterable[Any], seen: SeenKeys) -> int:
+    """Count the items, remembering their keys; fail naming the duplicates if any repeats."""
     duplicates: list[str] = []
     count = 0
-    with contextlib.closing(SeenKeys()) as seen:
-        for count, value in enumerate(values, start=1):
-            key = item_key(step, env, value, count - 1)
-            first = seen.add(key, count - 1)
-            if first is not None:
-                duplicates.append(f'"{key}" (items {first + 1} and {count})')
+    base = env.template_context()  # the same for every item; only the item's names change
+    for count, value in enumerate(values, start=1):
+        key = item_key(step, base, value, count - 1)
+        first = seen.add(key, count - 1)
+        if first is not None:
+            duplicates.append(f'"{key}" (items {first + 1} and {count})')
     if duplicates:
         raise StepFailed(
             step.id,
@@ -80,18 +90,24 @@ class SeenKeys:
 
     def __init__(self) -> None:
         self._db = sqlite3.connect("")  # "": a temporary file, deleted on close
-        self._db.execute("CREATE TABLE keys (key TEXT PRIMARY KEY, position INTEGER) WITHOUT ROWID")
+        self._db.execute("CREATE TABLE keys (position INTEGER PRIMARY KEY, key TEXT UNIQUE)")
 
     def add(self, key: str, position: int) -> int | None:
-        """Remember ``key``; if it was seen before, the position it was first seen at."""
+        """Remember ``key`` at ``position``; if it was seen before, the position it was
+        first seen at."""
         try:
-            self._db.execute("INSERT INTO keys VALUES (?, ?)", (key, position))
+            self._db.execute("INSERT INTO keys VALUES (?, ?)", (position, key))
         except sqlite3.IntegrityError:
             (first,) = self._db.execute(
                 "SELECT position FROM keys WHERE key = ?", (key,)
             ).fetchone()
             return int(first)
         return None
+
+    def in_order(self) -> Iterator[str]:
+        """The keys by position, read from disk as they are consumed."""
+        for (key,) in self._db.execute("SELECT key FROM keys ORDER BY position"):
+            yield key
 
     def close(self) -> None:
         self._db.close()
@@ -159,10 +175,12 @@ def _first_character(path: Path) -> str:
     return ""
 
 
-def item_key(step: StepBase, env: ItemSource, value: Any, index: int) -> str:
+def item_key(step: StepBase, base: dict[str, Any], value: Any, index: int) -> str:
+    """The item's key: its ``item_key`` template rendered over ``base`` (the step's template
+    context) and the item, else a hash of its value."""
     if step.item_key is None:
         return hash_value(value).split(":", 1)[-1][:16]
-    context = {**env.template_context(), **item_context(Item(value, index, ""))}
+    context = {**base, **item_context(Item(value, index, ""))}
     key = render(step.item_key, context, where=f'step "{step.id}" item_key').strip()
     if not key:
         raise StepFailed(step.id, f"item_key is empty for item {index + 1}")

@@ -21,7 +21,7 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -85,6 +85,7 @@ UPSERT = (
 CONFIRM = "UPDATE items SET position = ?, mark = ?, updated_at = ? WHERE step = ? AND key = ?"
 FORGET = "DELETE FROM items WHERE step = ? AND key = ?"
 MAX_BATCH = 1000
+LOOKUP_BATCH = 500  # keys per lookup_many query (SQLite allows 32,766 parameters)
 
 
 class ItemStatus(StrEnum):
@@ -124,27 +125,34 @@ class ItemStore:
 
     def lookup(self, step: str, key: str) -> ItemRecord | None:
         """The checkpoint of one item, without its result (see ``result``)."""
+        return self.lookup_many(step, [key]).get(key)
+
+    def lookup_many(self, step: str, keys: Sequence[str]) -> dict[str, ItemRecord]:
+        """The checkpoints of ``keys`` that exist, in one query (at most ``LOOKUP_BATCH``
+        keys: a resume of a large step reuses thousands of items, and one query per item
+        was most of its time before the first new request)."""
         if not self._exists:
             self._exists = self.path.exists()  # once it exists it stays; no stat per item
             if not self._exists:
-                return None
+                return {}
+        marks = ", ".join("?" * len(keys))
         with self._reader.connect(write=False) as db:
-            row = db.execute(
-                "SELECT position, fingerprint, status, error, metrics FROM items "
-                "WHERE step = ? AND key = ?",
-                (step, key),
-            ).fetchone()
-        if row is None:
-            return None
-        position, fingerprint, status, error, metrics = row
-        return ItemRecord(
-            key=key,
-            position=position,
-            fingerprint=fingerprint,
-            status=ItemStatus(status),
-            error=error,
-            metrics=json.loads(metrics) if metrics else None,
-        )
+            rows = db.execute(
+                "SELECT key, position, fingerprint, status, error, metrics FROM items "
+                f"WHERE step = ? AND key IN ({marks})",
+                (step, *keys),
+            ).fetchall()
+        return {
+            key: ItemRecord(
+                key=key,
+                position=position,
+                fingerprint=fingerprint,
+                status=ItemStatus(status),
+                error=error,
+                metrics=json.loads(metrics) if metrics else None,
+            )
+            for key, position, fingerprint, status, error, metrics in rows
+        }
 
     def has_rows(self, step: str) -> bool:
         """Whether any item of this step was ever checkpointed (else none needs a lookup)."""

@@ -4,6 +4,8 @@ the shell calls on Tab (typer's ``_PIPELINE_COMPLETE`` protocol), newest first."
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -47,8 +49,13 @@ def test_completion_without_a_work_folder_offers_nothing(tmp_path: Path) -> None
 
 
 def test_install_and_show_completion_are_offered() -> None:
-    shown = run_pipeline_process("--show-completion", "bash", cwd=Path.cwd())
-    assert shown.returncode == 0
+    # --show-completion takes no value: typer asks which shell started the command, so a
+    # bash that waits for it (no exec) must be its parent, wherever the tests themselves run.
+    command = '"$0" -m stepline --show-completion; exit $?'
+    shown = subprocess.run(
+        ["bash", "-c", command, sys.executable], capture_output=True, text=True, timeout=60
+    )
+    assert shown.returncode == 0, shown.stderr
     assert "_PIPELINE_COMPLETE=complete_bash" in shown.stdout
     helped = run_pipeline_process("--help", cwd=Path.cwd())
     assert "--install-completion" in helped.stdout

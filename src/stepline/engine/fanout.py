@@ -21,7 +21,7 @@ import contextlib
 import itertools
 import secrets
 import time
-from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -80,9 +80,11 @@ class FanOutProgress:
 ShowFanOut = Callable[[FanOutProgress], None]
 
 
-async def _each(items: Iterable[Item]) -> AsyncGenerator[Item]:
-    for item in items:
-        yield item
+async def _each(items: Generator[Item]) -> AsyncGenerator[Item]:
+    """The items as an async stream; closing it closes ``items`` (and what they read)."""
+    with contextlib.closing(items):
+        for item in items:
+            yield item
 
 
 def _item_error(exc: StepLineError | TimeoutError, step: StepBase) -> str:
@@ -267,7 +269,7 @@ class FanOut:
                 self._total += 1
                 yield item
 
-    def _looking_up(self, items: Iterator[Item]) -> Iterator[Item]:
+    def _looking_up(self, items: Generator[Item]) -> Generator[Item]:
         """The items, with their checkpoints looked up ``LOOKUP_BATCH`` at a time ahead of
         them: one query per batch instead of one per item (the read before an item runs is
         of an earlier execution's rows, which this one never writes for a later key)."""

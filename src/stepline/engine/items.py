@@ -13,7 +13,7 @@ import contextlib
 import csv
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -35,7 +35,7 @@ class ItemSource(Protocol):
     def template_context(self) -> dict[str, Any]: ...
 
 
-def resolve_items(step: StepBase, env: ItemSource) -> tuple[int, Iterator[Item]]:
+def resolve_items(step: StepBase, env: ItemSource) -> tuple[int, Generator[Item]]:
     """How many items the step has, and the items with their stable keys, in order.
 
     Two passes over the values: the first counts them and refuses duplicate keys (before any
@@ -50,7 +50,7 @@ def resolve_items(step: StepBase, env: ItemSource) -> tuple[int, Iterator[Item]]
         seen.close()
         raise
 
-    def keyed() -> Iterator[Item]:
+    def keyed() -> Generator[Item]:
         # The keys the first pass rendered, read back in order: rendering each twice was a
         # good part of a large step's start (and of a resume's time to its first request).
         with contextlib.closing(seen):
@@ -89,7 +89,9 @@ class SeenKeys:
     must not cost a million strings in memory."""
 
     def __init__(self) -> None:
-        self._db = sqlite3.connect("")  # "": a temporary file, deleted on close
+        # "": a temporary file, deleted on close. Any thread may close it: a step that stops
+        # early leaves the generator reading it to be finalised wherever it is collected.
+        self._db = sqlite3.connect("", check_same_thread=False)
         self._db.execute("CREATE TABLE keys (position INTEGER PRIMARY KEY, key TEXT UNIQUE)")
 
     def add(self, key: str, position: int) -> int | None:

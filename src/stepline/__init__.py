@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from stepline.engine.runner import Hooks, RunResult
+    from stepline.engine.contract import Hooks, RunResult
     from stepline.settings import Settings
 
 __version__ = "0.1.0"
@@ -128,8 +128,8 @@ def _settings(workdir: StrPath | None) -> Settings:
 
 
 def _default_hooks() -> Hooks:
+    from stepline.engine.contract import Hooks
     from stepline.engine.pauses import PauseMode
-    from stepline.engine.runner import Hooks
 
     return Hooks(pause_mode=PauseMode.NEVER)
 

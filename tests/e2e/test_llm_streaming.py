@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 import stepline
+from stepline.engine.contract import Hooks
 from stepline.engine.events import Event, EventType
-from stepline.engine.runner import Hooks
 from stepline.store.state import load_state
 from tests.e2e.test_errors import assert_clean_error
 from tests.fakes import Disconnect, FakeLLMServer, Reply, StreamError

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 import stepline
+from stepline.engine.contract import Hooks
 from stepline.engine.pauses import PauseMode, PausePoint
-from stepline.engine.runner import Hooks
 from tests.e2e.pipelines import REPLY, calls, clear_calls, write_backlog_pipeline
 from tests.fakes import FakeLLMServer, Reply
 

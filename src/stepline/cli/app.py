@@ -56,8 +56,8 @@ from stepline.errors import InputError, StepLineError
 
 if TYPE_CHECKING:
     from stepline.cli import render
+    from stepline.engine.contract import Hooks, RunResult
     from stepline.engine.prepare import Preview
-    from stepline.engine.runner import Hooks, RunResult
     from stepline.settings import Settings
     from stepline.store.runs import RunSummary
 else:  # rich tables and the run store load only for commands that use them
@@ -375,8 +375,8 @@ def _parse_sets(values: list[str] | None) -> dict[str, str]:
 
 
 def _hooks(settings: Settings, pause: bool | None, as_json: bool) -> Hooks:
+    from stepline.engine.contract import Hooks
     from stepline.engine.pauses import PauseMode
-    from stepline.engine.runner import Hooks
 
     _, err = render.make_consoles()
     if pause is True:

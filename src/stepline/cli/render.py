@@ -32,10 +32,10 @@ from stepline.store.state import RunState, RunStatus, RunUsage, StepStatus
 
 if TYPE_CHECKING:  # the runner pulls in jinja2; list and --help must stay light
     from stepline.engine.background import Cancellation, Detached
+    from stepline.engine.contract import RunResult
     from stepline.engine.estimates import LLMEstimate
     from stepline.engine.pauses import PausePoint
     from stepline.engine.prepare import Preview
-    from stepline.engine.runner import RunResult
     from stepline.reports.diff import RunComparison, StepComparison
     from stepline.reports.overview import RunOverview, Timeline
     from stepline.store.batches import SubmittedBatch

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from stepline.engine.contract import Hooks, PreparedRun, RunResult
 from stepline.engine.estimates import budget_outlook, estimate_llm_steps
 from stepline.engine.prepare import (
     Preview,
@@ -23,7 +24,7 @@ from stepline.engine.prepare import (
     prepare_run,
 )
 from stepline.engine.references import analyse_spec
-from stepline.engine.runner import Hooks, PreparedRun, Runner, RunResult
+from stepline.engine.runner import Runner
 from stepline.errors import InputError
 from stepline.settings import Settings
 from stepline.spec import LLMStep, PipelineSpec, PythonStep, config_hash, load_spec, parse_spec

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from stepline.engine.contract import PreparedRun
 from stepline.engine.items import resolve_items
 from stepline.engine.plan import Action
-from stepline.engine.runner import PreparedRun
 from stepline.errors import StepFailed, StepLineError
 from stepline.providers.base import LLMRequest, Usage
 from stepline.providers.pool import ProviderPool

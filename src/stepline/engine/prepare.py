@@ -11,11 +11,11 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stepline.engine.contract import PreparedRun
 from stepline.engine.estimates import BudgetOutlook, LLMEstimate
 from stepline.engine.fingerprint import spec_hash
 from stepline.engine.plan import INPUT_KEY, Action, Decision, StepFacts, plan_run
 from stepline.engine.references import analyse_spec
-from stepline.engine.runner import PreparedRun
 from stepline.errors import InputError
 from stepline.hashing import HASH_TAG
 from stepline.providers import check_credentials

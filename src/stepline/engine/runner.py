@@ -9,22 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from stepline.engine.events import Event, EventLog, EventType, Listener
+from stepline.engine.contract import Hooks, PreparedRun, RunResult
+from stepline.engine.events import Event, EventLog, EventType, step_logger
 from stepline.engine.fanout import FanOut, FanOutProgress
 from stepline.engine.fingerprint import fingerprint, spec_hash
-from stepline.engine.interrupts import Interrupts
-from stepline.engine.pauses import PauseMode, PausePoint, Pauser
+from stepline.engine.pauses import PauseMode, PausePoint
 from stepline.engine.plan import INPUT_KEY, Action, Decision
-from stepline.engine.references import StepNeeds
 from stepline.engine.streams import ItemStream
 from stepline.errors import (
     BudgetReached,
@@ -36,78 +34,22 @@ from stepline.errors import (
 from stepline.providers.base import StreamProgress
 from stepline.providers.budget import CostBudget
 from stepline.providers.caller import LLMCaller
-from stepline.providers.pool import ProviderFactory, ProviderPool
+from stepline.providers.pool import ProviderPool
 from stepline.providers.pricing import Pricer
 from stepline.providers.ratelimit import RateLimiter
 from stepline.providers.records import CallRecord
 from stepline.settings import Settings
-from stepline.spec import PipelineSpec, StepBase, format_duration
-from stepline.steps import InputData, StepEnvironment, StepOutcome, execute_step
+from stepline.spec import StepBase, format_duration
+from stepline.steps import StepEnvironment, StepOutcome, execute_step
 from stepline.store.cassette import Cassette
 from stepline.store.items import ItemStore
 from stepline.store.journal import StateJournal
 from stepline.store.jsonl import RowStream, hash_output
-from stepline.store.rundir import RunDir
 from stepline.store.runs import RunStore
-from stepline.store.state import RunState, RunStatus, StepState, StepStatus, now
+from stepline.store.state import RunStatus, StepState, StepStatus, now
 from stepline.threads import run_in_thread
 
 PROGRESS_EVERY_S = 0.2
-
-
-@dataclass
-class Hooks:
-    """How the outside world takes part in a run; all optional."""
-
-    listener: Listener | None = None
-    pauser: Pauser | None = None
-    pause_mode: PauseMode = PauseMode.ASK
-    provider_factory: ProviderFactory | None = None
-    interrupts: Interrupts = field(default_factory=Interrupts)
-
-
-@dataclass
-class PreparedRun:
-    """A run ready to execute: its spec, folder, state and the plan to follow."""
-
-    spec: PipelineSpec
-    run_dir: RunDir
-    state: RunState
-    input: InputData
-    needs: dict[str, StepNeeds]
-    spec_hashes: dict[str, str]
-    variables: dict[str, Any]
-    decisions: list[Decision]
-    refresh_cache: bool = False  # --no-cache: skip cache reads, store fresh replies
-    replay: Path | None = None  # --replay: answer LLM steps from this cassette only
-    record: Path | None = None  # --record: append real completions to this cassette
-    concurrency: int | None = None  # --concurrency: items at once in every fan-out step
-    skip_failed: bool = False  # --skip-failed: keep failed items failed instead of retrying
-    fresh_items: bool = False  # --fresh-items: ignore item checkpoints, redo every item
-    budget_usd: float | None = None  # --max-cost, else budget.max_usd: what LLM calls may cost
-
-
-@dataclass
-class RunResult:
-    """How a run ended. ``exit_code`` follows the CLI's contract (0, 1, 3, 130, 143)."""
-
-    run_id: str
-    run_dir: Path
-    status: RunStatus
-    exit_code: int
-    state: RunState
-    decisions: list[Decision]
-    message: str | None = None
-
-    @property
-    def outputs(self) -> dict[str, Any]:
-        """Each completed step's output value, by step id (read from the run folder)."""
-        run_dir = RunDir(self.run_dir)
-        return {
-            step.id: run_dir.read_output(step.output)
-            for step in self.state.steps
-            if step.status == StepStatus.COMPLETED and step.output
-        }
 
 
 class Runner:
@@ -458,7 +400,7 @@ class Runner:
             outputs=dict(self.outputs),
             vars=self.run.variables,
             llm=self.llm,
-            log=self._step_logger(step),
+            log=step_logger(step.id, lambda message, level: self._log(step, message, level)),
         )
 
     def _record_success(
@@ -602,6 +544,9 @@ class Runner:
         self.journal.record(self.run.state)
         self._unsaved = False
 
+    def _log(self, step: StepBase, message: str, level: str) -> None:
+        self._emit(EventType.LOG, step, message=message, data={"level": level})
+
     def _emit(
         self,
         kind: EventType,
@@ -624,14 +569,6 @@ class Runner:
             )
         )
 
-    def _step_logger(self, step: StepBase) -> logging.Logger:
-        """``ctx.log`` for a step: records become ``log`` events in events.jsonl."""
-        logger = logging.getLogger(f"stepline.step.{step.id}")
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
-        logger.handlers = [_EventHandler(self, step)]
-        return logger
-
 
 def _forget_output(record: StepState) -> None:
     """A step that runs again (or is skipped) no longer owns its earlier output.
@@ -641,18 +578,3 @@ def _forget_output(record: StepState) -> None:
     """
     record.output = record.output_hash = record.fingerprint = record.spec_hash = None
     record.reads, record.metrics = {}, {}
-
-
-class _EventHandler(logging.Handler):
-    def __init__(self, runner: Runner, step: StepBase) -> None:
-        super().__init__()
-        self._runner = runner
-        self._step = step
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self._runner._emit(
-            EventType.LOG,
-            self._step,
-            message=record.getMessage(),
-            data={"level": record.levelname.lower()},
-        )

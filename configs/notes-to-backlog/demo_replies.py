@@ -1,6 +1,6 @@
 """Hand-written example replies for the offline demo (not model output).
 
-``python configs/record_demo.py notes-to-backlog`` runs the pipeline against a fake server
+``python scripts/record_demo.py notes-to-backlog`` runs the pipeline against a fake server
 that answers with these, and writes demo-cassette.jsonl. Edit a reply here, not in the cassette.
 """
 

@@ -1,6 +1,6 @@
 """Hand-written example replies for the offline demo (not model output).
 
-``python configs/record_demo.py plan-to-code`` runs the pipeline on sample-repo/ against a
+``python scripts/record_demo.py plan-to-code`` runs the pipeline on sample-repo/ against a
 fake server that answers with these, and writes demo-cassette.jsonl.
 """
 

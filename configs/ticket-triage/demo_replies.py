@@ -1,6 +1,6 @@
 """Hand-written example replies for the offline demo (not model output).
 
-``python configs/record_demo.py ticket-triage`` runs the pipeline against a fake server that
+``python scripts/record_demo.py ticket-triage`` runs the pipeline against a fake server that
 answers with these, and writes demo-cassette.jsonl. The triage of each sample ticket is in
 make_tickets.py, next to the ticket itself.
 """

@@ -1,6 +1,6 @@
 """Re-record an example's offline demo cassette from hand-written replies.
 
-    python configs/record_demo.py notes-to-backlog
+    python scripts/record_demo.py notes-to-backlog
 
 Runs the example for real through the CLI (``--record``) against the fake LLM server of the
 test suite (``tests/fakes``), which answers each request with the reply that the example's

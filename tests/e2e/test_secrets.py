@@ -30,6 +30,13 @@ ANSWERS: dict[str, Callable[[], object]] = {
     "401 authentication error": lambda: ErrorReply(401, "authentication_error", "bad x-api-key"),
     "500s until the retries run out": lambda: ErrorReply(500, "api_error", "boom"),
     "a dropped connection": lambda: Disconnect(),
+    # A gateway's error page that quotes the request's headers back, refused and retried.
+    "a 400 that echoes the key": lambda: ErrorReply(
+        400, "invalid_request_error", f"bad request; headers: authorization: Bearer {SENTINEL_KEY}"
+    ),
+    "a 502 that echoes the key": lambda: ErrorReply(
+        502, "api_error", f"upstream refused x-api-key {SENTINEL_KEY}"
+    ),
 }
 
 

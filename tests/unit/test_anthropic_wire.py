@@ -300,6 +300,23 @@ def test_both_paths_send_the_same_body_and_return_the_same_completion(
     assert sent_direct.headers["anthropic-version"] == anthropic._constants.ANTHROPIC_API_VERSION
 
 
+def test_both_paths_send_the_sdks_custom_headers(
+    server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ANTHROPIC_CUSTOM_HEADERS (one ``name: value`` per line) is how users reach gateways
+    that want headers of their own; the direct path must send them as the SDK does."""
+    monkeypatch.setenv("ANTHROPIC_CUSTOM_HEADERS", "X-Gateway-Key: g123\nx-team:  ml ")
+
+    run(direct_call(server.base_url))
+    run(sdk_call(server.base_url))
+
+    sent_direct, sent_by_sdk = server.requests_for(ANTHROPIC_MESSAGES_PATH)
+    for sent in (sent_direct, sent_by_sdk):
+        assert sent.headers["x-gateway-key"] == "g123"
+        assert sent.headers["x-team"] == "ml"
+    assert sent_direct.headers["user-agent"].startswith("stepline/")
+
+
 # --------------------------------------------------------------------------------------------
 # A proxy from the environment
 # --------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from stepline.providers.http1 import (
     ConnectionPool,
     Disconnected,
     HTTPError,
+    ReplyTooLarge,
     TimedOut,
 )
 
@@ -497,11 +498,11 @@ BIG_HEAD = reply("HTTP/1.1 200 OK", "X-Big: " + "a" * (70 * 1024), "Content-Leng
         (Answer(b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", close=True), BadReply, "header"),
         (Answer(BIG_HEAD, close=True), BadReply, "not HTTP/1.x"),
         (Answer(reply("HTTP/1.1 200 OK", "Content-Length: ten")), BadReply, "not HTTP/1.x"),
-        (Answer(reply("HTTP/1.1 200 OK", "Content-Length: -1")), BadReply, "over the cap"),
+        (Answer(reply("HTTP/1.1 200 OK", "Content-Length: -1")), BadReply, "-1 bytes long"),
         (Answer(reply("HTTP/1.1 200 OK", "Transfer-Encoding: chunked", body=b"zz\r\nab\r\n")),
          BadReply, "not HTTP/1.x"),
         (Answer(reply("HTTP/1.1 200 OK", "Transfer-Encoding: chunked", body=b"-5\r\n")),
-         BadReply, "size cap"),
+         BadReply, "negative size"),
         (Answer(reply("HTTP/1.1 200 OK", "Transfer-Encoding: chunked", body=b"2\r\nabcd\r\n")),
          BadReply, "does not end where its size says"),
         (Answer(reply("HTTP/1.1 200 OK", "Transfer-Encoding: chunked", body=b"5\r\nab"),
@@ -553,7 +554,7 @@ TWO_CHUNKS = b"40\r\n" + b"a" * 64 + b"\r\n40\r\n" + b"b" * 64 + b"\r\n0\r\n\r\n
     ],
     ids=["content-length", "chunked", "until-close", "decompressed"],
 )
-def test_a_body_over_the_size_cap_is_a_bad_reply(
+def test_a_body_over_the_size_cap_is_refused(
     answer: Answer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(http1, "MAX_BODY_BYTES", 100)
@@ -561,7 +562,7 @@ def test_a_body_over_the_size_cap_is_a_bad_reply(
     async def scenario() -> None:
         async with RawServer(answer, ok(b"after")) as server:
             pool = pool_for(server)
-            with pytest.raises(BadReply, match="cap"):
+            with pytest.raises(ReplyTooLarge, match="over 100"):
                 await pool.request("GET", "/", timeout=2)
             after = await pool.request("GET", "/", timeout=2)
             await pool.aclose()
@@ -646,3 +647,167 @@ def test_concurrent_requests_each_get_their_own_reply() -> None:
         assert server.connections <= 50
 
     run(scenario)
+
+
+# --------------------------------------------------------------------------------------------
+# What a connection may still hold, the timeout per wait, and what the pool refuses to build
+# --------------------------------------------------------------------------------------------
+
+STRAY_408 = reply("HTTP/1.1 408 Request Timeout", "Content-Length: 0", "Connection: close")
+
+
+def test_bytes_after_a_reply_are_never_read_as_the_next_reply() -> None:
+    """A server that sends more than its reply (a miscounted Content-Length, an extra
+    reply) leaves bytes no request asked for: that connection is not kept."""
+    first = ok(b"one")
+    stray = Answer(first.raw + STRAY_408)
+
+    async def scenario() -> None:
+        async with RawServer(stray, ok(b"two")) as server:
+            pool = pool_for(server)
+            assert (await pool.request("GET", "/", timeout=2)).body == b"one"
+            second = await pool.request("GET", "/", timeout=2)
+            await pool.aclose()
+        assert (second.status, second.body) == (200, b"two")
+        assert [request.connection for request in server.requests] == [1, 2]
+
+    run(scenario)
+
+
+def test_a_connection_the_server_gave_up_on_while_idle_is_not_reused() -> None:
+    """A server ending an idle keep-alive connection may first send a ``408``: the next
+    request must go on a new connection instead of reading that ``408`` as its reply."""
+    connections: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(len(connections) + 1)
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(ok(f"reply {len(connections)}".encode()).raw)
+        await writer.drain()
+        await asyncio.sleep(0.05)  # idle: the server times the connection out
+        writer.write(STRAY_408)
+        await writer.drain()
+        await asyncio.sleep(1)
+        writer.close()
+
+    async def scenario() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        pool = ConnectionPool(f"http://127.0.0.1:{port}", headers={})
+        assert (await pool.request("GET", "/", timeout=2)).body == b"reply 1"
+        await asyncio.sleep(0.2)  # the 408 has arrived, the connection is still open
+        second = await pool.request("GET", "/", timeout=2)
+        await pool.aclose()
+        server.close()
+        assert (second.status, second.body) == (200, b"reply 2")
+        assert connections == [1, 2]
+
+    run(scenario)
+
+
+def test_the_timeout_bounds_each_wait_not_the_whole_body() -> None:
+    """A body that keeps coming (a piece every 0.15 s for 0.75 s) is read whole under a
+    0.3 s timeout; a pause longer than the timeout is not."""
+    pieces = [b"a" * 10] * 5
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(reply("HTTP/1.1 200 OK", "Content-Length: 50"))
+        for piece in pieces:
+            await asyncio.sleep(0.15)
+            writer.write(piece)
+            await writer.drain()
+        await asyncio.sleep(1)
+        writer.close()
+
+    async def scenario() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        pool = ConnectionPool(f"http://127.0.0.1:{port}", headers={})
+        got = await pool.request("GET", "/", timeout=0.3)
+        with pytest.raises(TimedOut):
+            await pool.request("GET", "/", timeout=0.1)
+        await pool.aclose()
+        server.close()
+        assert got.body == b"a" * 50
+
+    run(scenario)
+
+
+def test_expired_connections_are_closed_while_requests_go_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a burst, the connections steady traffic no longer uses are closed once they
+    expire, though the most recent one is still good and is the one reused."""
+    monkeypatch.setattr(http1, "KEEPALIVE_S", 0.5)
+
+    async def scenario() -> None:
+        async with RawServer(default=ok(b"x", delay=0.05)) as server:
+            pool = pool_for(server)
+            await asyncio.gather(*(pool.request("GET", "/", timeout=2) for _ in range(3)))
+            await asyncio.sleep(0.3)
+            await pool.request("GET", "/", timeout=2)  # reuses the newest, renewing it
+            await asyncio.sleep(0.3)  # the other two have been idle 0.6 s, past 0.5 s
+            await pool.request("GET", "/", timeout=2)
+            newest = server.requests[3].connection
+            for expired in {1, 2, 3} - {newest}:
+                await server.wait_until_closed_by_client(expired)
+            await pool.aclose()
+        assert server.connections == 3  # no new one was needed
+        assert server.requests[4].connection == newest
+
+    run(scenario)
+
+
+def test_connections_send_tcp_keepalive_probes() -> None:
+    async def scenario() -> None:
+        async with RawServer(ok(b"x")) as server:
+            pool = pool_for(server)
+            await pool.request("GET", "/", timeout=2)
+            (connection,) = pool._idle  # the kept connection's socket
+            sock = connection.writer.get_extra_info("socket")
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            if hasattr(socket, "TCP_KEEPIDLE"):
+                assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 60
+            await pool.aclose()
+
+    run(scenario)
+
+
+def test_a_reply_with_both_framings_is_read_as_chunked_and_its_connection_dropped() -> None:
+    both = reply(
+        "HTTP/1.1 200 OK",
+        "Transfer-Encoding: chunked",
+        "Content-Length: 999",
+        body=b"3\r\nabc\r\n0\r\n\r\n",
+    )
+
+    async def scenario() -> None:
+        async with RawServer(Answer(both), ok(b"next")) as server:
+            pool = pool_for(server)
+            assert (await pool.request("GET", "/", timeout=2)).body == b"abc"
+            assert (await pool.request("GET", "/", timeout=2)).body == b"next"
+            await pool.aclose()
+        assert [request.connection for request in server.requests] == [1, 2]
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://user:secret@127.0.0.1:8000/v1",  # the SDK sends Basic auth for these
+        "http://127.0.0.1:8000/v1?api-version=1",
+        "http://127.0.0.1:8000/v1#part",
+        "ftp://127.0.0.1/v1",
+        "127.0.0.1:8000",
+    ],
+)
+def test_urls_this_client_would_not_send_as_meant_are_refused(url: str) -> None:
+    with pytest.raises(ValueError):
+        ConnectionPool(url, headers={})
+
+
+def test_a_header_with_a_line_break_is_refused() -> None:
+    with pytest.raises(ValueError, match="line break"):
+        ConnectionPool("http://127.0.0.1:8000", headers={"x-api-key": "k\r\nx-evil: 1"})

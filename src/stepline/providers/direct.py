@@ -2,19 +2,26 @@
 
 Both providers send their unstreamed calls this way (``http1`` says why) and fall back to their
 SDK where this client does not go: through a proxy, or to an address that is not a plain
-http(s) URL.
+http(s) URL. What else the SDKs take from the environment (extra headers) is read here the
+same way, and a provider's key is kept out of every error it raises, whichever path.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
+import ssl
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 from stepline.errors import ProviderError, RetryableProviderError
 from stepline.providers import http1
-from stepline.providers.shards import shared_ssl_context
+from stepline.providers.base import MAX_REPLY_BYTES
+
+REDACTED = "[redacted]"
 
 
 def direct_pool(url: str, headers: dict[str, str]) -> http1.ConnectionPool | None:
@@ -24,9 +31,55 @@ def direct_pool(url: str, headers: dict[str, str]) -> http1.ConnectionPool | Non
     if _proxy_applies(url):
         return None
     try:
-        return http1.ConnectionPool(url, headers=headers, ssl_context=shared_ssl_context)
+        return http1.ConnectionPool(url, headers=headers, ssl_context=_tls_context)
     except ValueError:
         return None
+
+
+def sdk_custom_headers(variable: str) -> dict[str, str]:
+    """The headers an SDK adds from ``variable`` (``ANTHROPIC_CUSTOM_HEADERS``, one
+    ``name: value`` per line), lower-cased, to send on the direct path too (a gateway may
+    need them)."""
+    headers: dict[str, str] = {}
+    for line in os.environ.get(variable, "").split("\n"):
+        name, colon, value = line.partition(":")
+        if colon and name.strip():
+            headers[name.strip().lower()] = value.strip()
+    return headers
+
+
+@contextlib.contextmanager
+def secret_kept(secret: str | None) -> Iterator[None]:
+    """Provider errors raised inside, with ``secret`` taken out (see ``without_secret``)."""
+    try:
+        yield
+    except ProviderError as exc:
+        raise without_secret(exc, secret) from exc.__cause__
+
+
+def without_secret(exc: ProviderError, secret: str | None) -> ProviderError:
+    """``exc`` with ``secret`` taken out of its message and hint: a gateway's error page may
+    echo the request's headers, and messages reach the terminal and llm-calls.jsonl. The
+    cause (the SDK's exception, quoting the same body) is dropped when it held the secret."""
+    if not secret or secret not in f"{exc.message}{exc.hint or ''}{exc.__cause__ or ''}":
+        return exc
+    exc.message = exc.message.replace(secret, REDACTED)
+    exc.args = (exc.message,)
+    if exc.hint is not None:
+        exc.hint = exc.hint.replace(secret, REDACTED)
+    exc.__cause__, exc.__suppress_context__ = None, True
+    return exc
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """httpx's context (its CA bundle, ``SSL_CERT_FILE``), a copy of our own that offers only
+    HTTP/1.1: the SDKs' shared one is changed by httpx as it connects."""
+    import httpx2
+
+    context = httpx2.create_ssl_context()
+    context.set_alpn_protocols(["http/1.1"])
+    return context
 
 
 async def post_json(
@@ -52,6 +105,12 @@ async def post_json(
         ) from exc
     except http1.BadReply as exc:
         raise RetryableProviderError(f"{api_name}: {exc}") from exc
+    except http1.ReplyTooLarge as exc:  # not retried: asking again fetches as much again
+        raise ProviderError(
+            f"{api_name}: {exc}, more than stepline reads of one reply",
+            hint=f"replies are at most {MAX_REPLY_BYTES // (1024 * 1024)} MiB of text; a "
+            "server that sends this much is probably misbehaving",
+        ) from exc
     except http1.HTTPError as exc:
         raise ProviderError(f"{api_name}: {exc}") from exc
 

@@ -3,15 +3,16 @@
 Unstreamed LLM calls are the bulk of a wide fan-out, and through the SDK each one costs about
 1.5-2 ms of CPU in httpx, httpcore and anyio on a 2-core machine: at a few hundred calls a second
 that CPU, not the network, sets the pace. Here a call is one ``write`` and a few buffered reads
-(a few tenths of a millisecond), and nothing is imported that a run would otherwise not need
-(importing the Anthropic SDK takes 1.5-2.5 s, which a resumed run would pay before its first
-request).
+(a few tenths of a millisecond), and only the standard library is imported (importing the
+Anthropic SDK takes 1.5-2.5 s, which a resumed run would pay before its first request; the
+caller supplies the TLS context).
 
 Deliberately small: no proxies (providers use their SDK where a proxy applies), no HTTP/2, no
-redirects, no streamed replies. What it must get right it does: ``Content-Length`` and chunked
-bodies, gzip and deflate, keep-alive with an idle expiry, sockets the server closed while idle,
-a cap on a reply's size, and a timeout on every wait. Errors are this module's own small
-hierarchy; a provider turns them into its ``RetryableProviderError`` messages.
+redirects, no streamed replies, no HEAD. What it must get right it does: ``Content-Length``
+and chunked bodies, gzip and deflate, keep-alive with an idle expiry, connections the server
+closed or wrote to while idle, TCP keepalive (a reply can take minutes to start), a cap on a
+reply's size, and a timeout on every wait. Errors are this module's own small hierarchy; a
+provider turns them into its provider errors.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import ssl
 import time
 import zlib
@@ -35,15 +37,17 @@ DEFAULT_TIMEOUT_S = 600.0
 minutes)."""
 
 KEEPALIVE_S = 5.0
-"""How long an idle connection is kept (httpx's default): well under the idle timeouts of
-servers and load balancers, so a kept connection is rarely one the other side has dropped."""
+"""How long an idle connection is kept (httpx's default; servers such as uvicorn drop theirs
+after 5 s too). One the server closed or answered while idle is never reused."""
+
+TCP_KEEPALIVE = {"TCP_KEEPIDLE": 60, "TCP_KEEPINTVL": 60, "TCP_KEEPCNT": 5}
+"""Probes on a silent connection, as the Anthropic SDK's client sets them: an unstreamed reply
+can take ten minutes to start, and NATs and load balancers drop connections idle for four."""
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_BODY_BYTES = 64 * 1024 * 1024
 """The largest reply body read, decompressed; far above what any LLM reply is (stepline
 refuses reply text over 10 MiB further up), so only a broken or hostile server reaches it."""
-
-REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 class HTTPError(Exception):
@@ -63,7 +67,11 @@ class Disconnected(HTTPError):
 
 
 class BadReply(HTTPError):
-    """What came back is not an HTTP/1.x reply this client reads, or is over the size cap."""
+    """What came back is not an HTTP/1.x reply this client reads."""
+
+
+class ReplyTooLarge(HTTPError):
+    """The reply is over ``MAX_BODY_BYTES``: asking again would only fetch as much again."""
 
 
 @dataclass(frozen=True)
@@ -86,9 +94,13 @@ class Origin:
 
     @classmethod
     def parse(cls, url: str) -> Origin:
+        """The origin of a plain http(s) URL; a ``ValueError`` for anything this client would
+        not send as the caller meant (credentials, a query or a fragment in the URL)."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url!r}")
+        if parts.username is not None or parts.query or parts.fragment:
+            raise ValueError("a URL with credentials, a query or a fragment")
         port = parts.port or (443 if parts.scheme == "https" else 80)
         return cls(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
 
@@ -108,9 +120,11 @@ class _Connection:
         self.idle_since = 0.0
 
     def usable(self, now: float) -> bool:
-        """Still open on both sides and not idle for too long (a closed one reads as EOF)."""
+        """Still open on both sides, silent, and not idle for too long. A server that closes
+        an idle connection may say so first (a ``408``): unread bytes mean it is done."""
         return (
             now - self.idle_since < KEEPALIVE_S
+            and not _unread(self.reader)
             and not self.reader.at_eof()
             and not self.writer.is_closing()
         )
@@ -132,6 +146,8 @@ class ConnectionPool:
     ) -> None:
         self.origin = Origin.parse(url)
         fixed = {"host": self.origin.host_header, "accept-encoding": "gzip, deflate", **headers}
+        if any(c in text for item in fixed.items() for text in item for c in "\r\n\0"):
+            raise ValueError("a header name or value holds a line break")
         self._head_fields = "".join(f"{name}: {value}\r\n" for name, value in fixed.items())
         self._ssl_context = ssl_context
         self._idle: deque[_Connection] = deque()
@@ -165,12 +181,13 @@ class ConnectionPool:
                 deadline.reschedule(loop.time() + wait_s)
                 connection.writer.write(head + body)
                 await connection.writer.drain()
+                deadline.reschedule(loop.time() + wait_s)
                 reply, keep = await _read_reply(connection.reader, deadline, wait_s)
         except BaseException as exc:
             if connection is not None:
                 connection.close()
             raise _as_http_error(exc, sent=connection is not None) from exc
-        if keep and not self._closed:
+        if keep and not self._closed and not _unread(connection.reader):
             connection.idle_since = time.monotonic()
             self._idle.append(connection)
         else:
@@ -188,7 +205,11 @@ class ConnectionPool:
                 await connection.writer.wait_closed()
 
     def _kept_connection(self) -> _Connection | None:
+        """The most recently used good connection; expired ones (the oldest, at the left)
+        are closed on the way, so a burst's leftovers do not linger."""
         now = time.monotonic()
+        while self._idle and not self._idle[0].usable(now):
+            self._idle.popleft().close()
         while self._idle:
             connection = self._idle.pop()
             if connection.usable(now):
@@ -211,14 +232,35 @@ class ConnectionPool:
             )
         except OSError as exc:  # ssl.SSLError is one too
             raise ConnectFailed(f"{origin.host_header}: {_reason(exc)}") from exc
+        _keep_probing(writer)
         return _Connection(reader, writer)
 
 
 def _reason(exc: OSError) -> str:
-    """The system's words for an OS error ("Connection refused"), else the exception's own."""
-    if exc.errno is not None and not isinstance(exc, ssl.SSLError):
+    """The system's words for an OS error ("Connection refused", "Name or service not
+    known"), else the exception's own."""
+    if isinstance(exc, socket.gaierror) and exc.strerror:
+        return exc.strerror  # its codes are not errno values
+    if exc.errno is not None and exc.errno > 0 and not isinstance(exc, ssl.SSLError):
         return os.strerror(exc.errno)
     return str(exc) or type(exc).__name__
+
+
+def _keep_probing(writer: asyncio.StreamWriter) -> None:
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in TCP_KEEPALIVE.items():
+            if hasattr(socket, name):  # Linux names; other systems keep their defaults
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+
+
+def _unread(reader: asyncio.StreamReader) -> bool:
+    """Whether bytes are waiting that no reply accounts for. StreamReader has no public way
+    to ask; its buffer has been ``_buffer`` since asyncio began."""
+    return bool(getattr(reader, "_buffer", b""))
 
 
 def _as_http_error(exc: BaseException, *, sent: bool) -> BaseException:
@@ -248,16 +290,20 @@ async def _read_reply(
         if status >= 200:
             break  # 1xx (103 Early Hints...) come before the real reply: skip them
     keep = _keeps_alive(version, headers.get("connection", ""))
+    coding = headers.get("transfer-encoding", "").lower().rsplit(",", 1)[-1].strip()
+    if "transfer-encoding" in headers and "content-length" in headers:
+        keep = False  # RFC 9112: the framing is suspect, so the connection is not reused
     if status in (204, 304):
         body = b""
-    elif "chunked" in headers.get("transfer-encoding", "").lower():
+    elif coding == "chunked":
         body = await _read_chunked(reader, deadline, wait_s)
     elif "content-length" in headers:
         length = int(headers["content-length"])
-        if not 0 <= length <= MAX_BODY_BYTES:
-            raise BadReply(f"the reply says it is {length} bytes, over the cap")
-        deadline.reschedule(asyncio.get_running_loop().time() + wait_s)
-        body = await reader.readexactly(length)
+        if length < 0:
+            raise BadReply(f"the reply says it is {length} bytes long")
+        if length > MAX_BODY_BYTES:
+            raise ReplyTooLarge(f"the reply says it is {length:,} bytes, over {MAX_BODY_BYTES:,}")
+        body = await _read_exactly(reader, length, deadline, wait_s)
     else:  # the body ends when the server closes the connection
         keep = False
         body = await _read_to_end(reader, deadline, wait_s)
@@ -306,9 +352,11 @@ async def _read_chunked(
                 pass  # trailer fields: not used
             return b"".join(parts)
         size += chunk
-        if chunk < 0 or size > MAX_BODY_BYTES:
-            raise BadReply("the reply is over the size cap")
-        parts.append(await reader.readexactly(chunk))
+        if chunk < 0:
+            raise BadReply("a chunk of the reply has a negative size")
+        if size > MAX_BODY_BYTES:
+            raise ReplyTooLarge(f"the reply is over {MAX_BODY_BYTES:,} bytes")
+        parts.append(await _read_exactly(reader, chunk, deadline, wait_s))
         if await reader.readexactly(2) != b"\r\n":
             raise BadReply("a chunk of the reply does not end where its size says")
 
@@ -326,8 +374,26 @@ async def _read_to_end(
             return b"".join(parts)
         size += len(part)
         if size > MAX_BODY_BYTES:
-            raise BadReply("the reply is over the size cap")
+            raise ReplyTooLarge(f"the reply is over {MAX_BODY_BYTES:,} bytes")
         parts.append(part)
+
+
+async def _read_exactly(
+    reader: asyncio.StreamReader, length: int, deadline: asyncio.Timeout, wait_s: float
+) -> bytes:
+    """``length`` bytes, the timeout bounding each wait for more rather than the whole body
+    (a long reply that keeps coming is not cut off)."""
+    parts: list[bytes] = []
+    missing = length
+    loop = asyncio.get_running_loop()
+    while missing:
+        deadline.reschedule(loop.time() + wait_s)
+        part = await reader.read(min(missing, 256 * 1024))
+        if not part:
+            raise asyncio.IncompleteReadError(b"".join(parts), length)
+        parts.append(part)
+        missing -= len(part)
+    return b"".join(parts)
 
 
 def _decompressed(body: bytes, encoding: str) -> bytes:
@@ -340,6 +406,6 @@ def _decompressed(body: bytes, encoding: str) -> bytes:
         except zlib.error:
             continue
         if decoder.unconsumed_tail:
-            raise BadReply("the reply is over the size cap once decompressed")
+            raise ReplyTooLarge(f"the reply is over {MAX_BODY_BYTES:,} bytes decompressed")
         return data
     raise BadReply(f"the reply says it is {encoding}-encoded but does not decompress")

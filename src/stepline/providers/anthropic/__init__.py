@@ -27,7 +27,7 @@ from stepline.providers import http1
 from stepline.providers.anthropic import wire
 from stepline.providers.base import Completion, Delivery, LLMRequest, ReplyMeter
 from stepline.providers.batches import BatchRequest, BatchResult, BatchStatus
-from stepline.providers.direct import direct_pool, post_json
+from stepline.providers.direct import direct_pool, post_json, sdk_custom_headers, secret_kept
 
 if TYPE_CHECKING:
     from stepline.providers.anthropic.sdk import AnthropicSDK
@@ -55,27 +55,35 @@ class AnthropicProvider:
         return self._sdk
 
     async def complete(self, request: LLMRequest, delivery: Delivery) -> Completion:
-        if self._direct is None or delivery.stream or wire.must_stream(request):
-            completion = await self.sdk.complete(request, delivery)
-        else:
-            completion = await _post_message(self._direct, request, delivery)
-        ReplyMeter(wire.API_NAME).add(completion.text)  # an unstreamed reply is only seen whole
+        streamed = delivery.stream or wire.must_stream(request)  # metered as it streams
+        with secret_kept(self._api_key):
+            if self._direct is None or streamed:
+                completion = await self.sdk.complete(request, delivery)
+            else:
+                completion = await _post_message(self._direct, request, delivery)
+            if not streamed:  # an unstreamed reply is only seen whole
+                ReplyMeter(wire.API_NAME).add(completion.text)
         notice = wire.deprecation_notice(request.model)
         return dataclasses.replace(completion, notices=(notice,)) if notice else completion
 
     async def submit_batch(self, requests: Sequence[BatchRequest]) -> BatchStatus:
         """Create a Message Batch of ``requests`` (one HTTP request, however many items)."""
-        return await self.sdk.submit_batch(requests)
+        with secret_kept(self._api_key):
+            return await self.sdk.submit_batch(requests)
 
     async def batch_status(self, batch_id: str) -> BatchStatus:
-        return await self.sdk.batch_status(batch_id)
+        with secret_kept(self._api_key):
+            return await self.sdk.batch_status(batch_id)
 
     async def cancel_batch(self, batch_id: str) -> BatchStatus:
-        return await self.sdk.cancel_batch(batch_id)
+        with secret_kept(self._api_key):
+            return await self.sdk.cancel_batch(batch_id)
 
-    def batch_results(self, batch_id: str) -> AsyncIterator[BatchResult]:
+    async def batch_results(self, batch_id: str) -> AsyncIterator[BatchResult]:
         """An ended batch's results, one JSON line at a time (never the whole file held)."""
-        return self.sdk.batch_results(batch_id)
+        with secret_kept(self._api_key):
+            async for result in self.sdk.batch_results(batch_id):
+                yield result
 
     async def count_tokens(self, request: LLMRequest) -> int | None:
         """The free token-counting endpoint's count (used by --dry-run); None on any failure."""
@@ -89,13 +97,14 @@ class AnthropicProvider:
 
 
 def _headers(api_key: str) -> dict[str, str]:
-    """What the SDK sends besides its own telemetry headers."""
+    """What the SDK sends besides its own telemetry headers, ANTHROPIC_CUSTOM_HEADERS last."""
     return {
         "authorization": f"Bearer {api_key}",  # as the SDK (2.x) sends an API key
         "anthropic-version": wire.api_version(),
         "content-type": "application/json",
         "accept": "application/json",
         "user-agent": f"stepline/{__version__}",
+        **sdk_custom_headers("ANTHROPIC_CUSTOM_HEADERS"),
     }
 
 

@@ -15,9 +15,10 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
-from stepline.errors import ProviderError, ProviderRequestError, RetryableProviderError
+from stepline.errors import ProviderError, RetryableProviderError
 from stepline.providers.base import Completion, LLMRequest, ReplyMeter, Usage
 from stepline.providers.batches import COUNTED_OUTCOMES, BatchResult, BatchStatus
+from stepline.providers.failures import error_body, redirect_error
 from stepline.providers.retry import error_for_status
 
 API_KEY_VARIABLE = "ANTHROPIC_API_KEY"
@@ -187,20 +188,9 @@ def api_error(
 
 def error_from_reply(status: int, body: bytes, headers: Mapping[str, str]) -> ProviderError:
     """The provider error a non-2xx reply means, worded as the SDK's errors are."""
-    if 300 <= status < 400:  # neither path follows redirects (the SDK clients are set so)
-        return ProviderRequestError(
-            f"{API_NAME} {status}: redirected to {headers.get('location', '(no location)')}; "
-            "set base_url to the address it names",
-            status_code=status,
-        )
-    text = body.decode("utf-8", "replace").strip()
-    try:
-        parsed: Any = json.loads(text)
-    except ValueError:
-        parsed = None
-        fallback = text or f"Error code: {status}"
-    else:
-        fallback = f"Error code: {status} - {parsed}"
+    if 300 <= status < 400:
+        return redirect_error(API_NAME, status, headers)
+    parsed, fallback = error_body(status, body)
     error = parsed.get("error") if isinstance(parsed, dict) else None
     return api_error(status, error, fallback, headers)
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from stepline import __version__
 from stepline.providers import http1
 from stepline.providers.base import Completion, Delivery, LLMRequest, ReplyMeter
-from stepline.providers.direct import direct_pool, post_json
+from stepline.providers.direct import direct_pool, post_json, sdk_custom_headers, secret_kept
 from stepline.providers.openai import wire
 
 if TYPE_CHECKING:
@@ -51,11 +51,13 @@ class OpenAICompatibleProvider:
         return self._sdk
 
     async def complete(self, request: LLMRequest, delivery: Delivery) -> Completion:
-        if self._direct is None or delivery.stream:
-            completion = await self.sdk.complete(request, delivery)
-        else:
-            completion = await _post_chat(self._direct, request, delivery)
-        ReplyMeter(wire.API_NAME).add(completion.text)  # an unstreamed reply is only seen whole
+        with secret_kept(self._api_key):
+            if self._direct is None or delivery.stream:
+                completion = await self.sdk.complete(request, delivery)
+            else:
+                completion = await _post_chat(self._direct, request, delivery)
+            if not delivery.stream:  # a stream is metered as it comes; this is seen only whole
+                ReplyMeter(wire.API_NAME).add(completion.text)
         return completion
 
     async def count_tokens(self, request: LLMRequest) -> int | None:
@@ -70,8 +72,8 @@ class OpenAICompatibleProvider:
 
 
 def _headers(api_key: str | None) -> dict[str, str]:
-    """What the SDK sends: the key (or a placeholder), and the organisation and project from
-    the SDK's own environment variables."""
+    """What the SDK sends: the key (or a placeholder), the organisation and project from
+    the SDK's own environment variables, and OPENAI_CUSTOM_HEADERS last."""
     headers = {
         "authorization": f"Bearer {api_key or wire.NO_KEY}",
         "content-type": "application/json",
@@ -81,7 +83,7 @@ def _headers(api_key: str | None) -> dict[str, str]:
     for variable, header in SDK_HEADER_VARIABLES.items():
         if os.environ.get(variable):
             headers[header] = os.environ[variable]
-    return headers
+    return {**headers, **sdk_custom_headers("OPENAI_CUSTOM_HEADERS")}
 
 
 async def _post_chat(

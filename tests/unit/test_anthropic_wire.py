@@ -11,15 +11,11 @@ small forward proxy) and compare what comes back.
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 import re
-import threading
-from collections.abc import Coroutine, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Coroutine
 from importlib import resources
 from typing import Any
-from urllib.parse import urlsplit
 
 import anthropic
 import anthropic._constants
@@ -36,6 +32,7 @@ from stepline.providers.anthropic import AnthropicProvider, wire
 from stepline.providers.anthropic.sdk import AnthropicSDK
 from stepline.providers.base import Completion, Delivery, LLMRequest
 from tests.fakes import ANTHROPIC_MESSAGES_PATH, Disconnect, ErrorReply, FakeLLMServer, Reply
+from tests.fakes.http_servers import CannedServer, ForwardProxy, assert_same_error
 
 REQUEST = LLMRequest(model="claude-haiku-4-5", prompt="hi", max_tokens=16)
 
@@ -102,13 +99,6 @@ def without_request_ids(message: str) -> str:
     return re.sub(r"req_[0-9a-f]+", "req_ID", message)
 
 
-def assert_same_error(direct: ProviderError, through_sdk: ProviderError) -> None:
-    assert type(direct) is type(through_sdk)
-    assert direct.status_code == through_sdk.status_code
-    assert getattr(direct, "retry_after", None) == getattr(through_sdk, "retry_after", None)
-    assert direct.hint == through_sdk.hint
-
-
 @pytest.mark.parametrize(
     ("error_reply", "expected", "retry_after"),
     [
@@ -155,48 +145,6 @@ def test_both_paths_raise_the_same_error_for_an_error_reply(
         assert "not a Messages response" in direct.message
     assert server.count(ANTHROPIC_MESSAGES_PATH) == 2
     assert server.pending == 0
-
-
-class CannedServer:
-    """A server on 127.0.0.1 (a thread) answering every request with one canned reply, for
-    replies the fake LLM server cannot make: a proxy's HTML error page, say."""
-
-    def __init__(
-        self, status: int, content_type: str, body: bytes, *, location: str | None = None
-    ) -> None:
-        self.requests = 0
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("content-length") or 0))
-                owner.requests += 1
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                if location is not None:
-                    self.send_header("Location", location)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-
-    def __enter__(self) -> CannedServer:
-        threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-        ).start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
 
 GATEWAY_PAGE = (
@@ -320,72 +268,6 @@ def test_both_paths_send_the_sdks_custom_headers(
 # --------------------------------------------------------------------------------------------
 # A proxy from the environment
 # --------------------------------------------------------------------------------------------
-
-HOP_BY_HOP = {"connection", "proxy-connection", "keep-alive", "transfer-encoding", "te"}
-
-
-class ForwardProxy:
-    """A plain-HTTP forward proxy on 127.0.0.1: takes absolute-form requests
-    (``POST http://host:port/path HTTP/1.1``), sends them on, relays the reply."""
-
-    def __init__(self) -> None:
-        self.targets: list[str] = []
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                owner.targets.append(self.path)
-                body = self.rfile.read(int(self.headers.get("content-length") or 0))
-                target = urlsplit(self.path)
-                upstream = http.client.HTTPConnection(str(target.hostname), target.port, timeout=10)
-                headers = {
-                    name: value
-                    for name, value in self.headers.items()
-                    if name.lower() not in HOP_BY_HOP
-                }
-                upstream.request("POST", target.path, body, headers)
-                reply = upstream.getresponse()
-                data = reply.read()
-                upstream.close()
-                self.send_response(reply.status)
-                for name, value in reply.getheaders():
-                    if name.lower() not in HOP_BY_HOP | {"content-length"}:
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-
-    def __enter__(self) -> ForwardProxy:
-        threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-        ).start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-
-@pytest.fixture
-def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[ForwardProxy]:
-    """A forward proxy named by ``HTTP_PROXY``, with no other proxy variable set."""
-    for name in (
-        "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",
-        "http_proxy", "https_proxy", "all_proxy", "no_proxy",
-    ):  # fmt: skip
-        monkeypatch.delenv(name, raising=False)
-    with ForwardProxy() as forward:
-        monkeypatch.setenv("HTTP_PROXY", forward.url)
-        yield forward
 
 
 def test_a_proxy_from_the_environment_is_used(server: FakeLLMServer, proxy: ForwardProxy) -> None:

@@ -10,12 +10,8 @@ make, and a small forward proxy) and compare what comes back.
 from __future__ import annotations
 
 import asyncio
-import http.client
-import threading
-from collections.abc import Coroutine, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Coroutine
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -29,6 +25,7 @@ from stepline.providers.base import Completion, Delivery, LLMRequest, Usage
 from stepline.providers.openai import OpenAICompatibleProvider
 from stepline.providers.openai.sdk import OpenAISDK
 from tests.fakes import OPENAI_CHAT_PATH, Disconnect, ErrorReply, FakeLLMServer, Reply
+from tests.fakes.http_servers import CannedServer, ForwardProxy, assert_same_error
 
 REQUEST = LLMRequest(model="llama3.2", prompt="hi", max_tokens=16)
 FULL_REQUEST = LLMRequest(
@@ -99,13 +96,6 @@ def failures(
     return direct_failure(base_url, delivery, **kwargs), sdk_failure(base_url, delivery, **kwargs)
 
 
-def assert_same_error(direct: ProviderError, through_sdk: ProviderError) -> None:
-    assert type(direct) is type(through_sdk)
-    assert direct.status_code == through_sdk.status_code
-    assert getattr(direct, "retry_after", None) == getattr(through_sdk, "retry_after", None)
-    assert direct.hint == through_sdk.hint
-
-
 @pytest.mark.parametrize(
     ("error_reply", "expected", "retry_after"),
     [
@@ -146,48 +136,6 @@ def test_both_paths_raise_the_same_error_for_an_error_reply(
     assert direct.hint == ("check OPENAI_API_KEY" if error_reply.status == 401 else None)
     assert server.count(OPENAI_CHAT_PATH) == 2
     assert server.pending == 0
-
-
-class CannedServer:
-    """A server on 127.0.0.1 (a thread) answering every request with one canned reply, for
-    replies the fake LLM server cannot make: a proxy's HTML error page, say."""
-
-    def __init__(
-        self, status: int, content_type: str, body: bytes, *, location: str | None = None
-    ) -> None:
-        self.requests = 0
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("content-length") or 0))
-                owner.requests += 1
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                if location is not None:
-                    self.send_header("Location", location)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
-
-    def __enter__(self) -> CannedServer:
-        threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-        ).start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
 
 GATEWAY_PAGE = (
@@ -458,72 +406,6 @@ def test_the_base_url_comes_from_the_environment(
 # --------------------------------------------------------------------------------------------
 # A proxy from the environment
 # --------------------------------------------------------------------------------------------
-
-HOP_BY_HOP = {"connection", "proxy-connection", "keep-alive", "transfer-encoding", "te"}
-
-
-class ForwardProxy:
-    """A plain-HTTP forward proxy on 127.0.0.1: takes absolute-form requests
-    (``POST http://host:port/path HTTP/1.1``), sends them on, relays the reply."""
-
-    def __init__(self) -> None:
-        self.targets: list[str] = []
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                owner.targets.append(self.path)
-                body = self.rfile.read(int(self.headers.get("content-length") or 0))
-                target = urlsplit(self.path)
-                upstream = http.client.HTTPConnection(str(target.hostname), target.port, timeout=10)
-                headers = {
-                    name: value
-                    for name, value in self.headers.items()
-                    if name.lower() not in HOP_BY_HOP
-                }
-                upstream.request("POST", target.path, body, headers)
-                reply = upstream.getresponse()
-                data = reply.read()
-                upstream.close()
-                self.send_response(reply.status)
-                for name, value in reply.getheaders():
-                    if name.lower() not in HOP_BY_HOP | {"content-length"}:
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-
-    def __enter__(self) -> ForwardProxy:
-        threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-        ).start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-
-@pytest.fixture
-def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[ForwardProxy]:
-    """A forward proxy named by ``HTTP_PROXY``, with no other proxy variable set."""
-    for name in (
-        "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",
-        "http_proxy", "https_proxy", "all_proxy", "no_proxy",
-    ):  # fmt: skip
-        monkeypatch.delenv(name, raising=False)
-    with ForwardProxy() as forward:
-        monkeypatch.setenv("HTTP_PROXY", forward.url)
-        yield forward
 
 
 def test_a_proxy_from_the_environment_is_used(server: FakeLLMServer, proxy: ForwardProxy) -> None:

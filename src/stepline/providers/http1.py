@@ -303,10 +303,10 @@ async def _read_reply(
             raise BadReply(f"the reply says it is {length} bytes long")
         if length > MAX_BODY_BYTES:
             raise ReplyTooLarge(f"the reply says it is {length:,} bytes, over {MAX_BODY_BYTES:,}")
-        body = await _read_exactly(reader, length, deadline, wait_s)
+        body = await _read_bytes(reader, length, deadline, wait_s)
     else:  # the body ends when the server closes the connection
         keep = False
-        body = await _read_to_end(reader, deadline, wait_s)
+        body = await _read_bytes(reader, None, deadline, wait_s)
     encoding = headers.get("content-encoding", "").strip().lower()
     if encoding in ("gzip", "deflate"):
         body = _decompressed(body, encoding)
@@ -356,43 +356,32 @@ async def _read_chunked(
             raise BadReply("a chunk of the reply has a negative size")
         if size > MAX_BODY_BYTES:
             raise ReplyTooLarge(f"the reply is over {MAX_BODY_BYTES:,} bytes")
-        parts.append(await _read_exactly(reader, chunk, deadline, wait_s))
+        parts.append(await _read_bytes(reader, chunk, deadline, wait_s))
         if await reader.readexactly(2) != b"\r\n":
             raise BadReply("a chunk of the reply does not end where its size says")
 
 
-async def _read_to_end(
-    reader: asyncio.StreamReader, deadline: asyncio.Timeout, wait_s: float
+async def _read_bytes(
+    reader: asyncio.StreamReader, length: int | None, deadline: asyncio.Timeout, wait_s: float
 ) -> bytes:
+    """``length`` bytes, or with None all until the server closes (at most the cap); the
+    timeout bounds each wait for more, not the whole body (a long reply that keeps coming is
+    not cut off)."""
     parts: list[bytes] = []
     size = 0
     loop = asyncio.get_running_loop()
-    while True:
+    while length is None or size < length:
         deadline.reschedule(loop.time() + wait_s)
-        part = await reader.read(256 * 1024)
+        want = 256 * 1024 if length is None else min(length - size, 256 * 1024)
+        part = await reader.read(want)
         if not part:
-            return b"".join(parts)
+            if length is None:
+                break
+            raise asyncio.IncompleteReadError(b"".join(parts), length)
         size += len(part)
         if size > MAX_BODY_BYTES:
             raise ReplyTooLarge(f"the reply is over {MAX_BODY_BYTES:,} bytes")
         parts.append(part)
-
-
-async def _read_exactly(
-    reader: asyncio.StreamReader, length: int, deadline: asyncio.Timeout, wait_s: float
-) -> bytes:
-    """``length`` bytes, the timeout bounding each wait for more rather than the whole body
-    (a long reply that keeps coming is not cut off)."""
-    parts: list[bytes] = []
-    missing = length
-    loop = asyncio.get_running_loop()
-    while missing:
-        deadline.reschedule(loop.time() + wait_s)
-        part = await reader.read(min(missing, 256 * 1024))
-        if not part:
-            raise asyncio.IncompleteReadError(b"".join(parts), length)
-        parts.append(part)
-        missing -= len(part)
     return b"".join(parts)
 
 

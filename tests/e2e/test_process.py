@@ -184,3 +184,105 @@ def test_dry_run_writes_nothing(tmp_path: Path):
     assert "not run yet" in result.stdout
     assert "ANTHROPIC_API_KEY is not set" in result.stdout
     assert sorted(os.listdir(tmp_path)) == before
+
+
+SHELL_PIPELINE = """
+name: shell
+steps:
+  - id: work
+    kind: shell
+    command:
+      - sh
+      - -c
+      - >-
+        echo $$ > leader.pid;
+        if [ -e slow ]; then sleep 60 & echo $! > child.pid; wait; fi;
+        echo done
+"""
+
+
+LINUX_ONLY = pytest.mark.skipif(
+    not Path("/proc/self/stat").exists(), reason="process groups are noted on Linux"
+)
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its parent to reap it does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def wait_until_gone(*pids: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while any(alive(pid) for pid in pids):
+        assert time.monotonic() < deadline, f"still running: {[p for p in pids if alive(p)]}"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def shell_pipeline(tmp_path: Path) -> Path:
+    write(tmp_path / "pipeline-config.yaml", SHELL_PIPELINE)
+    write(tmp_path / "in.txt", "input")
+    (tmp_path / "slow").touch()
+    return tmp_path
+
+
+def started_shell_step(folder: Path, run_id: str) -> tuple[subprocess.Popen[str], int, int]:
+    """A run whose shell step (a ``sh`` and the ``sleep`` it started) is under way."""
+    process = start_run(folder, run_id)
+    wait_for(folder / "child.pid", process)
+    leader = int((folder / "leader.pid").read_text())
+    child = int((folder / "child.pid").read_text())
+    assert alive(leader) and alive(child)
+    return process, leader, child
+
+
+@LINUX_ONLY
+def test_a_resume_stops_what_a_killed_runner_left_running(shell_pipeline: Path):
+    process, leader, child = started_shell_step(shell_pipeline, "k")
+    process.kill()
+    process.wait()
+    time.sleep(0.2)
+    assert alive(leader) and alive(child)  # nobody stopped the step's process group
+
+    (shell_pipeline / "slow").unlink()
+    resumed = run_pipeline_process("resume", "k", cwd=shell_pipeline)
+
+    assert resumed.returncode == 0, resumed.stderr
+    wait_until_gone(leader, child)
+    events = (shell_pipeline / ".pipeline/k/events.jsonl").read_text()
+    assert "stopped 1 process group(s) of shell steps" in events
+    assert not any((shell_pipeline / ".pipeline/k/processes").iterdir())
+
+
+@LINUX_ONLY
+def test_cancel_force_stops_the_shell_steps_processes(shell_pipeline: Path):
+    process, leader, child = started_shell_step(shell_pipeline, "c")
+
+    cancelled = run_pipeline_process("cancel", "c", "--force", cwd=shell_pipeline)
+
+    assert cancelled.returncode == 0, cancelled.stderr
+    process.wait(timeout=10)
+    wait_until_gone(leader, child)
+    (shell_pipeline / "slow").unlink()
+    assert run_pipeline_process("resume", "c", cwd=shell_pipeline).returncode == 0
+
+
+def test_a_noted_pid_that_now_names_another_process_is_left_alone(tmp_path: Path):
+    """A pid noted by a killed runner may have been given to another process since: its
+    start time differs, so it is not signalled."""
+    from stepline.processes import ProcessGroups
+
+    other = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        (tmp_path / str(other.pid)).write_text("1")  # noted with another start time
+        assert ProcessGroups(tmp_path).stop_all() == 0
+        time.sleep(0.1)
+        assert other.poll() is None
+        assert not (tmp_path / str(other.pid)).exists()
+    finally:
+        other.kill()
+        other.wait()

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from stepline.errors import InputError, RunStoreError, StepLineError
+from stepline.processes import ProcessGroups
 from stepline.settings import Settings
 from stepline.store.lock import holder, is_locked
 from stepline.store.rundir import RunDir
@@ -29,6 +30,7 @@ from stepline.store.state import RunStatus, load_state
 
 DETACHED_LOG = "detached.log"  # relative to the run folder; the last detached start's output
 START_TIMEOUT_S = 60.0
+KILLED_S = 5.0  # how long a SIGKILLed runner may take to let go of its lock
 CANCEL_WAIT_S = 30.0
 _POLL_S = 0.02
 
@@ -155,6 +157,10 @@ def cancel_run(
     batches are canceled too, running or not: a batch otherwise goes on being processed and
     billed."""
     stopped = _stop(run_dir, force=force, wait_s=wait_s)
+    # SIGKILL gave the runner no chance to stop its shell steps' process groups. Once it is
+    # gone (a killed process lets go of its lock at once) they are nobody's: stop them.
+    if force and stopped.pid is not None and _wait_for_release(run_dir.lock_path, KILLED_S):
+        ProcessGroups(run_dir.processes_dir).stop_all()
     if settings is None:
         return stopped
     from stepline.engine.batching import cancel_open_batches  # imports the SDK: only here

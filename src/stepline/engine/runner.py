@@ -31,6 +31,7 @@ from stepline.errors import (
     StepFailed,
     StepLineError,
 )
+from stepline.processes import ProcessGroups
 from stepline.providers.base import StreamProgress
 from stepline.providers.budget import CostBudget
 from stepline.providers.caller import LLMCaller
@@ -82,6 +83,7 @@ class Runner:
         )
         self._cassettes: dict[Path, Cassette] = {}
         self.items = ItemStore(prepared.run_dir.items_path)
+        self.processes = ProcessGroups(prepared.run_dir.processes_dir)
         self._streams: dict[str, ItemStream] = {}  # stream_items: step id -> its stream
         self._last_progress: dict[str, float] = {}  # progress stream -> last shown
         self.outputs: dict[str, Any] = {}
@@ -131,6 +133,13 @@ class Runner:
         self._emit(
             EventType.RUN_STARTED, data={"plan": [d.action.value for d in self.run.decisions]}
         )
+        if stopped := self.processes.stop_all():  # this process holds the run: none are ours
+            self._emit(
+                EventType.LOG,
+                message=f"stopped {stopped} process group(s) of shell steps that the last "
+                "runner of this run left running when it was killed",
+                data={"level": "warning"},
+            )
         try:
             return await self._follow_plan()
         except RunInterrupted as exc:
@@ -401,6 +410,7 @@ class Runner:
             vars=self.run.variables,
             llm=self.llm,
             log=step_logger(step.id, lambda message, level: self._log(step, message, level)),
+            processes=self.processes,
         )
 
     def _record_success(

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from stepline.errors import InputError
+from stepline.processes import ProcessGroups
 from stepline.providers.caller import LLMCaller
 from stepline.spec import PipelineSpec
 
@@ -136,6 +137,7 @@ class StepEnvironment:
     llm: LLMCaller
     log: logging.Logger
     item: Item | None = None  # set for each run of a fan-out step
+    processes: ProcessGroups | None = None  # where shell steps note their process groups
 
     def template_context(self) -> dict[str, Any]:
         context = template_context(self.input, self.outputs, self.run_id, self.run_dir, self.vars)

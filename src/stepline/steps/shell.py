@@ -40,11 +40,16 @@ async def run_shell_step(step: ShellStep, env: StepEnvironment) -> StepOutcome:
     if not cwd.is_dir():
         raise StepFailed(step.id, f"the working folder {cwd} does not exist or is not a folder")
     process = await _start(step, argv, environment, cwd)
+    if env.processes is not None:  # so that a runner killed outright can be cleaned up after
+        env.processes.note(process.pid)
     try:
         stdout, stderr = await process.communicate()
     except asyncio.CancelledError:
         await _stop_group(process)
         raise
+    finally:
+        if env.processes is not None:
+            env.processes.forget(process.pid)
     if process.returncode != 0:
         raise StepFailed(step.id, _failure_message(argv[0], process.returncode, stderr))
     return StepOutcome(value=parse_stdout(stdout.decode("utf-8", errors="replace")))

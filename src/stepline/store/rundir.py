@@ -100,6 +100,11 @@ class RunDir:
     def history_dir(self) -> Path:
         return self.path / "history"
 
+    @property
+    def processes_dir(self) -> Path:
+        """The shell steps' process groups while they run (``stepline.processes``)."""
+        return self.path / "processes"
+
     def exists(self) -> bool:
         return self.state_path.is_file()
 

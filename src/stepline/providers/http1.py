@@ -186,7 +186,10 @@ class ConnectionPool:
         except BaseException as exc:
             if connection is not None:
                 connection.close()
-            raise _as_http_error(exc, sent=connection is not None) from exc
+            error = _as_http_error(exc, sent=connection is not None)
+            if error is exc:  # cancellation, or already one of ours
+                raise
+            raise error from exc
         if keep and not self._closed and not _unread(connection.reader):
             connection.idle_since = time.monotonic()
             self._idle.append(connection)

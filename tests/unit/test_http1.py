@@ -27,6 +27,7 @@ from stepline.providers.http1 import (
     ConnectionPool,
     Disconnected,
     HTTPError,
+    Reply,
     ReplyTooLarge,
     TimedOut,
 )
@@ -193,6 +194,21 @@ def pool_for(server: RawServer, headers: dict[str, str] | None = None) -> Connec
     return ConnectionPool(server.url, headers=headers or {})
 
 
+def two_requests(*script: Script) -> tuple[Reply, Reply, list[int]]:
+    """Two requests in a row to a server answering with ``script``: both replies, and the
+    connection that carried each request."""
+
+    async def scenario() -> tuple[Reply, Reply, list[int]]:
+        async with RawServer(*script) as server:
+            pool = pool_for(server)
+            first = await pool.request("GET", "/", timeout=2)
+            second = await pool.request("GET", "/", timeout=2)
+            await pool.aclose()
+        return first, second, [request.connection for request in server.requests]
+
+    return asyncio.run(scenario())
+
+
 # --------------------------------------------------------------------------------------------
 # Requests and Content-Length replies
 # --------------------------------------------------------------------------------------------
@@ -286,16 +302,10 @@ def test_http10_reply_is_reused_only_when_it_asks_for_keep_alive(
         head = ("HTTP/1.0 200 OK", f"Content-Length: {len(body)}", *connection_header)
         return Answer(reply(*head, body=body))
 
-    async def scenario() -> None:
-        async with RawServer(answer(b"one"), answer(b"two")) as server:
-            pool = pool_for(server)
-            first = await pool.request("GET", "/", timeout=2)
-            second = await pool.request("GET", "/", timeout=2)
-            await pool.aclose()
-        assert (first.body, second.body) == (b"one", b"two")
-        assert [request.connection for request in server.requests] == connections
+    first, second, used = two_requests(answer(b"one"), answer(b"two"))
 
-    run(scenario)
+    assert (first.body, second.body) == (b"one", b"two")
+    assert used == connections
 
 
 def test_a_kept_connection_the_server_closed_while_idle_is_not_used() -> None:
@@ -349,34 +359,22 @@ def test_chunked_body_with_extensions_and_trailers_and_the_connection_is_kept() 
         ),
     )
 
-    async def scenario() -> None:
-        async with RawServer(Answer(chunked), ok(b"next")) as server:
-            pool = pool_for(server)
-            first = await pool.request("GET", "/", timeout=2)
-            second = await pool.request("GET", "/", timeout=2)
-            await pool.aclose()
-        assert first.body == b"hello, 0123456789"
-        # The trailers were read to their end: the next reply on the same socket is intact.
-        assert second.body == b"next"
-        assert [request.connection for request in server.requests] == [1, 1]
+    first, second, used = two_requests(Answer(chunked), ok(b"next"))
 
-    run(scenario)
+    assert first.body == b"hello, 0123456789"
+    # The trailers were read to their end: the next reply on the same socket is intact.
+    assert second.body == b"next"
+    assert used == [1, 1]
 
 
 def test_a_body_delimited_by_the_server_closing_the_connection() -> None:
     until_close = Answer(reply("HTTP/1.1 200 OK", body=b"all of it"), close=True)
 
-    async def scenario() -> None:
-        async with RawServer(until_close, ok(b"next")) as server:
-            pool = pool_for(server)
-            first = await pool.request("GET", "/", timeout=2)
-            second = await pool.request("GET", "/", timeout=2)
-            await pool.aclose()
-        assert first.body == b"all of it"
-        assert second.body == b"next"
-        assert [request.connection for request in server.requests] == [1, 2]
+    first, second, used = two_requests(until_close, ok(b"next"))
 
-    run(scenario)
+    assert first.body == b"all of it"
+    assert second.body == b"next"
+    assert used == [1, 2]
 
 
 def _raw_deflate(data: bytes) -> bytes:
@@ -659,19 +657,11 @@ STRAY_408 = reply("HTTP/1.1 408 Request Timeout", "Content-Length: 0", "Connecti
 def test_bytes_after_a_reply_are_never_read_as_the_next_reply() -> None:
     """A server that sends more than its reply (a miscounted Content-Length, an extra
     reply) leaves bytes no request asked for: that connection is not kept."""
-    first = ok(b"one")
-    stray = Answer(first.raw + STRAY_408)
+    first, second, used = two_requests(Answer(ok(b"one").raw + STRAY_408), ok(b"two"))
 
-    async def scenario() -> None:
-        async with RawServer(stray, ok(b"two")) as server:
-            pool = pool_for(server)
-            assert (await pool.request("GET", "/", timeout=2)).body == b"one"
-            second = await pool.request("GET", "/", timeout=2)
-            await pool.aclose()
-        assert (second.status, second.body) == (200, b"two")
-        assert [request.connection for request in server.requests] == [1, 2]
-
-    run(scenario)
+    assert first.body == b"one"
+    assert (second.status, second.body) == (200, b"two")
+    assert used == [1, 2]
 
 
 def test_a_connection_the_server_gave_up_on_while_idle_is_not_reused() -> None:
@@ -782,15 +772,10 @@ def test_a_reply_with_both_framings_is_read_as_chunked_and_its_connection_droppe
         body=b"3\r\nabc\r\n0\r\n\r\n",
     )
 
-    async def scenario() -> None:
-        async with RawServer(Answer(both), ok(b"next")) as server:
-            pool = pool_for(server)
-            assert (await pool.request("GET", "/", timeout=2)).body == b"abc"
-            assert (await pool.request("GET", "/", timeout=2)).body == b"next"
-            await pool.aclose()
-        assert [request.connection for request in server.requests] == [1, 2]
+    first, second, used = two_requests(Answer(both), ok(b"next"))
 
-    run(scenario)
+    assert (first.body, second.body) == (b"abc", b"next")
+    assert used == [1, 2]
 
 
 @pytest.mark.parametrize(

@@ -29,9 +29,10 @@ class ProcessGroups:
 
     def note(self, pid: int) -> None:
         """Note the group led by ``pid`` (a process started with a new session)."""
-        started = _start_time(pid)
-        if started is None:
+        stat = _stat(pid)
+        if stat is None:
             return  # no /proc, or it has ended already
+        started, _ = stat
         with contextlib.suppress(OSError):  # best effort: never fail a step over this
             self.folder.mkdir(exist_ok=True)
             (self.folder / str(pid)).write_text(started, encoding="ascii")
@@ -51,7 +52,7 @@ class ProcessGroups:
         for path in noted:
             with contextlib.suppress(OSError, ValueError):
                 pid = int(path.name)
-                if _start_time(pid) == path.read_text(encoding="ascii") and _leads_group(pid):
+                if _stat(pid) == (path.read_text(encoding="ascii"), pid):  # same leader
                     os.killpg(pid, signal.SIGKILL)
                     stopped += 1
             with contextlib.suppress(OSError):
@@ -59,20 +60,14 @@ class ProcessGroups:
         return stopped
 
 
-def _stat_fields(pid: int) -> list[str] | None:
-    """The fields of ``/proc/<pid>/stat`` after the command name (which may hold spaces)."""
+def _stat(pid: int) -> tuple[str, int] | None:
+    """The process's start time and process group, from ``/proc/<pid>/stat`` (fields 22 and
+    5; the fields are counted after the command name, which may hold spaces)."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
     except OSError:
         return None
-    return text.rpartition(")")[2].split()
-
-
-def _start_time(pid: int) -> str | None:
-    fields = _stat_fields(pid)
-    return fields[19] if fields and len(fields) > 19 else None  # field 22: starttime
-
-
-def _leads_group(pid: int) -> bool:
-    fields = _stat_fields(pid)
-    return fields is not None and len(fields) > 2 and fields[2] == str(pid)  # field 5: pgrp
+    fields = text.rpartition(")")[2].split()
+    if len(fields) < 20:
+        return None
+    return fields[19], int(fields[2])

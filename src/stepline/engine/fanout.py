@@ -254,9 +254,10 @@ class FanOut:
 
     async def _keyed(self, inbound: ItemStream) -> AsyncGenerator[Item]:
         """Streamed results as items, keyed as they arrive (duplicate keys fail the step)."""
+        base = self.env.template_context()  # the same for every item
         with contextlib.closing(SeenKeys()) as seen:
             async for index, value in inbound:
-                key = item_key(self.step, self.env.template_context(), value, index)
+                key = item_key(self.step, base, value, index)
                 item = Item(value, index, key)
                 first = seen.add(item.key, index)
                 if first is not None:  # streamed items may arrive out of order

@@ -5,14 +5,41 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCK := requirements/dev.lock
+# The lock's tool, itself pinned so that `make lock` gives the same file on every machine.
+UV_VERSION := 0.13.9
+PIP := python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo demo-triage demo-plan test lint typecheck unit clean
+.PHONY: demo demo-triage demo-plan test test-latest lint typecheck unit lock clean
 
-$(STAMP): pyproject.toml
+# Every machine installs the same versions, with their hashes checked: the lock (made by
+# `make lock` from pyproject's ranges) holds the dev and test tools, the examples' bm25s and
+# the build backend, so stepline itself installs with no further download.
+$(STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit("stepline needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/$(PIP) --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/$(PIP) --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
+
+# Refresh the lock from pyproject's ranges (newest releases, for every platform and Python
+# >= 3.11); commit the result. No index URL is written into it.
+lock:
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/$(PIP) uv==$(UV_VERSION)
+	.venv-lock/bin/uv pip compile pyproject.toml requirements/build.in --extra dev \
+		--universal --python-version 3.11 --generate-hashes \
+		--no-emit-index-url --no-emit-find-links --custom-compile-command 'make lock' \
+		-o $(LOCK)
+
+# The suite against the newest releases pyproject allows, in a venv of its own: what a user's
+# `pip install stepline` gets today, before the lock catches up.
+test-latest:
+	rm -rf .venv-latest
+	$(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/$(PIP) --upgrade -e '.[dev]'
+	.venv-latest/bin/python -m pip list --disable-pip-version-check | grep -iE '^(anthropic|openai|pydantic|typer|rich) '
+	.venv-latest/bin/pytest -q
 
 # The LLM steps answer from a cassette of hand-written example replies (--replay), so the demo
 # needs no key and no network; drop --replay (and set ANTHROPIC_API_KEY) to ask Claude.
@@ -55,4 +82,4 @@ unit: $(STAMP)
 test: lint typecheck unit
 
 clean:
-	rm -rf $(VENV) .pipeline .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-lock .venv-latest .pipeline .mypy_cache .ruff_cache .pytest_cache

@@ -105,10 +105,15 @@ class ForwardProxy(_ServedInBackground):
         super().__init__(Handler)
 
 
-def assert_same_error(direct: ProviderError, through_sdk: ProviderError) -> None:
-    """The two paths failed alike: same class, status, wait asked for and hint (so the same
-    retry decision and the same advice)."""
+def assert_same_error(direct: ProviderError, through_sdk: ProviderError, *, api_name: str) -> None:
+    """The two paths failed alike by stepline's contract: same class, status, wait asked for
+    and hint (so the same retry decision and the same advice), and both messages name the
+    provider and the status. Not the words otherwise: the SDK's change between releases."""
     assert type(direct) is type(through_sdk)
     assert direct.status_code == through_sdk.status_code
     assert getattr(direct, "retry_after", None) == getattr(through_sdk, "retry_after", None)
     assert direct.hint == through_sdk.hint
+    for error in (direct, through_sdk):
+        assert error.message.startswith(api_name), error.message
+        if error.status_code is not None:
+            assert f"{api_name} {error.status_code}" in error.message, error.message

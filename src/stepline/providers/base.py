@@ -34,6 +34,7 @@ class LLMRequest:
     max_tokens: int
     system: str | None = None
     temperature: float | None = None
+    effort: str | None = None  # low | medium | high | xhigh | max; None: the model's default
     stop: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
     followups: tuple[Turn, ...] = ()  # repair turns: the rejected reply, then what was wrong

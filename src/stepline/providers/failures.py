@@ -1,8 +1,8 @@
 """Reading a failed HTTP reply the way the SDKs do, for both providers and both paths.
 
 A provider's ``wire.error_from_reply`` picks the error object out of the body and words the
-message; what is the same for every API lives here: a redirect (followed by neither path) and
-the fallback wording of a body without a message, which is the SDKs' own.
+message; what is the same for every API lives here: a redirect (followed by neither path), the
+fallback wording of a body without a message, and telling a transport's failures apart.
 """
 
 from __future__ import annotations
@@ -32,3 +32,13 @@ def error_body(status: int, body: bytes) -> tuple[Any, str]:
     except ValueError:
         return None, text or f"Error code: {status}"
     return parsed, f"Error code: {status} - {parsed}"
+
+
+def transport_failure(exc: BaseException) -> str | None:
+    """``"timeout"`` or ``"transport"`` when ``exc`` is a failure of the SDKs' HTTP library,
+    else None. Told by the classes in its MRO from a module named ``httpx*``, so the answer
+    holds for httpx and for httpx2 (which today's SDKs require) alike."""
+    kinds = {cls.__name__ for cls in type(exc).__mro__ if cls.__module__.startswith("httpx")}
+    if "TimeoutException" in kinds:
+        return "timeout"
+    return "transport" if "TransportError" in kinds else None

@@ -9,9 +9,11 @@ Streaming matters for two reasons besides live progress: the API refuses non-str
 whose ``max_tokens`` could take longer than ten minutes, and a long reply that is streamed keeps
 the connection busy, so idle-connection timeouts in proxies do not cut it off. A stream can fail
 after its ``200`` status line: the API then sends an SSE ``error`` event (the SDK raises an
-``APIStatusError`` carrying status 200 and the error's type), or the connection drops (the SDK
-lets the transport's own exception through). Both are mapped to the status the error type
-stands for, so the retry policy treats them like their non-streaming equivalents.
+``APIStatusError`` carrying status 200 and the error's type), mapped to the status the error
+type stands for so the retry policy treats it like its non-streaming equivalent; or the
+connection drops or stalls, which the SDK reports as the transport's own exception (2.12) or
+wrapped in its connection and timeout errors (2.17): either way it is said as a reply that broke
+off or stalled, never as a connection that could not be made.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from stepline.errors import ProviderError, RetryableProviderError
 from stepline.providers.anthropic import wire
 from stepline.providers.base import Completion, Delivery, LLMRequest, ReplyMeter, StreamProgress
 from stepline.providers.batches import BatchRequest, BatchResult, BatchStatus
+from stepline.providers.failures import transport_failure
 from stepline.providers.shards import ClientShards, shared_ssl_context
 
 CHARS_PER_TOKEN = 4  # a progress estimate only; the final count comes from the API
@@ -110,19 +113,50 @@ async def _stream(
     characters = 0
     meter = ReplyMeter(wire.API_NAME)
     async with client.messages.stream(**arguments) as stream:
-        async for event in stream:
-            if event.type == "text":
-                meter.add(event.text)  # past the cap: stop reading, close the stream
-            if event.type == "text" and delivery.on_progress is not None:
-                characters += len(event.text)
-                delivery.on_progress(
-                    StreamProgress(
-                        model=model,
-                        output_tokens=characters // CHARS_PER_TOKEN,
-                        elapsed_s=time.monotonic() - started,
+        with reply_errors():
+            async for event in stream:
+                if event.type == "text":
+                    meter.add(event.text)  # past the cap: stop reading, close the stream
+                if event.type == "text" and delivery.on_progress is not None:
+                    characters += len(event.text)
+                    delivery.on_progress(
+                        StreamProgress(
+                            model=model,
+                            output_tokens=characters // CHARS_PER_TOKEN,
+                            elapsed_s=time.monotonic() - started,
+                        )
                     )
-                )
-        return await stream.get_final_message()
+            return await stream.get_final_message()
+
+
+@contextlib.contextmanager
+def reply_errors() -> Iterator[None]:
+    """Failures after the status line, said as a reply that stalled or broke off.
+
+    The connection was made, so the SDK's connection errors (which 2.17 raises for a read that
+    failed) do not mean "cannot connect"; the transport's own exceptions (which 2.12 lets
+    through) are told by class, under the HTTP library's name of the day (httpx or httpx2).
+    """
+    try:
+        yield
+    except Exception as exc:
+        failure = transport_failure(exc)
+        if isinstance(exc, anthropic.APITimeoutError) or failure == "timeout":
+            raise RetryableProviderError(
+                f"{wire.API_NAME}: the reply stalled and timed out (timeout: bounds each wait)"
+            ) from exc
+        if not isinstance(exc, anthropic.APIConnectionError) and failure is None:
+            raise
+        raise RetryableProviderError(
+            f"{wire.API_NAME}: the connection broke during the reply ({_reason(exc)})"
+        ) from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """What the transport said; the SDK's wrapper keeps it as the cause."""
+    cause = exc.__cause__ if isinstance(exc, anthropic.APIConnectionError) else None
+    failed = cause if cause is not None and str(cause) else exc
+    return str(failed) or type(failed).__name__
 
 
 @contextlib.contextmanager

@@ -2,15 +2,17 @@
 
 Both ways of calling the API (stepline's own HTTP client and the SDK) build requests and read
 replies here, so they send the same bodies and raise the same errors. Nothing here imports the
-SDK: what stepline takes from it (the API version it sends, deprecated models, and how many
-tokens a model may produce unstreamed) is copied into ``sdk-tables.json``, which a test checks
-against the installed SDK.
+SDK: what the direct path needs to know (the API version to send, deprecated models, and how
+many tokens a model may produce unstreamed) is data stepline owns and dates in
+``api-tables.json``; a test checks that the installed SDK would refuse no call it lets through.
 """
 
 from __future__ import annotations
 
+import datetime
 import functools
 import json
+import re
 from collections.abc import Mapping
 from importlib import resources
 from typing import Any
@@ -49,33 +51,41 @@ CACHE_MARKER_1H = {"type": "ephemeral", "ttl": "1h"}
 
 
 @functools.cache
-def _sdk_tables() -> dict[str, Any]:
-    text = resources.files(__package__).joinpath("sdk-tables.json").read_text()
+def _api_tables() -> dict[str, Any]:
+    text = resources.files(__package__).joinpath("api-tables.json").read_text()
     tables: dict[str, Any] = json.loads(text)
     return tables
 
 
 def api_version() -> str:
-    """The ``anthropic-version`` header the SDK sends."""
-    return str(_sdk_tables()["api_version"])
+    """The ``anthropic-version`` header to send."""
+    return str(_api_tables()["api_version"])
 
 
 def must_stream(request: LLMRequest) -> bool:
     """Whether the call must be streamed because its reply may take longer than ten minutes."""
-    limit = _sdk_tables()["nonstreaming_max_tokens"].get(request.model, NONSTREAMING_MAX_TOKENS)
+    limit = _api_tables()["nonstreaming_max_tokens"].get(request.model, NONSTREAMING_MAX_TOKENS)
     return request.max_tokens > min(int(limit), NONSTREAMING_MAX_TOKENS)
 
 
-def deprecation_notice(model: str) -> str | None:
+def deprecation_notice(model: str, today: datetime.date | None = None) -> str | None:
     """A deprecated model's end-of-life date, as a sentence for the step's log.
 
-    The SDK says so with a ``DeprecationWarning``, which Python hides by default; reading its
-    table instead puts the notice where a user of a run looks.
+    The SDK says so with a ``DeprecationWarning``, which Python hides by default; our own
+    table puts the notice where a user of a run looks, and says whether the date has passed.
     """
-    end_of_life = _sdk_tables()["deprecated"].get(model)
+    end_of_life = _api_tables()["deprecated"].get(model)
     if end_of_life is None:
         return None
+    if end_of_life_date(end_of_life) < (today or datetime.date.today()):
+        return f"model {model} was retired on {end_of_life}; migrate"
     return f"model {model} is deprecated and reaches end of life on {end_of_life}; migrate"
+
+
+def end_of_life_date(text: str) -> datetime.date:
+    """A date as the deprecations table writes it (``February 19th, 2026``)."""
+    plain = re.sub(r"(\d+)(st|nd|rd|th)\b", r"\1", text)
+    return datetime.datetime.strptime(plain, "%B %d, %Y").date()
 
 
 def sdk_arguments(request: LLMRequest, timeout: float | None = None) -> dict[str, Any]:
@@ -91,6 +101,8 @@ def sdk_arguments(request: LLMRequest, timeout: float | None = None) -> dict[str
     body = dict(request.extra)
     if request.temperature is not None:
         body["temperature"] = request.temperature
+    if request.effort is not None:
+        body["output_config"] = {**body.get("output_config", {}), "effort": request.effort}
     if body:
         arguments["extra_body"] = body
     return arguments

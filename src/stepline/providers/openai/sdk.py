@@ -15,6 +15,7 @@ import openai
 
 from stepline.errors import ProviderError, RetryableProviderError
 from stepline.providers.base import Completion, Delivery, LLMRequest, ReplyMeter, StreamProgress
+from stepline.providers.failures import transport_failure
 from stepline.providers.openai import wire
 from stepline.providers.retry import error_for_status
 from stepline.providers.shards import ClientShards, shared_ssl_context
@@ -81,7 +82,9 @@ async def _stream(
                         if delivery.on_progress is not None:
                             elapsed = time.monotonic() - started
                             delivery.on_progress(StreamProgress(model, chunks, elapsed))
-    except (openai.APIError, httpx2.TransportError) as exc:
+    except Exception as exc:
+        if not isinstance(exc, openai.APIError) and transport_failure(exc) is None:
+            raise
         raise _mid_stream_error(exc) from exc
     return Completion(
         text="".join(parts),
@@ -95,11 +98,13 @@ def _mid_stream_error(exc: Exception) -> ProviderError:
     """A failure after the status line: an error event, a stall, or a dropped connection.
 
     The SDK wraps read errors in its own timeout and connection errors, though the
-    connection was made; the message says what really happened.
+    connection was made; the message says what really happened. The transport's own
+    exceptions are told by class, under the HTTP library's name of the day (httpx or httpx2).
     """
-    if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
+    failure = transport_failure(exc)
+    if isinstance(exc, openai.APITimeoutError) or failure == "timeout":
         return RetryableProviderError(f"{wire.API_NAME}: the reply stalled and timed out")
-    if isinstance(exc, openai.APIConnectionError | httpx2.TransportError):
+    if isinstance(exc, openai.APIConnectionError) or failure == "transport":
         return RetryableProviderError(f"{wire.API_NAME}: the connection broke during the reply")
     assert isinstance(exc, openai.APIError)
     error = exc.body if isinstance(exc.body, dict) else {}

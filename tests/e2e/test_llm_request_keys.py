@@ -98,15 +98,18 @@ def numbered_replies(fake_llm: FakeLLMServer) -> None:
 # --------------------------------------------------------------------------------------------
 
 KEYS = {
+    "model": "claude-haiku-5-5",
     "max_tokens": 300,
-    "temperature": 0.25,
+    "effort": "low",
     "stop": ["END", "###"],
-    "extra": {"top_k": 7, "metadata": {"user_id": "team-a"}},
+    "extra": {"metadata": {"user_id": "team-a"}},
     "prompt_version": "v3",
 }
+"""Keys every provider takes: Anthropic's current API refuses sampling parameters."""
+SAMPLING = {"temperature": 0.25, "extra": {"top_k": 7, "metadata": {"user_id": "team-a"}}}
 
 
-def test_anthropic_request_carries_stop_extra_and_sampling(
+def test_anthropic_request_carries_stop_extra_and_effort(
     cli, fake_llm: FakeLLMServer, tmp_path: Path
 ):
     write_config(tmp_path, llm=KEYS)
@@ -117,12 +120,11 @@ def test_anthropic_request_carries_stop_extra_and_sampling(
     body = model_requests(fake_llm)[0].body
     assert model_requests(fake_llm)[0].path == "/v1/messages"
     assert body["max_tokens"] == 300
-    assert body["temperature"] == 0.25
+    assert body["output_config"] == {"effort": "low"}
     assert body["stop_sequences"] == ["END", "###"]
-    assert body["top_k"] == 7
     assert body["metadata"] == {"user_id": "team-a"}
     # Config names that are not API fields never reach the API.
-    for key in ("stop", "extra", "prompt_version", "timeout", "schema", "extra_body"):
+    for key in ("stop", "extra", "prompt_version", "timeout", "schema", "extra_body", "effort"):
         assert key not in body
     assert "stream" not in body or body["stream"] is False
 
@@ -131,7 +133,8 @@ def test_openai_request_carries_stop_extra_and_sampling(
     cli, fake_llm: FakeLLMServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.delenv("ANTHROPIC_API_KEY")
-    write_config(tmp_path, llm={**KEYS, "provider": "openai", "base_url": fake_llm.openai_base_url})
+    openai = {**KEYS, **SAMPLING, "provider": "openai", "base_url": fake_llm.openai_base_url}
+    write_config(tmp_path, llm=openai)
 
     result = cli("run", "notes.txt", "--run-id", "r")
 
@@ -140,6 +143,7 @@ def test_openai_request_carries_stop_extra_and_sampling(
     assert request.path == "/v1/chat/completions"
     body = request.body
     assert (body["max_tokens"], body["temperature"]) == (300, 0.25)
+    assert body["reasoning_effort"] == "low"
     assert body["stop"] == ["END", "###"]
     assert body["top_k"] == 7 and body["metadata"] == {"user_id": "team-a"}
     for key in ("stop_sequences", "extra", "prompt_version", "extra_body"):
@@ -155,16 +159,17 @@ def test_step_keys_override_llm_defaults_and_extra_merges(
             "own",
             "first",
             stop=["B"],
-            temperature=0.9,
+            effort="high",
             max_tokens=64,
-            extra={"top_k": 10, "top_p": 0.5},
+            extra={"service_tier": "standard_only", "container": "c1"},
         ),
         llm_step("inherits", "second"),
         llm={
+            "model": "claude-haiku-5-5",
             "stop": ["A"],
-            "temperature": 0.1,
+            "effort": "low",
             "max_tokens": 128,
-            "extra": {"top_k": 5, "metadata": {"user_id": "u"}},
+            "extra": {"service_tier": "auto", "metadata": {"user_id": "u"}},
         },
     )
 
@@ -173,12 +178,13 @@ def test_step_keys_override_llm_defaults_and_extra_merges(
     assert result.exit_code == 0, result.output
     own, inherits = (request.body for request in model_requests(fake_llm))
     assert own["stop_sequences"] == ["B"]  # a list is replaced, not merged
-    assert (own["temperature"], own["max_tokens"]) == (0.9, 64)
-    assert (own["top_k"], own["top_p"], own["metadata"]) == (10, 0.5, {"user_id": "u"})
+    assert (own["output_config"], own["max_tokens"]) == ({"effort": "high"}, 64)
+    assert (own["service_tier"], own["container"]) == ("standard_only", "c1")
+    assert own["metadata"] == {"user_id": "u"}
     assert inherits["stop_sequences"] == ["A"]
-    assert (inherits["temperature"], inherits["max_tokens"]) == (0.1, 128)
-    assert (inherits["top_k"], inherits["metadata"]) == (5, {"user_id": "u"})
-    assert "top_p" not in inherits
+    assert (inherits["output_config"], inherits["max_tokens"]) == ({"effort": "low"}, 128)
+    assert (inherits["service_tier"], inherits["metadata"]) == ("auto", {"user_id": "u"})
+    assert "container" not in inherits
 
 
 @pytest.mark.parametrize(
@@ -277,7 +283,7 @@ def test_request_hash_of_a_step_without_new_keys_is_unchanged(
     [
         ("prompt_version", "2026-11-01", "2026-11-23"),
         ("stop", ["END"], ["STOP"]),
-        ("extra", {"top_k": 5}, {"top_k": 6}),
+        ("extra", {"metadata": {"user_id": "a"}}, {"metadata": {"user_id": "b"}}),
     ],
 )
 def test_request_keys_are_part_of_the_cache_key(
@@ -301,7 +307,7 @@ def test_request_keys_are_part_of_the_cache_key(
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("prompt_version", "v2"), ("stop", ["END"]), ("extra", {"top_k": 3})],
+    [("prompt_version", "v2"), ("stop", ["END"]), ("extra", {"service_tier": "auto"})],
 )
 def test_request_keys_that_shape_the_reply_re_run_the_step(
     cli, fake_llm: FakeLLMServer, tmp_path: Path, key: str, value: Any
@@ -597,7 +603,13 @@ def test_api_key_is_never_written_anywhere(cli, fake_llm: FakeLLMServer, tmp_pat
     schema = {"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}}
     write_config(
         tmp_path,
-        llm_step("ask", "Count: {{ input.text }}", schema=schema, stop=["END"], extra={"top_k": 2}),
+        llm_step(
+            "ask",
+            "Count: {{ input.text }}",
+            schema=schema,
+            stop=["END"],
+            extra={"service_tier": "auto"},
+        ),
         llm={"prompt_version": "v1"},
     )
     fake_llm.script(

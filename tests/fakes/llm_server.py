@@ -18,7 +18,8 @@ Usage::
 How a request is answered, in order:
 
 1. Protocol checks the real API performs (unknown path -> 404; Anthropic: missing API key ->
-   401, missing ``model``/``max_tokens``/``messages`` -> 400). These do not consume scripted
+   401, missing ``model``/``max_tokens``/``messages`` -> 400, a setting the model refuses,
+   per :mod:`tests.fakes.anthropic_models` -> 400). These do not consume scripted
    responses, so a script describes only what the "model" does.
 2. The script queue (:meth:`FakeLLMServer.script`), first in first out.
 3. Routing rules (:meth:`FakeLLMServer.when`), first matching rule wins.
@@ -64,6 +65,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Literal, TypeAlias
 from urllib.parse import urlsplit
+
+from tests.fakes.anthropic_models import refusal as model_refusal
 
 __all__ = [
     "ANTHROPIC_BATCHES_PATH",
@@ -772,6 +775,10 @@ class _Handler(BaseHTTPRequestHandler):
                     400, "invalid_request_error", "messages: at least one message is required"
                 )
             )
+            return
+        refused = model_refusal(request.body, request.headers.get("anthropic-version"))
+        if refused is not None:
+            self._send_anthropic_error(ErrorReply(400, "invalid_request_error", refused))
             return
 
         response = self.server.owner._next_response(request)
@@ -1543,6 +1550,12 @@ class FakeLLMServer:
             self.batch_requests.extend(inner)
         results: dict[str, dict[str, Any]] = {}
         for item in inner:
+            refused = model_refusal(item.body, request.headers.get("anthropic-version"))
+            if refused is not None:  # inside a batch, a refused request is an errored result
+                results[str(item.custom_id)] = _batch_result(
+                    ErrorReply(400, "invalid_request_error", refused), item
+                )
+                continue
             response = self._next_batch_response(item)
             if isinstance(response, Reply):
                 response = self._apply_prompt_cache(item, response)

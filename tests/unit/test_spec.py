@@ -47,12 +47,12 @@ VALID = """
     llm:
       model: claude-default
       max_tokens: 500
-      temperature: 0.2
+      effort: medium
     steps:
       - id: extract
         kind: llm
         prompt: "Extract from {{ input.text }}"
-        temperature: 0.7
+        effort: high
         timeout: 5m
       - id: score
         kind: python
@@ -118,7 +118,7 @@ def test_llm_params_merge_pipeline_defaults_with_step_overrides(tmp_path: Path) 
 
     assert params.model == "claude-default"
     assert params.max_tokens == 500
-    assert params.temperature == 0.7
+    assert params.effort == "high"
     assert params.provider == "anthropic"
 
 

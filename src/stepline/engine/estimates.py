@@ -38,9 +38,10 @@ from stepline.providers.requests import (
     request_hash,
     targets,
 )
-from stepline.providers.tokens import CHARS_PER_TOKEN, estimate_tokens
+from stepline.providers.tokens import estimate_tokens
 from stepline.settings import Settings
 from stepline.spec import LLMParams, LLMStep
+from stepline.spec.model_rules import chars_per_token
 from stepline.steps.base import InputData, item_context, template_context
 from stepline.steps.llm import build_request
 from stepline.store.cache import ResponseCache
@@ -464,7 +465,7 @@ def _cached_tokens(
     """The tokens of each request that prompt caching would cache: 0 when the shared prefix is
     shorter than the model caches, with a note where the step sets cache_prompt or fans out."""
     model = planned.params.model
-    tokens = min(planned.prefix_chars / CHARS_PER_TOKEN * scale, per_request)
+    tokens = min(planned.prefix_chars / chars_per_token(model) * scale, per_request)
     minimum = pricer.cache_min_tokens(model)
     if tokens >= minimum:
         return tokens, None

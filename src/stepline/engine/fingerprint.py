@@ -55,6 +55,7 @@ _HOW_NOT_WHAT = frozenset(
 _ADDED_LATER: dict[str, Any] = {
     "output_schema": None,
     "stop": None,
+    "effort": None,
     "extra": None,
     "prompt_version": None,
     "for_each": None,

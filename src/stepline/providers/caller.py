@@ -43,12 +43,12 @@ from stepline.providers.requests import (
 )
 from stepline.providers.retry import Attempt, with_retries
 from stepline.providers.tokens import (
-    CHARS_PER_TOKEN,
     estimate_tokens,
     fewest_tokens,
     request_characters,
 )
 from stepline.spec import LLMParams
+from stepline.spec.model_rules import chars_per_token
 
 ShowProgress = Callable[[str, StreamProgress], None]
 
@@ -427,7 +427,7 @@ class LLMCaller:
             return
         self._cache_checked.add((step_id, model))
         characters = len(request.system or "") + (request.cached_chars or 0)
-        tokens = characters // CHARS_PER_TOKEN
+        tokens = int(characters / chars_per_token(model))
         minimum = self._pricer.cache_min_tokens(model)
         if tokens < minimum:
             log.warning(

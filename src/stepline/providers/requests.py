@@ -68,6 +68,7 @@ def request_fields(target: Target, request: LLMRequest) -> dict[str, Any]:
         "temperature": request.temperature,
     }
     optional = {
+        "effort": request.effort,
         "stop": list(request.stop),
         "extra": request.extra,
         "followups": [asdict(turn) for turn in request.followups],

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from stepline.errors import SpecError
 from stepline.hashing import hash_text
+from stepline.spec.model_rules import check_spec_models
 from stepline.spec.models import (
     STEP_KINDS,
     LLMDefaults,
@@ -66,7 +67,9 @@ def parse_spec(
     except ValidationError as exc:
         raise SpecError(_describe(exc, data, lines, label)) from None
     spec._attach_source(text, source, base_dir)
-    return _read_step_files(spec, lines, label)
+    spec = _read_step_files(spec, lines, label)
+    check_spec_models(spec, lines, label)
+    return spec
 
 
 def config_hash(text: str) -> str:

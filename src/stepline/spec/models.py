@@ -101,6 +101,8 @@ def _text_version(value: Any) -> Any:
 
 ExtraBody = Annotated[dict[str, Any], AfterValidator(_json_extra)]
 LLMMode = Literal["live", "batch"]
+Effort = Literal["low", "medium", "high", "xhigh", "max"]
+"""How much the model thinks before it answers (the Messages API's ``output_config.effort``)."""
 BatchFallback = Literal["none", "live"]
 MAX_BATCH_REQUESTS = 100_000
 """The Message Batches API's limit on requests per batch; larger fan-outs use several."""
@@ -114,6 +116,7 @@ class LLMDefaults(_Strict):
     model: str | None = None
     max_tokens: int = Field(default=1024, gt=0)
     temperature: float | None = Field(default=None, ge=0, le=2)
+    effort: Effort | None = None
     stop: list[str] | None = Field(default=None, max_length=16)
     extra: ExtraBody = Field(default_factory=dict)
     base_url: str | None = None
@@ -139,6 +142,7 @@ class LLMParams(_Strict):
     model: str
     max_tokens: int
     temperature: float | None = None
+    effort: Effort | None = None  # Anthropic: output_config.effort; OpenAI: reasoning_effort
     stop: list[str] | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
     base_url: str | None = None
@@ -235,6 +239,7 @@ class LLMStep(StepBase):
     model: str | None = None
     max_tokens: int | None = Field(default=None, gt=0)
     temperature: float | None = Field(default=None, ge=0, le=2)
+    effort: Effort | None = None
     stop: list[str] | None = Field(default=None, max_length=16)
     extra: ExtraBody | None = None
     base_url: str | None = None

@@ -45,7 +45,11 @@ KEY_HELP: dict[str, str] = {
     "replay (answer from `cassette:`, offline).",
     "model": "Model name sent to the API, e.g. claude-sonnet-5-5. Each llm step needs one.",
     "max_tokens": "Upper limit on the reply's length in tokens (default 1024).",
-    "temperature": "Sampling temperature, 0-2 (Anthropic accepts 0-1); left out when not set.",
+    "temperature": "Sampling temperature, 0-2, for OpenAI-compatible servers; Anthropic's "
+    "current API refuses it for every model (use effort:).",
+    "effort": "How much the model thinks before it answers: low, medium, high, xhigh or max "
+    "(Anthropic's output_config.effort, OpenAI's reasoning_effort); the model's default when "
+    "not set.",
     "stop": "Stop sequences (at most 16): the reply ends where the model would write one.",
     "extra": "Fields added to the request body as they are (top_k, seed, metadata...); "
     "a step's extra merges over llm.extra.",

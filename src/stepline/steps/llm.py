@@ -96,6 +96,7 @@ def build_request(step: LLMStep, params: LLMParams, context: dict[str, Any]) -> 
         system=render(step.system, context, where="system") if step.system is not None else None,
         max_tokens=params.max_tokens,
         temperature=params.temperature,
+        effort=params.effort,
         stop=tuple(params.stop or ()),
         extra=params.extra,
         schema=step.output_schema,
@@ -150,6 +151,14 @@ def _output_value(step: LLMStep, completion: Completion) -> Any:
             f"the model refused: {completion.text.strip() or '(no explanation given)'}",
             hint="rephrase the prompt, or use another model",
             artifact=completion.text,
+        )
+    if completion.stop_reason == "max_tokens" and not completion.text.strip():
+        raise StepFailed(
+            step.id,
+            "the reply was cut off at max_tokens while the model was still thinking: "
+            "no answer came back",
+            hint="raise max_tokens for this step (or in llm:): the model's thinking counts "
+            "against it; or lower effort:. Then resume",
         )
     if step.output == "text":
         return completion.text

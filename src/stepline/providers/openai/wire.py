@@ -48,6 +48,8 @@ def sdk_arguments(request: LLMRequest, timeout: float | None = None) -> dict[str
     }
     if request.temperature is not None:
         arguments["temperature"] = request.temperature
+    if request.effort is not None:
+        arguments["reasoning_effort"] = request.effort
     if request.stop:
         arguments["stop"] = list(request.stop)
     if request.extra:

@@ -7,9 +7,56 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 SENTINEL_KEY = "sk-ant-test-SENTINEL-0123456789"
+
+T = TypeVar("T")
+
+
+def eventually(
+    condition: Callable[[], T],
+    timeout: float = 30,
+    *,
+    what: str | None = None,
+    ignoring: tuple[type[Exception], ...] = (),
+) -> T:
+    """Call ``condition`` until it returns something truthy, and return that.
+
+    Tests wait for what another process or thread does, on machines that may be busy: a fixed
+    sleep races the clock, so they wait for an observable condition instead. ``timeout`` is
+    only a safety net that turns a hang into a failure, never a statement about speed, so the
+    default is generous. Between calls it sleeps 0.01 s, growing to 0.1 s.
+
+    An exception of a type in ``ignoring`` (say ``FileNotFoundError`` or
+    ``json.JSONDecodeError`` while a file is being written) counts as "not yet"; any other
+    propagates at once. On timeout it raises ``AssertionError`` naming ``what`` was awaited
+    (by default the condition's name) with the last value seen, or the last ignored exception.
+    """
+    if what is None:
+        name = getattr(condition, "__name__", "<lambda>")
+        what = repr(condition) if name == "<lambda>" else name
+    deadline = time.monotonic() + timeout
+    pause = 0.01
+    while True:
+        failure: Exception | None = None
+        try:
+            value = condition()
+        except ignoring as error:
+            failure, last = error, f"last exception: {error!r}"
+        else:
+            if value:
+                return value
+            last = f"last value: {value!r}"
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            message = f"timed out after {timeout} s waiting for {what}; {last}"
+            raise AssertionError(message) from failure
+        time.sleep(min(pause, remaining))
+        pause = min(pause * 1.5, 0.1)
 
 
 def run_pipeline_process(

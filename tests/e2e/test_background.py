@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ import pytest
 from stepline.store.lock import holder, is_locked
 from stepline.store.state import load_state
 from tests.e2e.test_errors import assert_clean_error
-from tests.helpers import run_pipeline_process, write
+from tests.helpers import eventually, run_pipeline_process, write
 
 ITEMS = [f"item{n:02d}" for n in range(30)]
 
@@ -94,22 +93,21 @@ def items_run(folder: Path) -> list[str]:
 
 def wait_for_row(cli: Any, run_id: str, ready: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
     """Poll ``pipeline list --json`` until the run's row satisfies ``ready``."""
-    deadline = time.monotonic() + 10
-    while True:
+
+    def ready_row() -> dict[str, Any]:
         result = cli("list", "--json")
-        assert result.exit_code == 0, result.output
+        if result.exit_code != 0:  # fails at once: only "not ready" below is waited out
+            pytest.fail(result.output)
         row = next(row for row in json.loads(result.stdout) if row["run_id"] == run_id)
-        if ready(row):
-            return row
-        assert time.monotonic() < deadline, f"never ready: {row}"
-        time.sleep(0.1)
+        assert ready(row), f"not ready: {row}"
+        return row
+
+    return eventually(ready_row, what=f"run {run_id}'s row to be ready", ignoring=(AssertionError,))
 
 
 def wait_until_free(folder: Path, run_id: str) -> None:
-    deadline = time.monotonic() + 10
-    while is_locked(folder / ".pipeline" / run_id / ".lock"):
-        assert time.monotonic() < deadline, "the run's process never ended"
-        time.sleep(0.02)
+    lock = folder / ".pipeline" / run_id / ".lock"
+    eventually(lambda: not is_locked(lock), what="the run's process to end")
 
 
 def assert_resume_completes_without_redoing_items(cli: Any, folder: Path, run_id: str) -> None:
@@ -216,11 +214,14 @@ def test_logs_follow_ends_when_the_run_ends(cli, project: Path):
     )
     try:
         lines = read_lines_in_background(follower)
-        deadline = time.monotonic() + 10
-        while not any("[1/2] work..." in line for line in lines):
-            assert follower.poll() is None, follower.stderr.read() if follower.stderr else ""
-            assert time.monotonic() < deadline, lines
-            time.sleep(0.02)
+
+        def following_the_step() -> bool:
+            if follower.poll() is not None:  # fails at once: only the line is waited for
+                pytest.fail(follower.stderr.read() if follower.stderr else "")
+            assert any("[1/2] work..." in line for line in lines), lines
+            return True
+
+        eventually(following_the_step, what="the step's line", ignoring=(AssertionError,))
         assert follower.poll() is None  # still following: the run is waiting
 
         (project / "hold").unlink()

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from stepline.store.state import RunStatus, load_state
 from tests.e2e.test_crash_points import crash_at
 from tests.e2e.test_errors import assert_clean_error
 from tests.fakes import BatchExpired, ErrorReply, FakeLLMServer, Reply
-from tests.helpers import SENTINEL_KEY, write
+from tests.helpers import SENTINEL_KEY, eventually, write
 
 BATCHES = "/v1/messages/batches"
 LIVE = "/v1/messages"
@@ -300,10 +299,12 @@ def test_cancel_stops_the_run_and_cancels_its_batch(cli, labels: FakeLLMServer, 
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        while len(labels.requests_for(BATCHES)) + len(polls(labels)) < 2:  # created and polled
-            assert time.monotonic() < deadline and child.poll() is None
-            time.sleep(0.02)
+
+        def created_and_polled() -> bool:
+            assert child.poll() is None, "the run ended before its batch was polled"
+            return len(labels.requests_for(BATCHES)) + len(polls(labels)) >= 2
+
+        eventually(created_and_polled, what="the batch to be created and polled")
 
         result = cli("cancel", "r", "--json")
     finally:

@@ -8,7 +8,6 @@ import pty
 import select
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from stepline.engine.contract import Hooks
 from stepline.engine.pauses import PauseMode, PausePoint
 from tests.e2e.pipelines import REPLY, calls, clear_calls, write_backlog_pipeline
 from tests.fakes import FakeLLMServer, Reply
+from tests.helpers import eventually
 
 EDITED = [{"title": "Only this one", "detail": "edited by a person"}]
 
@@ -127,7 +127,7 @@ def test_terminal_prompt_enter_continues(fake_llm: FakeLLMServer, tmp_path: Path
     )
     os.close(child_fd)
     try:
-        seen = _read_until(main_fd, b"Press Enter", timeout=30)
+        seen = _read_until(main_fd, b"Press Enter")
         assert b"01-extract.json" in seen
         os.write(main_fd, b"\n")
         assert process.wait(timeout=30) == 0
@@ -137,16 +137,17 @@ def test_terminal_prompt_enter_continues(fake_llm: FakeLLMServer, tmp_path: Path
     assert calls(tmp_path) == ["count", "flaky", "report"]
 
 
-def _read_until(fd: int, marker: bytes, *, timeout: float) -> bytes:
-    seen = b""
-    deadline = time.monotonic() + timeout
-    while marker not in seen:
-        remaining = deadline - time.monotonic()
-        assert remaining > 0, f"never saw {marker!r}; output so far: {seen[-2000:]!r}"
-        ready, _, _ = select.select([fd], [], [], remaining)
-        if ready:
+def _read_until(fd: int, marker: bytes) -> bytes:
+    """What the terminal showed up to ``marker``, or up to its closing."""
+    seen = bytearray()
+
+    def shown() -> bytes:
+        if select.select([fd], [], [], 0)[0]:
             try:
-                seen += os.read(fd, 4096)
-            except OSError:
-                break
-    return seen
+                seen.extend(os.read(fd, 4096))
+            except OSError:  # the terminal closed: what it showed is all there is
+                return bytes(seen)
+        assert marker in seen, f"output so far: {bytes(seen[-2000:])!r}"
+        return bytes(seen)
+
+    return eventually(shown, what=f"{marker!r} on the terminal", ignoring=(AssertionError,))

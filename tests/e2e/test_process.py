@@ -14,7 +14,7 @@ import pytest
 
 from stepline.store.state import load_state
 from tests.fakes import FakeLLMServer, Reply
-from tests.helpers import heavy_modules_imported_by, run_pipeline_process, write
+from tests.helpers import eventually, heavy_modules_imported_by, run_pipeline_process, write
 
 SLOW_PIPELINE = """
 name: slow
@@ -75,13 +75,13 @@ def start_run(folder: Path, run_id: str) -> subprocess.Popen[str]:
     )
 
 
-def wait_for(path: Path, process: subprocess.Popen[str], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
+def wait_for(path: Path, process: subprocess.Popen[str]) -> None:
+    def appeared() -> bool:
         if process.poll() is not None:
             raise AssertionError(f"run ended early: {process.communicate()}")
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.05)
+        return path.exists()
+
+    eventually(appeared, what=f"{path} to appear")
 
 
 def state_of(folder: Path, run_id: str) -> dict:
@@ -215,11 +215,13 @@ def alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] != "Z"
 
 
-def wait_until_gone(*pids: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while any(alive(pid) for pid in pids):
-        assert time.monotonic() < deadline, f"still running: {[p for p in pids if alive(p)]}"
-        time.sleep(0.05)
+def wait_until_gone(*pids: int) -> None:
+    def all_ended() -> bool:
+        running = [pid for pid in pids if alive(pid)]
+        assert not running, f"still running: {running}"
+        return True
+
+    eventually(all_ended, what=f"processes {list(pids)} to end", ignoring=(AssertionError,))
 
 
 @pytest.fixture
@@ -234,8 +236,11 @@ def started_shell_step(folder: Path, run_id: str) -> tuple[subprocess.Popen[str]
     """A run whose shell step (a ``sh`` and the ``sleep`` it started) is under way."""
     process = start_run(folder, run_id)
     wait_for(folder / "child.pid", process)
-    leader = int((folder / "leader.pid").read_text())
-    child = int((folder / "child.pid").read_text())
+    leader = int((folder / "leader.pid").read_text())  # written before child.pid was created
+    # The shell creates child.pid before it writes the pid into it.
+    child = eventually(
+        lambda: int((folder / "child.pid").read_text()), what="child.pid", ignoring=(ValueError,)
+    )
     assert alive(leader) and alive(child)
     return process, leader, child
 
@@ -280,7 +285,7 @@ def test_a_noted_pid_that_now_names_another_process_is_left_alone(tmp_path: Path
     try:
         (tmp_path / str(other.pid)).write_text("1")  # noted with another start time
         assert ProcessGroups(tmp_path).stop_all() == 0
-        time.sleep(0.1)
+        time.sleep(0.1)  # a signal wrongly sent would have landed (late only hides a bug)
         assert other.poll() is None
         assert not (tmp_path / str(other.pid)).exists()
     finally:

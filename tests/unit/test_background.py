@@ -16,6 +16,7 @@ from stepline.engine import events
 from stepline.engine.events import Event, EventLog, EventType, follow_events
 from stepline.store.lock import RunLock
 from stepline.store.rundir import RunDir
+from tests.helpers import eventually
 
 
 def parse(command_name: str, args: list[str]):  # -> the command's parsed context
@@ -83,12 +84,22 @@ def test_item_progress_is_sampled_and_a_held_sample_is_written_later(
     async def scenario() -> None:
         for done in (0, 1, 2):
             log.emit(progress("s", done))  # 0 is written, 1 and 2 held
-        await asyncio.sleep(0.3)  # the timer writes the newest held one, 2
+        await asyncio.to_thread(  # the timer writes the newest held one, 2 (the loop runs on)
+            eventually,
+            lambda: done_counts() == [0, 2],
+            what="the held sample to be written",
+            ignoring=(json.JSONDecodeError,),  # a line being written
+        )
         log.emit(progress("s", 10))  # all through: written at once
         log.emit(progress("t", 0))
         log.emit(progress("t", 5))  # held ...
         log.emit(Event(EventType.STEP_COMPLETED, "r", step="t"))  # ... and dropped
+        # A held sample that a timer wrote late could only hide a bug, never fail the test.
         await asyncio.sleep(0.3)
+
+    def done_counts() -> list[int | None]:
+        lines = run_dir.events_path.read_text().splitlines()
+        return [json.loads(line).get("data", {}).get("done") for line in lines]
 
     asyncio.run(scenario())
 

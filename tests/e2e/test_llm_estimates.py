@@ -84,7 +84,7 @@ def test_without_a_key_the_estimate_is_a_labelled_heuristic(
 
     ask = json.loads(result.stdout)["llm"][0]
     assert ask["input_tokens"] == -(-(len("Summarise: ") + 400) // 4)
-    assert ask["method"] == "heuristic (~4 characters per token)"
+    assert ask["method"] == "heuristic (~3-4 characters per token, by model)"
     assert fake_llm.count() == 0
     assert "ANTHROPIC_API_KEY is not set" in json.loads(result.stdout)["warnings"][0]
 

@@ -50,6 +50,7 @@ from stepline.cli.options import (
     print_json,
     settings_for,
 )
+from stepline.cli.prices import prices_command
 from stepline.cli.reports import diff_command, report_command
 from stepline.cli.scaffold import init_command, schema_command
 from stepline.errors import InputError, StepLineError
@@ -75,6 +76,7 @@ app.add_typer(cache_app, name="cache")
 app.command("clean")(clean_command)
 app.command("init")(init_command)
 app.command("schema")(schema_command)
+app.command("prices")(prices_command)
 
 
 @app.callback(invoke_without_command=True)

@@ -49,7 +49,7 @@ from stepline.store.cassette import Cassette
 from stepline.store.runs import RunStore
 from stepline.store.state import StepStatus
 
-HEURISTIC = "heuristic (~4 characters per token)"
+HEURISTIC = "heuristic (~3-4 characters per token, by model)"
 COUNTED = "counted by the provider"
 SAMPLED_ITEMS = 20  # a fan-out step's tokens per item: the mean over its first prompts
 CHECKED_ITEMS = 1_000  # items whose requests are looked up in the cache (or cassette)
@@ -434,7 +434,9 @@ def _price_modes(
         shared, note = _cached_tokens(pricer, planned, per_request, scale)
     costs: dict[str, float | None] = {}
     for mode in modes:
-        rates = _Rates.of(pricer, model, batch=mode in (BATCH, BATCH_CACHED))
+        rates = _Rates.of(
+            pricer, model, batch=mode in (BATCH, BATCH_CACHED), prompt_tokens=per_request
+        )
         cached = shared if mode in (CACHED, BATCH_CACHED) else 0.0
         if mode == BATCH_CACHED and cached and sent:
             costs[mode] = _batch_with_warm_up(pricer, model, sent, per_request, cached, max_tokens)
@@ -450,8 +452,8 @@ def _batch_with_warm_up(
 ) -> float | None:
     """Batch mode with cache_prompt: the first request goes live and writes the one-hour
     cache; the batch's requests read it at batch prices."""
-    live = _Rates.of(pricer, model, batch=False, one_hour=True)
-    batch = _Rates.of(pricer, model, batch=True)
+    live = _Rates.of(pricer, model, batch=False, one_hour=True, prompt_tokens=per_request)
+    batch = _Rates.of(pricer, model, batch=True, prompt_tokens=per_request)
     if live is None or batch is None:
         return None
     first = live.cost(1, per_request, cached, max_tokens)
@@ -488,9 +490,16 @@ class _Rates:
 
     @classmethod
     def of(
-        cls, pricer: Pricer, model: str, *, batch: bool, one_hour: bool = False
+        cls,
+        pricer: Pricer,
+        model: str,
+        *,
+        batch: bool,
+        prompt_tokens: float,
+        one_hour: bool = False,
     ) -> _Rates | None:
-        """The rates; ``one_hour``: cache writes last an hour (the dearer write)."""
+        """The rates for requests of ``prompt_tokens`` (a tiered price depends on it);
+        ``one_hour``: cache writes last an hour (the dearer write)."""
         million = 1_000_000
         usages = [
             Usage(input_tokens=million),
@@ -498,7 +507,10 @@ class _Rates:
             Usage(cache_write_tokens=million, cache_write_1h_tokens=million if one_hour else 0),
             Usage(cache_read_tokens=million),
         ]
-        rates = [pricer.cost_usd(model, usage, batch=batch) for usage in usages]
+        rates = [
+            pricer.cost_usd(model, usage, batch=batch, prompt_tokens=prompt_tokens)
+            for usage in usages
+        ]
         known = [rate for rate in rates if rate is not None]
         if len(known) < len(usages):
             return None

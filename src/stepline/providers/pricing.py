@@ -64,21 +64,19 @@ class Pricer:
         known = price.cache_min_tokens if price is not None else None
         return known or DEFAULT_CACHE_MIN_TOKENS
 
-    def cost_usd(self, model: str, usage: Usage, *, batch: bool = False) -> float | None:
+    def cost_usd(
+        self, model: str, usage: Usage, *, batch: bool = False, prompt_tokens: float | None = None
+    ) -> float | None:
         """The call's cost in USD (at batch prices with ``batch``), or None when the model's
-        price is unknown."""
-        price = self.price(model)
-        if price is None:
+        price is unknown. A tiered price is chosen by the request's prompt size (input, cache
+        reads and writes), or by ``prompt_tokens`` where an estimate prices parts apart."""
+        listed = self.price(model)
+        if listed is None:
             return None
-        cache_write = price.cache_write
-        if cache_write is None:
-            cache_write = price.input * CACHE_WRITE_MULTIPLIER
-        cache_write_1h = price.cache_write_1h
-        if cache_write_1h is None:
-            cache_write_1h = price.input * CACHE_WRITE_1H_MULTIPLIER
-        cache_read = price.cache_read
-        if cache_read is None:
-            cache_read = price.input * CACHE_READ_MULTIPLIER
+        if prompt_tokens is None:
+            prompt_tokens = usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens
+        price = listed.for_prompt(prompt_tokens)
+        cache_write, cache_write_1h, cache_read = cache_prices(price)
         long_writes = min(usage.cache_write_1h_tokens, usage.cache_write_tokens)
         micro_usd = (
             usage.input_tokens * price.input
@@ -90,3 +88,38 @@ class Pricer:
         if batch:
             micro_usd *= BATCH_MULTIPLIER
         return round(micro_usd / 1_000_000, 8)
+
+
+def cache_prices(price: ModelPrice) -> tuple[float, float, float]:
+    """A model's 5-minute write, 1-hour write and read prices, from its input price by
+    Anthropic's multipliers where the table does not list them."""
+    return (
+        price.cache_write
+        if price.cache_write is not None
+        else price.input * CACHE_WRITE_MULTIPLIER,
+        price.cache_write_1h
+        if price.cache_write_1h is not None
+        else price.input * CACHE_WRITE_1H_MULTIPLIER,
+        price.cache_read if price.cache_read is not None else price.input * CACHE_READ_MULTIPLIER,
+    )
+
+
+@dataclass(frozen=True)
+class PriceListing:
+    """The price table as ``pipeline prices`` shows it: the shipped table's date and every
+    model's prices, with the names a config's ``pricing:`` adds or overrides."""
+
+    updated: str
+    models: Mapping[str, ModelPrice]
+    from_config: frozenset[str]
+
+
+def price_listing(overrides: Mapping[str, ModelPrice] | None = None) -> PriceListing:
+    """The shipped prices merged with a config's ``pricing:``, models in name order."""
+    shipped = shipped_prices()
+    merged = {**shipped.models, **(overrides or {})}
+    return PriceListing(
+        updated=shipped.updated,
+        models=dict(sorted(merged.items())),
+        from_config=frozenset(overrides or ()),
+    )

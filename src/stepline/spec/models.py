@@ -71,6 +71,18 @@ class FallbackModel(_Strict):
 FallbackEntry = str | FallbackModel
 
 
+class PriceTier(_Strict):
+    """Prices for a request whose prompt (input, cache reads and writes) is over a size: the
+    whole request, output included, is charged at them (Claude Haiku 5.5 above 100,000)."""
+
+    above_prompt_tokens: int = Field(gt=0)
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cache_write: float | None = Field(default=None, ge=0)
+    cache_write_1h: float | None = Field(default=None, ge=0)
+    cache_read: float | None = Field(default=None, ge=0)
+
+
 class ModelPrice(_Strict):
     """USD per million tokens. Cache prices default to Anthropic's multipliers of ``input``.
 
@@ -86,6 +98,15 @@ class ModelPrice(_Strict):
     cache_read: float | None = Field(default=None, ge=0)
     context_window: int | None = Field(default=None, gt=0)
     cache_min_tokens: int | None = Field(default=None, gt=0)  # shorter prefixes never cache
+    tiers: list[PriceTier] = Field(default_factory=list)  # dearer prices for long prompts
+
+    def for_prompt(self, prompt_tokens: float) -> ModelPrice:
+        """The prices a request with a prompt of this size pays (the highest tier it is over)."""
+        over = [tier for tier in self.tiers if prompt_tokens > tier.above_prompt_tokens]
+        if not over:
+            return self
+        tier = max(over, key=lambda tier: tier.above_prompt_tokens)
+        return self.model_copy(update=tier.model_dump(exclude={"above_prompt_tokens"}))
 
 
 def _json_extra(value: Any) -> Any:

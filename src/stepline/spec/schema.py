@@ -78,6 +78,9 @@ KEY_HELP: dict[str, str] = {
     "several batches.",
     "cache_min_tokens": "The shortest prefix the model's prompt cache takes; cache_prompt "
     "warns below it.",
+    "tiers": "Dearer prices for long prompts: a request whose prompt (input, cache reads and "
+    "writes) is over above_prompt_tokens pays that tier's prices for all its tokens.",
+    "above_prompt_tokens": "The prompt size (tokens) above which this tier's prices apply.",
     # retry:, cache:, fallback models, pricing entries
     "attempts": "Requests per model, the first included (default 5).",
     "initial_delay": "Scale of the exponential backoff with jitter (default 1s).",

@@ -20,11 +20,11 @@ import asyncio
 import contextlib
 import itertools
 import secrets
-import time
 from collections.abc import AsyncGenerator, Callable, Generator, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from stepline import clock
 from stepline.engine.batching import BatchedItems
 from stepline.engine.items import SeenKeys, item_key, resolve_items
 from stepline.engine.streams import ItemStream
@@ -169,7 +169,7 @@ class FanOut:
         # (2,845 tasks for a no-op step over a million records at concurrency 8, 14 MiB).
         self._max_tasks = 2 * self.concurrency + COMMITS_WAITING
         self._total = 0
-        self._started = time.monotonic()
+        self._started = clock.monotonic()
         self.batch_counts: dict[str, int] | None = None
         self._batched = self._batch_mode()
 
@@ -525,7 +525,7 @@ class FanOut:
             return
         tally = self.tally
         finished_now = tally.done + len(tally.failures) - len(tally.kept_failures)
-        elapsed = time.monotonic() - self._started
+        elapsed = clock.monotonic() - self._started
         rate = finished_now / elapsed if finished_now and elapsed > 0 else None
         remaining = self._total - tally.done - tally.reused - len(tally.failures)
         self.show(

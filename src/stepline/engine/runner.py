@@ -11,12 +11,12 @@ import asyncio
 import contextlib
 import os
 import sys
-import time
 import traceback
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from stepline import clock
 from stepline.engine.contract import Hooks, PreparedRun, RunResult
 from stepline.engine.events import Event, EventLog, EventType, step_logger
 from stepline.engine.fanout import FanOut, FanOutProgress
@@ -108,7 +108,7 @@ class Runner:
 
     def _due(self, stream: str) -> bool:
         """Whether a progress stream may show again (each stream at most every 0.2 s)."""
-        now_s = time.monotonic()
+        now_s = clock.monotonic()
         if now_s - self._last_progress.get(stream, 0.0) < PROGRESS_EVERY_S:
             return False
         self._last_progress[stream] = now_s
@@ -235,7 +235,7 @@ class Runner:
         try:
             self._begin_step(up, up_record, first)
             self._begin_step(down, down_record, second)
-            started = time.monotonic()
+            started = clock.monotonic()
             results = await asyncio.gather(
                 self._execute_streaming(up, stream, producer=True),
                 self._execute_streaming(down, stream, producer=False),
@@ -243,7 +243,7 @@ class Runner:
             )
         finally:
             self._streams = {}
-        elapsed = time.monotonic() - started
+        elapsed = clock.monotonic() - started
         stops = RunInterrupted | BudgetReached | asyncio.CancelledError
         stop = next((r for r in results if isinstance(r, stops)), None)
         if stop is not None:  # not either step's failure: both wait, pending, for the resume
@@ -290,12 +290,12 @@ class Runner:
     ) -> StepLineError | None:
         """Run one step and record the result; return the failure of a step that failed."""
         self._begin_step(step, record, decision)
-        started = time.monotonic()
+        started = clock.monotonic()
         try:
             result: StepOutcome | BaseException = await self._execute(step)
         except StepLineError as exc:
             result = exc
-        return self._end_step_with(step, record, result, time.monotonic() - started)
+        return self._end_step_with(step, record, result, clock.monotonic() - started)
 
     def _begin_step(self, step: StepBase, record: StepState, decision: Decision) -> None:
         _forget_output(record)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, cast
 
+from stepline import clock
 from stepline.errors import (
     PromptTooLarge,
     ProviderError,
@@ -365,15 +366,15 @@ class LLMCaller:
         try:
             if self._rate_limit is not None:
                 await self._rate_limit.wait()
-            started = time.monotonic()
+            started = clock.monotonic()
             try:
                 completion = await provider.complete(request, self._delivery(site, params))
             except ProviderError as exc:
-                elapsed = time.monotonic() - started
+                elapsed = clock.monotonic() - started
                 self._emit(record.failed(exc.message, exc.status_code, elapsed))
                 raise
             except asyncio.CancelledError:  # the request may have reached the provider: say so
-                self._emit(record.failed("interrupted", None, time.monotonic() - started))
+                self._emit(record.failed("interrupted", None, clock.monotonic() - started))
                 raise
             crash_point("reply-received")
             self._tell_notices(completion, log)
@@ -384,7 +385,7 @@ class LLMCaller:
         completion = replace(
             completion, attempts=number, model_requested=target.model, cost_usd=cost
         )
-        self._emit(record.answered(completion, time.monotonic() - started))
+        self._emit(record.answered(completion, clock.monotonic() - started))
         return completion
 
     def _hold_budget(

@@ -8,7 +8,8 @@ HTTP attempt takes a slot, retries and fallbacks included, because the provider 
 from __future__ import annotations
 
 import asyncio
-import time
+
+from stepline import clock
 
 
 class RateLimiter:
@@ -22,7 +23,7 @@ class RateLimiter:
     async def wait(self) -> None:
         """Return when the caller may start its request."""
         async with self._lock:
-            now = time.monotonic()
+            now = clock.monotonic()
             start = max(now, self._next_start)
             self._next_start = start + self._interval
         if start > now:

@@ -19,13 +19,13 @@ off or stalled, never as a connection that could not be made.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import anthropic
 import httpx2
 
+from stepline import clock
 from stepline.errors import ProviderError, RetryableProviderError
 from stepline.providers.anthropic import wire
 from stepline.providers.base import Completion, Delivery, LLMRequest, ReplyMeter, StreamProgress
@@ -109,7 +109,7 @@ class AnthropicSDK:
 async def _stream(
     client: anthropic.AsyncAnthropic, arguments: dict[str, Any], model: str, delivery: Delivery
 ) -> Any:
-    started = time.monotonic()
+    started = clock.monotonic()
     characters = 0
     meter = ReplyMeter(wire.API_NAME)
     async with client.messages.stream(**arguments) as stream:
@@ -123,7 +123,7 @@ async def _stream(
                         StreamProgress(
                             model=model,
                             output_tokens=characters // CHARS_PER_TOKEN,
-                            elapsed_s=time.monotonic() - started,
+                            elapsed_s=clock.monotonic() - started,
                         )
                     )
             return await stream.get_final_message()

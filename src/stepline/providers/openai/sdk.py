@@ -7,12 +7,12 @@ Its own retries are off (``max_retries=0``) so stepline's policy is the only ret
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx2
 import openai
 
+from stepline import clock
 from stepline.errors import ProviderError, RetryableProviderError
 from stepline.providers.base import Completion, Delivery, LLMRequest, ReplyMeter, StreamProgress
 from stepline.providers.failures import transport_failure
@@ -60,7 +60,7 @@ async def _stream(
     client: openai.AsyncOpenAI, arguments: dict[str, Any], request: LLMRequest, delivery: Delivery
 ) -> Completion:
     """Collect a streamed reply; usage arrives in a last chunk with no choices."""
-    started = time.monotonic()
+    started = clock.monotonic()
     parts: list[str] = []
     model, finish_reason, usage = request.model, None, None
     chunks = 0
@@ -80,7 +80,7 @@ async def _stream(
                         parts.append(choice.delta.content)
                         chunks += 1
                         if delivery.on_progress is not None:
-                            elapsed = time.monotonic() - started
+                            elapsed = clock.monotonic() - started
                             delivery.on_progress(StreamProgress(model, chunks, elapsed))
     except Exception as exc:
         if not isinstance(exc, openai.APIError) and transport_failure(exc) is None:

@@ -81,7 +81,9 @@ def test_diff_says_which_outputs_differ(cli, two_runs: Path):
     words = next(step for step in report["steps"] if step["step"] == "words")
     assert (words["output_a"], words["output_b"]) == ("steps/03-words.json", "steps/03-words.jsonl")
     table = cli("diff", "a", "b").stdout
-    assert "only in a" in table and "only in b" in table and "changed" in table
+    assert table.startswith("A a → B b")
+    assert "only in A" in table and "only in B" in table and "changed" in table
+    assert "steps/03-words.json " in table and "steps/03-words.jsonl " in table
 
 
 def test_a_list_is_the_same_as_json_or_as_json_lines(cli, tmp_path: Path):

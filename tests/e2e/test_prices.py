@@ -18,7 +18,8 @@ def test_prices_shows_the_dated_table_and_where_to_override(cli, monkeypatch) ->
     assert "2026-12-07" in result.output and "claude-sonnet-5-5" in result.output
     assert "prompt > 100k" in result.output  # Haiku 5.5's dearer tier
     assert "pricing:" in result.output
-    assert all(len(line) <= 80 for line in result.stdout.splitlines())
+    table = [line for line in result.stdout.splitlines() if line[:1] in "┏┃┡│└"]
+    assert table and all(len(line) <= 80 for line in table)
 
 
 def test_prices_json_merges_and_marks_a_configs_pricing(cli, tmp_path: Path) -> None:

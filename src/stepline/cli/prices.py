@@ -37,18 +37,21 @@ def prices_command(
 
 
 def _print_table(listing: PriceListing) -> None:
-    """Model ids never fold; the prices are short enough for 80 columns."""
+    """Model ids never fold; at 80 columns the 1-hour write and the context window give way."""
     from rich.console import Console
-    from rich.table import Table
 
     from stepline.cli.render import make_consoles
+    from stepline.cli.tables import Column, FittedTable
 
     console: Console = make_consoles()[0]
-    table = Table(title=f"USD per million tokens (Claude API, {listing.updated})")
-    table.add_column("model", no_wrap=True)
-    for name in ("input", "output", "write 5m", "write 1h", "read"):
-        table.add_column(name, justify="right", no_wrap=True)
-    table.add_column("context", justify="right", no_wrap=True)
+    columns = [
+        Column("model"),
+        *(Column(name, justify="right") for name in ("input", "output", "write 5m")),
+        Column("write 1h", justify="right", drop=2),
+        Column("read", justify="right"),
+        Column("context", justify="right", drop=1),
+    ]
+    table = FittedTable(columns, title=f"USD per million tokens (Claude API, {listing.updated})")
     for name, price in listing.models.items():
         marked = f"{name} *" if name in listing.from_config else name
         table.add_row(marked, *_prices(price), _tokens(price.context_window))

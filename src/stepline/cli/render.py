@@ -23,6 +23,7 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
+from stepline.cli.tables import Column, FittedTable
 from stepline.engine.events import Event, EventType
 from stepline.engine.plan import Action
 from stepline.spec import format_duration
@@ -61,8 +62,16 @@ MARK = {
 
 
 def make_consoles() -> tuple[Console, Console]:
-    """(stdout, stderr) consoles; colour and animation are off without a terminal or NO_COLOR."""
-    return Console(highlight=False), Console(stderr=True, highlight=False)
+    """(stdout, stderr) consoles; colour and animation are off without a terminal or NO_COLOR.
+
+    Soft wrap: rich never breaks or crops a line itself. A terminal wraps a long line where it
+    must, and a pipe or a CI log keeps it whole, so a path is never split in the middle; tables
+    fit themselves to the width (``FittedTable``).
+    """
+    return (
+        Console(highlight=False, soft_wrap=True),
+        Console(stderr=True, highlight=False, soft_wrap=True),
+    )
 
 
 def is_plain(console: Console) -> bool:
@@ -237,13 +246,22 @@ def print_result(console: Console, result: RunResult, workdir: Path) -> None:
     console.print(line, soft_wrap=True)
 
 
-def steps_table(state: RunState) -> Table:
-    table = Table(title=f"{state.pipeline} · {state.run_id}", title_justify="left")
-    for column in ("#", "step", "kind", "status", "duration", "tokens in/out", "cost"):
-        table.add_column(
-            column, no_wrap=column != "step", min_width=8 if column == "step" else None
-        )
-    table.add_column("output", overflow="fold")
+def steps_table(state: RunState) -> FittedTable:
+    """Each step's status, time, tokens, cost and output; at 80 columns the step id, status,
+    cost and output path stay whole and the title, kind and tokens give way."""
+    titled = any(step.label and step.label != step.id for step in state.steps)
+    columns = [
+        Column("#", justify="right", drop=3),
+        Column("step"),
+        *([Column("title", wrap=True, drop=5, max_width=40)] if titled else []),
+        Column("kind", drop=6),
+        Column("status", wrap=True),
+        Column("duration", justify="right", drop=2),
+        Column("tokens in/out", justify="right", drop=4),
+        Column("cost", justify="right", drop=1),
+        Column("output"),
+    ]
+    table = FittedTable(columns, title=f"{state.pipeline} · {state.run_id}", title_justify="left")
     for step in state.steps:
         duration = format_duration(step.duration_s) if step.duration_s is not None else ""
         style = STATUS_STYLE.get(step.status.value, "")
@@ -258,7 +276,8 @@ def steps_table(state: RunState) -> Table:
         )
         table.add_row(
             str(step.number),
-            escape(step.label or step.id),
+            escape(step.id),
+            *([escape(step.label or "")] if titled else []),
             step.kind,
             status,
             duration,
@@ -280,14 +299,23 @@ def format_cost(cost_usd: float | None, unpriced: int = 0) -> str:
 def print_plan(console: Console, preview: Preview) -> None:
     """The --dry-run plan: what each step would do and why, then the LLM steps' outlook."""
     prepared = preview.prepared
-    table = Table(title=f"Plan for {prepared.state.pipeline} · {prepared.state.run_id}")
-    for column in ("#", "step", "action", "why"):
-        table.add_column(column)
+    titled = any(step.label and step.label != step.id for step in prepared.state.steps)
+    columns = [
+        Column("#", justify="right", drop=1),
+        Column("step"),
+        *([Column("title", wrap=True, drop=2, max_width=40)] if titled else []),
+        Column("action"),
+        Column("why", wrap=True),
+    ]
+    table = FittedTable(
+        columns, title=f"Plan for {prepared.state.pipeline} · {prepared.state.run_id}"
+    )
     style = {Action.RUN: "cyan", Action.REUSE: "green", Action.SKIP: "dim", Action.STOP: "dim"}
     for decision, step in zip(prepared.decisions, prepared.state.steps, strict=True):
         table.add_row(
             str(decision.number),
-            escape(step.label or step.id),
+            escape(step.id),
+            *([escape(step.label or "")] if titled else []),
             f"[{style[decision.action]}]{decision.action.value}[/]",
             escape(decision.reason),
         )
@@ -332,16 +360,20 @@ def _unknown_steps(unknown: int) -> str:
     return f" + {unknown} {'steps' if unknown > 1 else 'step'} of unknown cost" if unknown else ""
 
 
-def estimates_table(estimates: list[LLMEstimate]) -> Table:
+def estimates_table(estimates: list[LLMEstimate]) -> FittedTable:
     """Each LLM step's model, cache status, items and tokens; its cost bound too when every
     step can only go live (else the costs are in ``costs_table``)."""
-    table = Table(title="LLM steps")
-    table.add_column("step")
-    for column in ("model", "cache"):
-        table.add_column(column, no_wrap=True)
     live_only = _cost_modes(estimates) == ["live"]
-    for column in ("items", "input", "max out", "cost ≤")[: None if live_only else -1]:
-        table.add_column(column, justify="right", no_wrap=True)
+    columns = [
+        Column("step"),
+        Column("model"),
+        Column("cache", wrap=True, drop=1),
+        Column("items", justify="right", drop=3),
+        Column("input", justify="right", drop=2),
+        Column("max out", justify="right", drop=4),
+        *([Column("cost ≤", justify="right")] if live_only else []),
+    ]
+    table = FittedTable(columns, title="LLM steps")
     for estimate in estimates:
         tokens = "?" if estimate.input_tokens is None else f"{estimate.input_tokens:,}"
         if estimate.approximate and estimate.input_tokens is not None:
@@ -367,7 +399,7 @@ def _cost_modes(estimates: list[LLMEstimate]) -> list[str]:
     return [mode for mode in MODES if any(mode in e.costs for e in estimates)] or ["live"]
 
 
-def costs_table(estimates: list[LLMEstimate]) -> Table:
+def costs_table(estimates: list[LLMEstimate]) -> FittedTable:
     """Each LLM step's cost bound in every mode some step can use, side by side, ▸ on the mode
     it is set to use; with several steps, a total per mode (where a mode does not apply to a
     step, that step counts live)."""
@@ -379,12 +411,13 @@ def costs_table(estimates: list[LLMEstimate]) -> Table:
         caption += " · - does not apply"
     if len(estimates) > 1:
         caption += "\ntotal: every step in that mode where it can be, else live"
-    table = Table(
-        title="Cost ≤ (every reply max_tokens long)", caption=caption, caption_justify="left"
+    columns = [Column("step"), *(Column(mode, justify="right") for mode in modes)]
+    table = FittedTable(
+        columns,
+        title="Cost ≤ (every reply max_tokens long)",
+        caption=caption,
+        caption_justify="left",
     )
-    table.add_column("step")
-    for mode in modes:
-        table.add_column(mode, justify="right", no_wrap=True)
     for estimate in estimates:
         table.add_row(escape(estimate.step), *(_mode_cost(estimate, mode) for mode in modes))
     if len(estimates) > 1:
@@ -407,11 +440,19 @@ def _mode_cost(estimate: LLMEstimate, mode: str, *, mark: bool = True) -> str:
     return f"[bold]▸ {text}[/]" if mark and mode == estimate.mode else text
 
 
-def runs_table(rows: list[RunSummary]) -> Table:
-    table = Table()
-    table.add_column("run id", no_wrap=True)
-    for column in ("pipeline", "status", "started", "duration", "steps", "cost"):
-        table.add_column(column, no_wrap=column != "pipeline")
+def runs_table(rows: list[RunSummary]) -> FittedTable:
+    """``pipeline list``: the run id (what a user copies) is never cut; at 80 columns the
+    duration and the steps' progress give way first."""
+    columns = [
+        Column("run id"),
+        Column("pipeline", wrap=True),
+        Column("status"),
+        Column("started", drop=2),
+        Column("duration", justify="right", drop=4),
+        Column("steps", wrap=True, drop=3),
+        Column("cost", justify="right", drop=1),
+    ]
+    table = FittedTable(columns)
     for row in rows:
         started = f"{row.started_at:%Y-%m-%d %H:%M}" if row.started_at else ""
         duration = format_duration(row.duration_s) if row.duration_s is not None else ""
@@ -444,7 +485,8 @@ def print_run(console: Console, overview: RunOverview, workdir: Path) -> None:
         )
     console.print(steps_table(state))
     if overview.timeline.bars:
-        console.print(timeline_table(overview.timeline))
+        width = max(10, min(TIMELINE_WIDTH, console.width - 50))  # the bars give way at 80
+        console.print(timeline_table(overview.timeline, width))
     for name, table in (("step", overview.usage.by_step), ("model", overview.usage.by_model)):
         if table:
             console.print(usage_table(f"LLM usage by {name}", table))
@@ -502,12 +544,17 @@ def timeline_table(timeline: Timeline, width: int = TIMELINE_WIDTH) -> Table:
     return table
 
 
-def usage_table(title: str, usage: dict[str, RunUsage]) -> Table:
-    """LLM requests, tokens and cost, a row per step or per model, with a total row."""
-    table = Table(title=title, title_justify="left")
-    table.add_column("name")
-    for column in ("requests", "cached", "tokens in", "tokens out", "cost"):
-        table.add_column(column, justify="right", no_wrap=True)
+def usage_table(title: str, usage: dict[str, RunUsage]) -> FittedTable:
+    """LLM requests, tokens and cost, a row per step or per model."""
+    columns = [
+        Column("name"),
+        Column("requests", justify="right"),
+        Column("cached", justify="right", drop=2),
+        Column("tokens in", justify="right", drop=1),
+        Column("tokens out", justify="right", drop=1),
+        Column("cost", justify="right"),
+    ]
+    table = FittedTable(columns, title=title, title_justify="left")
     for name, row in usage.items():
         table.add_row(
             escape(name),
@@ -520,21 +567,36 @@ def usage_table(title: str, usage: dict[str, RunUsage]) -> Table:
     return table
 
 
-def comparison_table(comparison: RunComparison) -> Table:
-    """``pipeline diff A B``: each step's output, same or not."""
+def comparison_table(comparison: RunComparison) -> FittedTable:
+    """``pipeline diff A B``: each step's output, same or not. The run ids are in the title,
+    whole, and the columns are headed A and B; one path column when both runs use the same."""
     styles = {"same": "green", "changed": "yellow", "only_a": "cyan", "only_b": "cyan"}
-    words = {"only_a": f"only in {comparison.run_a}", "only_b": f"only in {comparison.run_b}"}
-    table = Table(title=f"{comparison.run_a} → {comparison.run_b}", title_justify="left")
-    for column in ("step", "output", comparison.run_a, comparison.run_b):
-        table.add_column(escape(column), overflow="fold")
+    words = {"only_a": "only in A", "only_b": "only in B"}
+    one_path = all(
+        None in (step.output_a, step.output_b) or step.output_a == step.output_b
+        for step in comparison.steps
+    )
+    paths = [Column("output file")] if one_path else [Column("output in A"), Column("output in B")]
+    table = FittedTable(
+        [Column("step"), Column("change"), *paths],
+        title=f"A {comparison.run_a} → B {comparison.run_b}",
+        title_justify="left",
+    )
     for step in comparison.steps:
         change = step.change.value
         word = words.get(change, change.replace("_", " "))
+        files = (
+            [step.output_a or step.output_b or "-"]
+            if one_path
+            else [
+                step.output_a or "-",
+                step.output_b or "-",
+            ]
+        )
         table.add_row(
             escape(step.step),
             f"[{styles.get(change, 'dim')}]{escape(word)}[/]",
-            escape(step.output_a or "-"),
-            escape(step.output_b or "-"),
+            *(escape(path) for path in files),
         )
     return table
 
@@ -568,11 +630,20 @@ def print_error(console: Console, message: str, hint: str | None) -> None:
         console.print(f"[dim]hint:[/] {escape(hint)}", soft_wrap=True)
 
 
-def calls_table(calls: list[tuple[int, dict[str, Any]]]) -> Table:
+def calls_table(calls: list[tuple[int, dict[str, Any]]]) -> FittedTable:
     """``pipeline show RUN --calls``: one row per request attempt."""
-    table = Table()
-    for column in ("#", "step", "attempt", "model", "outcome", "tokens in/out", "latency"):
-        table.add_column(column, no_wrap=column != "model")
+    columns = [
+        Column("#", justify="right"),
+        Column("step"),
+        Column("item", drop=3),
+        Column("attempt", justify="right", drop=4),
+        Column("model", wrap=True),
+        Column("outcome"),
+        Column("tokens in/out", justify="right", drop=2),
+        Column("cost", justify="right", drop=1),
+        Column("latency", justify="right", drop=5),
+    ]
+    table = FittedTable(columns)
     for number, call in calls:
         ok = call.get("outcome") == "ok"
         model = call.get("model") or call.get("model_requested") or ""
@@ -582,13 +653,16 @@ def calls_table(calls: list[tuple[int, dict[str, Any]]]) -> Table:
         outcome = (
             "[green]ok[/]" if ok else f"[red]{escape(str(call.get('status_code') or 'error'))}[/]"
         )
+        cost = call.get("cost_usd")
         table.add_row(
             str(number),
             escape(str(call.get("step", ""))),
+            escape(str(call.get("item_key") or "")),
             str(call.get("attempt", "")),
             escape(model),
             outcome,
             tokens,
+            format_cost(cost) if ok else "",
             format_duration(float(call.get("latency_s") or 0.0)),
         )
     return table

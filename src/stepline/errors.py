@@ -94,7 +94,8 @@ class StepFailed(StepLineError):
         hint: str | None = None,
         artifact: str | None = None,
     ) -> None:
-        super().__init__(f'step "{step_id}": {message}', hint=hint)
+        named = f'step "{step_id}"'  # a template error names its step and field already
+        super().__init__(message if message.startswith(named) else f"{named}: {message}", hint=hint)
         self.step_id = step_id
         self.reason = message
         self.artifact = artifact

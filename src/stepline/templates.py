@@ -38,6 +38,8 @@ from stepline.hashing import as_plain_json
 CONTEXT_NAMES = frozenset({"input", "steps", "run", "vars"})
 ITEM_NAMES = frozenset({"item", "item_index", "item_key"})
 """Names a fan-out step's templates see besides ``CONTEXT_NAMES``."""
+INPUT_ATTRIBUTES = ("text", "path", "name", "json")
+"""What ``input`` has in templates (``steps.base.InputView``); ``json`` only for JSON input."""
 
 MAX_REPEATED_LENGTH = 16 * 1024 * 1024
 MAX_POWER_BITS = 100_000
@@ -122,6 +124,7 @@ class References:
     dynamic_steps: bool = False
     dynamic_vars: bool = False
     uses_run_dir: bool = False
+    input_attributes: frozenset[str] = frozenset()  # read as input.x or input["x"]
 
 
 @dataclass
@@ -198,6 +201,7 @@ def references(source: str, *, where: str) -> References:
     steps, step_dynamic = _attribute_names(tree, "steps")
     variables, vars_dynamic = _attribute_names(tree, "vars")
     run_parts, run_dynamic = _attribute_names(tree, "run")
+    input_attributes, _ = _attribute_names(tree, "input")
     return References(
         names=names,
         steps=frozenset(steps),
@@ -205,6 +209,7 @@ def references(source: str, *, where: str) -> References:
         dynamic_steps=step_dynamic,
         dynamic_vars=vars_dynamic,
         uses_run_dir="dir" in run_parts or run_dynamic,
+        input_attributes=frozenset(input_attributes),
     )
 
 

@@ -865,6 +865,59 @@ def test_input_records(cli, tmp_path: Path, name: str, text: str, expected: list
     assert list(item_rows(tmp_path, "r", "each")) == [str(r["id"]) for r in expected]
 
 
+@pytest.mark.parametrize("source", ['"{{ input.records }}"', '"{{input.records}}"'])
+def test_input_records_in_braces_is_input_records(cli, tmp_path: Path, source: str):
+    """The tour writes for_each as an expression, so users write this one so too."""
+    one_step(tmp_path, source=source, extra='item_key: "{{ item.id }}"')
+    (tmp_path / "in.jsonl").write_text("\n".join(json.dumps(r) for r in RECORDS) + "\n")
+
+    assert cli("validate").exit_code == 0
+    result = cli("run", "in.jsonl", "--run-id", "r")
+
+    assert result.exit_code == 0, result.output
+    assert output_of(tmp_path, "r", "each") == RECORDS
+
+
+@pytest.mark.parametrize(
+    ("source", "words"),
+    [
+        ('"{{ input.records | first }}"', ["input.records is not a template value", "for_each:"]),
+        ('"{{ input.recrods }}"', ['input has no attribute "recrods"', "text, path, name"]),
+    ],
+)
+def test_input_attributes_that_do_not_exist_are_refused_at_load(
+    cli, tmp_path: Path, source: str, words: list[str]
+):
+    one_step(tmp_path, source=source)
+    write(tmp_path / "in.txt", "a\n")
+
+    for result in (cli("validate"), cli("run", "in.txt", "--run-id", "r")):
+        assert_clean_error(result, 2, 'step "each" for_each', *words)
+        assert "InputView" not in result.output and "stepline." not in result.output
+    assert not (tmp_path / ".pipeline" / "r").exists()
+
+
+def test_a_for_each_that_fails_at_run_time_names_its_step_once(cli, tmp_path: Path):
+    write(
+        tmp_path / "pipeline-config.yaml",
+        """
+        name: once
+        steps:
+          - {id: first, kind: shell, command: ["echo", '{"a": [1, 2]}']}
+          - id: each
+            kind: shell
+            for_each: "{{ steps.first.nope }}"
+            command: ["echo", "{{ item }}"]
+        """,
+    )
+    write(tmp_path / "in.txt", "x\n")
+
+    result = cli("run", "in.txt", "--run-id", "r")
+
+    assert_clean_error(result, 1, 'step "each" for_each: template error', "nope")
+    assert result.output.count('step "each"') == 1
+
+
 def test_broken_json_lines_name_the_line(cli, tmp_path: Path):
     one_step(tmp_path, source="input.records")
     (tmp_path / "in.jsonl").write_text('{"id": 1}\n\n{"id": 2,\n{"id": 3}\n')

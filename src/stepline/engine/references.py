@@ -15,7 +15,13 @@ from typing import Any
 from stepline.errors import InputError, SpecError
 from stepline.expressions import one_expression
 from stepline.spec import ITEM_SOURCES, LLMStep, PipelineSpec, PythonStep, ShellStep, StepBase
-from stepline.templates import CONTEXT_NAMES, ITEM_NAMES, ReferenceSet, references
+from stepline.templates import (
+    CONTEXT_NAMES,
+    INPUT_ATTRIBUTES,
+    ITEM_NAMES,
+    ReferenceSet,
+    references,
+)
 
 
 @dataclass(frozen=True)
@@ -66,7 +72,9 @@ def analyse_spec(spec: PipelineSpec, variables: Mapping[str, object]) -> dict[st
     for index, step in enumerate(spec.steps):
         refs = ReferenceSet()
         for field_name, source in template_fields(step):
-            refs.add(references(source, where=f'step "{step.id}" {field_name}'))
+            found = references(source, where=f'step "{step.id}" {field_name}')
+            _check_input(step, field_name, found.input_attributes)
+            refs.add(found)
         _check_names(step, refs)
         _check_cached_prefix(step)
         _check_steps(spec, index, refs)
@@ -112,6 +120,25 @@ def _item_needs(step: StepBase) -> dict[str, Any]:
     read_whole = refs.steps if reads_anything else refs.steps & others.steps
     item_needs["item_source"] = frozenset(refs.steps - read_whole)
     return item_needs
+
+
+def _check_input(step: StepBase, field_name: str, attributes: frozenset[str]) -> None:
+    """``input.records`` in a template is a mistake for ``for_each: input.records``; any other
+    unknown attribute is a typo. Either is a config error now, not a Jinja error mid-run."""
+    for name in sorted(attributes - set(INPUT_ATTRIBUTES)):
+        where = f'step "{step.id}" {field_name}'
+        if name in ("lines", "records"):
+            raise SpecError(
+                f"{where}: input.{name} is not a template value",
+                hint=f"to run the step once per {name[:-1]} of the input, write "
+                f"for_each: input.{name} (braces or not); templates then see each as item",
+            )
+        close = difflib.get_close_matches(name, INPUT_ATTRIBUTES, n=1)
+        raise SpecError(
+            f'{where}: input has no attribute "{name}"'
+            + (f'; did you mean "{close[0]}"?' if close else ""),
+            hint="input has " + ", ".join(INPUT_ATTRIBUTES[:-1]) + " and, for JSON input, json",
+        )
 
 
 def _check_names(step: StepBase, refs: ReferenceSet) -> None:

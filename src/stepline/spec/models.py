@@ -210,6 +210,16 @@ class StepBase(_Strict):
     stream_items: bool = False
     output_format: Literal["json", "jsonl"] | None = None  # fan-out: None picks by size
 
+    @field_validator("for_each")
+    @classmethod
+    def _input_items_with_braces(cls, value: str | None) -> str | None:
+        """``"{{ input.records }}"`` means ``input.records``: the tour writes every other
+        ``for_each`` as an expression, so users write this one so too."""
+        match = one_expression(value) if value is not None else None
+        if match is not None and match.group(1).strip() in ITEM_SOURCES:
+            return match.group(1).strip()
+        return value
+
     @model_validator(mode="after")
     def _fan_out_keys_need_for_each(self) -> StepBase:
         if self.for_each is None:

@@ -349,6 +349,7 @@ def _show_calls(
 def validate_command(
     config: ConfigOption = None,
     set_: SetOption = None,
+    as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Check a config: schema, step references, templates, models and Python imports."""
@@ -357,7 +358,11 @@ def validate_command(
     settings = settings_for(None)
     config_path = settings.config_path(config)
     spec = api.validate_config(config_path, _parse_sets(set_))
-    typer.echo(f"{config_path}: OK ({spec.name}, {len(spec.steps)} steps)")
+    if as_json:
+        steps = [step.id for step in spec.steps]
+        print_json({"config": str(config_path), "pipeline": spec.name, "steps": steps, "ok": True})
+    else:
+        typer.echo(f"{config_path}: OK ({spec.name}, {len(spec.steps)} steps)")
 
 
 app.command("logs")(logs_command)
@@ -468,17 +473,25 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except StepLineError as exc:
         if _debug(args):
             traceback.print_exc()
-        render.print_error(render.make_consoles()[1], exc.message, exc.hint)
-        sys.exit(exc.exit_code)
+        _fail(args, exc.message, exc.hint, exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:
         if _debug(args):
             raise
-        render.print_error(
-            render.make_consoles()[1],
+        _fail(
+            args,
             f"internal error: {type(exc).__name__}: {exc}",
             "run again with --debug for the traceback, and report it",
+            1,
         )
-        sys.exit(1)
     sys.exit(0)
+
+
+def _fail(args: list[str], message: str, hint: str | None, exit_code: int) -> NoReturn:
+    """The error on stderr for people; under ``--json`` also on stdout, as JSON, for the
+    script that reads stdout and would otherwise get nothing."""
+    render.print_error(render.make_consoles()[1], message, hint)
+    if "--json" in args[: args.index("--") if "--" in args else None]:
+        print_json({"error": message, "hint": hint, "exit_code": exit_code})
+    sys.exit(exit_code)

@@ -44,10 +44,15 @@ def cache_stats_command(
 
 
 @cache_app.command("clear")
-def cache_clear_command(workdir: WorkdirOption = None, debug: DebugOption = False) -> None:
+def cache_clear_command(
+    workdir: WorkdirOption = None, as_json: JsonOption = False, debug: DebugOption = False
+) -> None:
     """Remove every cached reply."""
     removed = _cache(workdir).clear()
-    typer.echo(f"Removed {removed} cached {'reply' if removed == 1 else 'replies'}.")
+    if as_json:
+        print_json({"removed": removed})
+    else:
+        typer.echo(f"Removed {removed} cached {'reply' if removed == 1 else 'replies'}.")
 
 
 @cache_app.command("prune")
@@ -56,10 +61,14 @@ def cache_prune_command(
         str, typer.Option("--older-than", help="Remove entries older than this, e.g. 30d.")
     ] = "30d",
     workdir: WorkdirOption = None,
+    as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Remove cached replies older than --older-than (default 30d)."""
     removed = _cache(workdir).prune(older_than_s=_seconds(older_than))
+    if as_json:
+        print_json({"removed": removed, "older_than": older_than})
+        return
     noun = "reply" if removed == 1 else "replies"
     typer.echo(f"Removed {removed} cached {noun} older than {older_than}.")
 

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from stepline.cli.options import DebugOption
+from stepline.cli.options import DebugOption, JsonOption, print_json
 
 
 def schema_command(
@@ -19,9 +19,13 @@ def schema_command(
         Path | None,
         typer.Option("--output", "-o", help="Write the schema to FILE instead of stdout."),
     ] = None,
+    as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Print the JSON Schema of the pipeline config file (for editors and CI checks)."""
+    """Print the JSON Schema of the pipeline config file (for editors and CI checks).
+
+    The schema is JSON already; ``--json`` changes only what ``-o`` prints (``{"written"}``).
+    """
     from stepline.spec.schema import schema_text
 
     text = schema_text()
@@ -34,7 +38,10 @@ def schema_command(
         from stepline.errors import InputError
 
         raise InputError(f"cannot write {output}: {exc.strerror or exc}") from None
-    typer.echo(f"Wrote {output}")
+    if as_json:
+        print_json({"written": str(output)})
+    else:
+        typer.echo(f"Wrote {output}")
 
 
 def init_command(
@@ -49,6 +56,7 @@ def init_command(
         bool, typer.Option("--list", help="List the shipped examples and exit.")
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+    as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Create a working pipeline: config, prompt, helpers, schema, input and a cassette."""
@@ -56,18 +64,26 @@ def init_command(
     from stepline.spec.schema import schema_text
 
     if list_examples:
-        typer.echo("\n".join(scaffold.example_names()) or "No examples in this installation.")
+        names = scaffold.example_names()
+        if as_json:
+            print_json({"examples": names})
+        else:
+            typer.echo("\n".join(names) or "No examples in this installation.")
         return
     if example is None:
         plan = scaffold.starter_scaffold(schema_text())
     else:
         plan = scaffold.example_scaffold(example, schema_text())
     written = scaffold.write_scaffold(plan, directory, force=force)
+    steps = [f"cd {directory}"] if directory.resolve() != Path.cwd().resolve() else []
+    steps += scaffold.how_to_run(plan)
+    if as_json:
+        files = [str(path) for path in sorted(plan.files)]
+        print_json({"directory": str(directory), "files": files, "next": steps})
+        return
     typer.echo(f"Created {len(written)} files in {directory}:")
     for path in sorted(plan.files):
         typer.echo(f"  {path}")
     typer.echo("\nNext:")
-    if directory.resolve() != Path.cwd().resolve():
-        typer.echo(f"  cd {directory}")
-    for command in scaffold.how_to_run(plan):
+    for command in steps:
         typer.echo(f"  {command}")

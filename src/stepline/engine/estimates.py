@@ -372,7 +372,13 @@ def _estimate_items(
     modes = _modes(planned, replay)
     mode = _configured_mode(params, modes)
     costs, cache_note = _price_modes(
-        pricer, planned, modes, sent=count - answered, per_request=per_item, scale=scale
+        pricer,
+        planned,
+        modes,
+        sent=count - answered,
+        per_request=per_item,
+        scale=scale,
+        largest=max(sampled) * scale,
     )
     notes = [f"{count:,} items, ~{round(per_item):,} input tokens each"]
     notes += [note for note in (_window_note(pricer, params, round(per_item)), cache_note) if note]
@@ -424,22 +430,29 @@ def _price_modes(
     sent: int,
     per_request: float,
     scale: float,
+    largest: float | None = None,
 ) -> tuple[dict[str, float | None], str | None]:
     """Each mode's cost bound for ``sent`` requests of ``per_request`` input tokens (None where
     the model has no price), and a note when the prefix is too short for the prompt cache.
-    ``scale`` turns heuristic tokens into the provider's count where it counted."""
+    ``scale`` turns heuristic tokens into the provider's count where it counted. A tiered
+    price is taken at the tier of the ``largest`` request (by default ``per_request``): the
+    tier is chosen per request, so pricing every item at the dearest tier any item reaches
+    keeps the bound a bound."""
     model, max_tokens = planned.params.model, planned.params.max_tokens
+    tier_tokens = per_request if largest is None else max(largest, per_request)
     shared, note = 0.0, None
     if CACHED in modes:
         shared, note = _cached_tokens(pricer, planned, per_request, scale)
     costs: dict[str, float | None] = {}
     for mode in modes:
         rates = _Rates.of(
-            pricer, model, batch=mode in (BATCH, BATCH_CACHED), prompt_tokens=per_request
+            pricer, model, batch=mode in (BATCH, BATCH_CACHED), prompt_tokens=tier_tokens
         )
         cached = shared if mode in (CACHED, BATCH_CACHED) else 0.0
         if mode == BATCH_CACHED and cached and sent:
-            costs[mode] = _batch_with_warm_up(pricer, model, sent, per_request, cached, max_tokens)
+            costs[mode] = _batch_with_warm_up(
+                pricer, model, sent, per_request, cached, max_tokens, tier_tokens
+            )
         else:
             costs[mode] = (
                 None if rates is None else rates.cost(sent, per_request, cached, max_tokens)
@@ -448,12 +461,18 @@ def _price_modes(
 
 
 def _batch_with_warm_up(
-    pricer: Pricer, model: str, sent: int, per_request: float, cached: float, max_tokens: int
+    pricer: Pricer,
+    model: str,
+    sent: int,
+    per_request: float,
+    cached: float,
+    max_tokens: int,
+    tier_tokens: float,
 ) -> float | None:
     """Batch mode with cache_prompt: the first request goes live and writes the one-hour
     cache; the batch's requests read it at batch prices."""
-    live = _Rates.of(pricer, model, batch=False, one_hour=True, prompt_tokens=per_request)
-    batch = _Rates.of(pricer, model, batch=True, prompt_tokens=per_request)
+    live = _Rates.of(pricer, model, batch=False, one_hour=True, prompt_tokens=tier_tokens)
+    batch = _Rates.of(pricer, model, batch=True, prompt_tokens=tier_tokens)
     if live is None or batch is None:
         return None
     first = live.cost(1, per_request, cached, max_tokens)

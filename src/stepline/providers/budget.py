@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from stepline.errors import BudgetReached
 
+ROUNDING_USD = 1e-9
+"""How far a sum of decimal prices may stray in binary floats (0.1 + 0.1 + 0.1 > 0.3) before
+it counts as passing the limit: a billionth of a dollar, far below any price."""
+
 
 class CostBudget:
     """What a run may still spend, shared by every LLM call of the run."""
@@ -23,7 +27,7 @@ class CostBudget:
     def reserve(self, most_usd: float, *, model: str) -> None:
         """Hold ``most_usd`` for a call about to be sent, or refuse it with ``BudgetReached``."""
         committed = self.spent_usd + self._reserved_usd
-        if committed + most_usd > self.limit_usd:
+        if committed + most_usd > self.limit_usd + ROUNDING_USD:
             raise BudgetReached(
                 f"the budget of ${self.limit_usd:.4f} would be passed: ${self.spent_usd:.4f} "
                 f"spent so far, and the next call to {model} could cost up to ${most_usd:.4f}",

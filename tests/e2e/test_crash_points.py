@@ -134,3 +134,33 @@ def test_an_unarmed_point_is_passed_by(project: Path, fake_llm: FakeLLMServer):
 
     assert finished.returncode == 0, finished.stderr
     assert requests(fake_llm) == Counter(PROMPTS)
+
+
+def test_after_a_kill_and_a_resume_every_view_counts_the_calls_that_were_made(
+    project: Path, fake_llm: FakeLLMServer
+):
+    """state.json saves the usage with its next write; the call log has every call. A kill
+    between the two must not leave list, show or the resumed run with fewer requests."""
+    crashed = crash_at(project, "item-intent-committed", 2)  # "Each a" and "Each b" answered
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    env = {"ANTHROPIC_API_KEY": SENTINEL_KEY}
+
+    def views() -> tuple[int, int, int]:
+        listed = json.loads(run_pipeline_process("list", "--json", cwd=project, env=env).stdout)
+        shown = json.loads(run_pipeline_process("show", "r", "--json", cwd=project, env=env).stdout)
+        calls = (project / ".pipeline/r/llm-calls.jsonl").read_text().splitlines()
+        return listed[0]["requests"], shown["usage"]["requests"], len(calls)
+
+    assert views() == (3, 3, 3)
+    assert (
+        json.loads(run_pipeline_process("list", "--json", cwd=project, env=env).stdout)[0][
+            "duration_s"
+        ]
+        > 0
+    )  # to the last write, not the state's last save
+
+    resumed = run_pipeline_process("resume", "r", "--json", cwd=project, env=env)
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert views() == (4, 4, 4)
+    assert load_state(project / ".pipeline/r/state.json").usage.requests == 4

@@ -314,8 +314,9 @@ def show_command(
             raise InputError(f'step "{record.id}" has no output (status {record.status.value})')
         value = run_dir.read_output(record.output)
         print_json(value) if as_json else render.print_output(out, value)
-    elif as_json:  # the state as stored, plus the timeline and usage breakdown (new keys only)
+    elif as_json:  # the state, its usage from the call log, the timeline and the breakdown
         overview = load_overview(run_dir)
+        state = overview.state
         print_json(
             {**state.model_dump(mode="json"), "status": status.value, **overview_json(overview)}
         )

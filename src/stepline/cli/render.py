@@ -474,7 +474,7 @@ def print_run(console: Console, overview: RunOverview, workdir: Path) -> None:
     console.print(f"[bold]{state.run_id}[/]  {escape(state.pipeline)}  ", end="")
     console.print(f"[{STATUS_STYLE.get(status.value, '')}]{status.value}[/]")
     console.print(f"  started   {state.started_at:%Y-%m-%d %H:%M:%S} UTC")
-    console.print(f"  duration  {format_duration(state.duration_s)}")
+    console.print(f"  duration  {format_duration(overview.duration_s)}")
     console.print(f"  config    {escape(state.config_path or '(snapshot only)')}")
     console.print(f"  input     {escape(state.input_path)}")
     usage = state.usage

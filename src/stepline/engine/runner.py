@@ -129,6 +129,7 @@ class Runner:
             None,
         )
         state.paused_after = state.pause_reason = None
+        state.usage = self.run.run_dir.calls_usage()  # a killed runner saved less than it made
         self.journal.snapshot(state)
         self._emit(
             EventType.RUN_STARTED, data={"plan": [d.action.value for d in self.run.decisions]}

@@ -123,7 +123,7 @@ def _header(overview: RunOverview) -> str:
         ("status", status),
         ("started", f"{state.started_at:%Y-%m-%d %H:%M:%S} UTC"),
         ("finished", f"{state.finished_at:%Y-%m-%d %H:%M:%S} UTC" if state.finished_at else "-"),
-        ("duration", format_duration(state.duration_s)),
+        ("duration", format_duration(overview.duration_s)),
         ("steps", f"{state.completed_count} of {len(state.steps)} completed"),
         ("config", state.config_path or "(snapshot only)"),
         ("input", state.input_path),

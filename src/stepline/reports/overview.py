@@ -15,7 +15,7 @@ from typing import Any
 
 from stepline.store.batches import SubmittedBatch, read_batches
 from stepline.store.rundir import RunDir
-from stepline.store.runs import effective_status
+from stepline.store.runs import effective_status, run_duration
 from stepline.store.state import (
     RunState,
     RunStatus,
@@ -58,6 +58,7 @@ class UsageBreakdown:
 
     by_step: dict[str, RunUsage] = field(default_factory=dict)
     by_model: dict[str, RunUsage] = field(default_factory=dict)
+    total: RunUsage = field(default_factory=RunUsage)
 
 
 @dataclass(frozen=True)
@@ -70,18 +71,23 @@ class RunOverview:
     timeline: Timeline
     usage: UsageBreakdown
     batches: list[SubmittedBatch] = field(default_factory=list)  # batch mode's submissions
+    duration_s: float = 0.0  # to the run's end, or to its last write if its process died
 
 
 def load_overview(run_dir: RunDir) -> RunOverview:
     """Read the state and the call log of one run (nothing is written)."""
     state = load_state(run_dir.state_path)
+    usage = usage_breakdown(run_dir.iter_calls())
+    # One source for every view: the call log, which a killed runner's state.json lags.
+    state.usage = usage.total
     return RunOverview(
         run_dir=run_dir,
         state=state,
         status=effective_status(state, run_dir),
         timeline=build_timeline(state, at=now()),
-        usage=usage_breakdown(run_dir.iter_calls()),
+        usage=usage,
         batches=read_batches(run_dir.items_path),
+        duration_s=run_duration(state, run_dir),
     )
 
 
@@ -132,6 +138,7 @@ def usage_breakdown(calls: Iterator[dict[str, Any]]) -> UsageBreakdown:
         step = str(call.get("step") or "?")
         breakdown.by_step.setdefault(step, RunUsage()).add_call(call)
         breakdown.by_model.setdefault(model, RunUsage()).add_call(call)
+        breakdown.total.add_call(call)
     return breakdown
 
 

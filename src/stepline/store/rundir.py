@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -21,6 +22,7 @@ import re
 import secrets
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -237,13 +239,30 @@ class RunDir:
         """The call records one line at a time (a fan-out's log can be large)."""
         return _iter_lines(self.calls_path)
 
-    def calls_cost_usd(self) -> float:
-        """What the run's LLM calls cost so far, summed from ``llm-calls.jsonl`` with the rule
-        of ``state.usage`` (the file has every call; the usage in state.json may lag a kill)."""
+    def calls_usage(self) -> RunUsage:
+        """The run's LLM usage summed from ``llm-calls.jsonl`` with the rule of ``state.usage``.
+
+        The file is the record of truth: every call is appended as it ends, while the usage in
+        state.json is saved with the next state write, so after a kill -9 it lags the calls.
+        """
         usage = RunUsage()
         for record in self.iter_calls():
             usage.add_call(record)
-        return usage.cost_usd
+        return usage
+
+    def calls_cost_usd(self) -> float:
+        """What the run's LLM calls cost so far (see ``calls_usage``)."""
+        return self.calls_usage().cost_usd
+
+    def last_activity(self) -> datetime | None:
+        """When the run last wrote anything (its state, events, calls or item checkpoints):
+        the end of a run whose process died without saving how it ended."""
+        moments = []
+        for path in (self.state_path, self.events_path, self.calls_path, self.items_path):
+            for candidate in (path, path.with_name(path.name + "-wal")):
+                with contextlib.suppress(OSError):
+                    moments.append(candidate.stat().st_mtime)
+        return datetime.fromtimestamp(max(moments), UTC) if moments else None
 
     def _archive(self, path: Path) -> None:
         stamp = f"{now():%Y%m%dT%H%M%S%fZ}"

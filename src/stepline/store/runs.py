@@ -133,6 +133,7 @@ class RunStore:
             return RunSummary(run_id=run_dir.run_id, path=run_dir.path, problem=exc.message)
         status = effective_status(state, run_dir)
         progress = _progress(state, run_dir) if status == RunStatus.RUNNING else {}
+        usage = state.usage if state.finished_at is not None else run_dir.calls_usage()
         return RunSummary(
             run_id=run_dir.run_id,
             path=run_dir.path,
@@ -141,12 +142,21 @@ class RunStore:
             started_at=state.started_at,
             steps_done=state.completed_count,
             steps_total=len(state.steps),
-            requests=state.usage.requests,
-            cost_usd=state.usage.cost_known,
-            unpriced_calls=state.usage.unpriced_calls,
+            requests=usage.requests,
+            cost_usd=usage.cost_known,
+            unpriced_calls=usage.unpriced_calls,
             updated_at=state.updated_at,
-            **({"duration_s": state.duration_s} | progress),
+            **({"duration_s": run_duration(state, run_dir)} | progress),
         )
+
+
+def run_duration(state: RunState, run_dir: RunDir) -> float:
+    """How long the run ran: to its end, or, for one whose process died before saving its
+    end (kill -9), to the last thing it wrote."""
+    if state.finished_at is not None:
+        return state.duration_s
+    last = max(filter(None, (state.updated_at, run_dir.last_activity())))
+    return max(0.0, (last - state.started_at).total_seconds())
 
 
 def _progress(state: RunState, run_dir: RunDir) -> dict[str, Any]:

@@ -10,27 +10,42 @@ without ever racing the real clock.
 Waiting for I/O is real: before jumping, the loop looks for ready sockets and finished worker
 threads (which wake it through its self-pipe), and with ``autojump_threshold`` it first waits
 that long in real time for them, as trio's does. The default of 0 jumps as soon as nothing is
-ready, which is exact for code that waits only on timers and on stepline's own threads; a test
-whose timers race real work in other threads or processes needs a threshold (or no mock).
+ready, which is exact for code that waits only on timers. Code whose timers race work in
+threads (a commit in a writer thread while other tasks sleep) passes ``busy``: a predicate
+that says whether that work is still going; the loop then waits for it in real time before
+jumping (at most ``SETTLE_LIMIT_S``, a safety net for a stuck thread), so the virtual times
+come out the same however slow the machine is.
 """
 
 from __future__ import annotations
 
 import asyncio
 import selectors
-from collections.abc import Coroutine
+import time
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+SETTLE_LIMIT_S = 30.0
+"""The longest real wait for ``busy`` work before the clock jumps anyway."""
 
 
 class MockClock:
     """Virtual time for one or more ``run()`` calls; ``now`` starts at ``start``."""
 
-    def __init__(self, *, start: float = 0.0, autojump_threshold: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        start: float = 0.0,
+        autojump_threshold: float = 0.0,
+        busy: Callable[[], bool] | None = None,
+    ) -> None:
         self.now = start
         self.autojump_threshold = autojump_threshold
+        self.busy = busy
         self.jumps = 0  # how many times the clock skipped ahead for lack of anything to do
+        self.settle_waits = 0  # how many times a jump first waited for ``busy`` work
 
     def jump(self, seconds: float) -> None:
         """Move the clock forward by hand (timers that come due then fire on the next turn)."""
@@ -55,10 +70,19 @@ class _JumpingSelector(selectors.DefaultSelector):
         # The loop passes the time left until its next timer (None: no timer, only I/O).
         if timeout is None or timeout <= 0:
             return super().select(timeout)
-        ready = super().select(min(timeout, self._clock.autojump_threshold))
+        clock = self._clock
+        ready = super().select(min(timeout, clock.autojump_threshold))
+        deadline = time.monotonic() + SETTLE_LIMIT_S
+        while not ready and clock.busy is not None and clock.busy():
+            if time.monotonic() > deadline:
+                break
+            clock.settle_waits += 1
+            ready = super().select(0.001)  # the busy work's result wakes the loop
         if not ready:
-            self._clock.now += timeout
-            self._clock.jumps += 1
+            ready = super().select(0)  # work that just finished may have written
+        if not ready:
+            clock.now += timeout
+            clock.jumps += 1
         return ready
 
 

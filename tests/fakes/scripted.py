@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from stepline import clock
@@ -43,6 +43,21 @@ def echo(request: LLMRequest) -> Completion:
     """The default answer: the prompt back, with a plausible usage."""
     usage = Usage(input_tokens=max(1, len(request.prompt) // 4), output_tokens=5)
     return Completion(f"echo: {request.prompt}", request.model, "end_turn", usage)
+
+
+def by_prompt(answers: Mapping[str, Answer | Script], default: Script = echo) -> Script:
+    """A script that answers a request by the first key its prompt contains, else ``default``.
+
+    A value is an answer (the same ``Completion`` or error every time) or a script of its own.
+    """
+
+    def script(request: LLMRequest) -> Answer:
+        for needle, answer in answers.items():
+            if needle in request.prompt:
+                return answer(request) if callable(answer) else answer
+        return default(request)
+
+    return script
 
 
 def rate_limited(retry_after: float | None = None) -> RetryableProviderError:
@@ -91,11 +106,14 @@ class ScriptedProvider:
     polls: list[float] = field(default_factory=list)  # when each batch_status was asked
     batches: dict[str, _Batch] = field(default_factory=dict)
     closed: bool = False
-    _queued: deque[Answer] = field(default_factory=deque)
+    on_request: Callable[[LLMRequest], None] | None = None  # told each request on arrival
+    on_poll: Callable[[str], None] | None = None  # told each batch_status call's batch id
+    _queued: deque[Answer | Script] = field(default_factory=deque)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
-    def then(self, *answers: Answer) -> ScriptedProvider:
-        """Queue answers for the next requests, in order, before the script takes over."""
+    def then(self, *answers: Answer | Script) -> ScriptedProvider:
+        """Queue answers for the next requests, in order, before the script takes over (an
+        answer may be a script of its own, such as ``reply(...)``, called with the request)."""
         self._queued.extend(answers)
         return self
 
@@ -113,6 +131,8 @@ class ScriptedProvider:
 
     async def complete(self, request: LLMRequest, delivery: Delivery) -> Completion:
         self.received.append(Received(request, delivery, clock.monotonic()))
+        if self.on_request is not None:
+            self.on_request(request)
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
@@ -124,7 +144,8 @@ class ScriptedProvider:
                     raise RetryableProviderError(
                         f"anthropic: the request timed out after {delivery.timeout:g}s"
                     ) from None
-            answer = self._queued.popleft() if self._queued else self.script(request)
+            queued = self._queued.popleft() if self._queued else self.script
+            answer = queued(request) if callable(queued) else queued
         finally:
             self.in_flight -= 1
         if isinstance(answer, ProviderError):
@@ -146,6 +167,8 @@ class ScriptedProvider:
 
     async def batch_status(self, batch_id: str) -> BatchStatus:
         self.polls.append(clock.monotonic())
+        if self.on_poll is not None:
+            self.on_poll(batch_id)
         return self._status(batch_id)
 
     async def batch_results(self, batch_id: str) -> AsyncIterator[BatchResult]:

@@ -17,6 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from stepline import clock
 from stepline.store.lock import is_locked
 from stepline.store.rundir import RunDir
 from stepline.store.state import now
@@ -106,7 +107,7 @@ class EventLog:
             self._listener(event)
 
     def _sample(self, event: Event) -> None:
-        step, moment = event.step, time.monotonic()
+        step, moment = event.step, clock.monotonic()
         total = event.data.get("total", 0)
         through = event.data.get("done", 0) + event.data.get("failed", 0)
         last = self._written_at.get(step)
@@ -134,7 +135,7 @@ class EventLog:
             self._write_progress(event)
 
     def _write_progress(self, event: Event) -> None:
-        self._written_at[event.step] = time.monotonic()
+        self._written_at[event.step] = clock.monotonic()
         self._run_dir.append_event(event.to_json())
 
     def _drop_held(self, step: str | None) -> None:

@@ -25,7 +25,7 @@ from stepline.engine.events import Event, EventType
 from stepline.store.state import load_state
 from tests.e2e.test_errors import assert_clean_error
 from tests.fakes import Disconnect, FakeLLMServer, Reply, StreamError
-from tests.helpers import run_pipeline_process, write
+from tests.helpers import eventually, run_pipeline_process, write
 
 MODEL = "claude-test-model"
 PRICED_MODEL = "claude-haiku-4-5-20251001"  # in the shipped price table, so costs compare too
@@ -544,15 +544,6 @@ def test_progress_events_reach_the_listener_only(
 # --------------------------------------------------------------------------------------------
 
 
-def wait_until(condition: Any, process: subprocess.Popen[str], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if process.poll() is not None:
-            raise AssertionError(f"run ended early: {process.communicate()}")
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.02)
-
-
 def interrupt_during_stream(
     server: FakeLLMServer, tmp_path: Path, run_id: str
 ) -> tuple[subprocess.Popen[str], str, str, float]:
@@ -578,8 +569,14 @@ def interrupt_during_stream(
         stderr=subprocess.PIPE,
         text=True,
     )
+
+    def asked() -> bool:
+        if process.poll() is not None:  # an ended run never asks: fail now, not at the timeout
+            raise AssertionError(f"run ended early: {process.communicate()}")
+        return server.count() == 1
+
     try:
-        wait_until(lambda: server.count() == 1, process)
+        eventually(asked, what="the streamed request to reach the fake server")
         time.sleep(0.2)  # let the stream's first events reach the client
         signalled = time.monotonic()
         process.send_signal(signal.SIGINT)

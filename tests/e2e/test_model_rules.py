@@ -30,6 +30,9 @@ SHIPPED = [
 ]
 
 
+DISABLED = {"thinking": {"type": "disabled"}}
+
+
 def config(llm: dict[str, Any], **step: Any) -> str:
     document = {
         "name": "rules",
@@ -57,6 +60,21 @@ def config(llm: dict[str, Any], **step: Any) -> str:
             {"model": "claude-haiku-5-5", "fallback_models": ["claude-haiku-4-5"]},
             {"effort": "low"},
             ["claude-haiku-4-5 takes no effort"],
+        ),
+        (
+            {"model": "claude-haiku-5-5", "effort": "xhigh", "extra": DISABLED},
+            {},
+            ['thinking type "disabled" at effort "xhigh"', ":4:", "lower effort: to high"],
+        ),
+        (
+            {"model": "claude-sonnet-5-5", "extra": {"thinking": {"type": "between_tools"}}},
+            {"effort": "max"},
+            ['thinking type "between_tools" at effort "max"', ":11:", "remove extra.thinking"],
+        ),
+        (
+            {"model": "claude-opus-4-8", "effort": "max", "fallback_models": ["claude-opus-5"]},
+            {"extra": DISABLED},
+            ['claude-opus-5 refuses thinking type "disabled" at effort "max"'],
         ),
     ],
 )
@@ -98,6 +116,23 @@ def test_settings_the_models_take_pass_and_reach_the_wire(
     assert body["thinking"] == {"type": "disabled"} and "temperature" not in body
 
 
+@pytest.mark.parametrize(
+    "llm",
+    [
+        {"model": "claude-haiku-5-5", "effort": "high", "extra": DISABLED},
+        {"model": "claude-opus-5", "extra": DISABLED},  # its default effort, high, is taken
+        {
+            "model": "claude-sonnet-5-5",
+            "effort": "medium",
+            "extra": {"thinking": {"type": "between_tools"}},
+        },
+        {"model": "claude-opus-4-8", "effort": "max", "extra": DISABLED},  # no such limit
+    ],
+)
+def test_thinking_turned_down_at_an_effort_the_model_takes_it_passes(llm: dict[str, Any]) -> None:
+    parse_spec(config(llm))
+
+
 def test_temperature_is_left_to_openai_compatible_servers(tmp_path: Path) -> None:
     text = config({"provider": "openai", "model": "llama3.2", "temperature": 0.3})
 
@@ -137,6 +172,10 @@ def test_every_shipped_config_uses_settings_the_models_take(path: Path) -> None:
 # The fake refuses what the API refuses
 
 
+HIGH, XHIGH, MAX = ({"effort": level} for level in ("high", "xhigh", "max"))
+BETWEEN_TOOLS = {"type": "between_tools"}
+
+
 def post(server: FakeLLMServer, **body: Any) -> tuple[int, dict[str, Any]]:
     """POST a Messages request as the API version stepline sends; (status, JSON body)."""
     request = {"max_tokens": 100, "messages": [{"role": "user", "content": "hi"}], **body}
@@ -160,6 +199,9 @@ def post(server: FakeLLMServer, **body: Any) -> tuple[int, dict[str, Any]]:
         {"model": "claude-haiku-4-5", "output_config": {"effort": "low"}},
         {"model": "claude-haiku-5-5", "max_tokens": 128_001},
         {"model": "claude-sonnet-5-5", "tool_choice": {"type": "any"}},
+        {"model": "claude-haiku-5-5", "thinking": DISABLED["thinking"], "output_config": XHIGH},
+        {"model": "claude-opus-5", "thinking": DISABLED["thinking"], "output_config": MAX},
+        {"model": "claude-sonnet-5-5", "thinking": BETWEEN_TOOLS, "output_config": XHIGH},
         {
             "model": "claude-haiku-5-5",
             "messages": [
@@ -178,14 +220,26 @@ def test_the_fake_answers_400_where_the_api_does(
     assert error["type"] == "error" and error["error"]["type"] == "invalid_request_error"
 
 
-def test_the_fake_answers_what_the_model_takes(fake_llm: FakeLLMServer) -> None:
-    status, reply = post(fake_llm, model="claude-haiku-5-5", output_config={"effort": "xhigh"})
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"model": "claude-haiku-5-5", "output_config": XHIGH},
+        {"model": "claude-haiku-5-5", "thinking": DISABLED["thinking"], "output_config": HIGH},
+        {"model": "claude-opus-5", "thinking": DISABLED["thinking"]},
+        {"model": "claude-sonnet-5-5", "thinking": BETWEEN_TOOLS, "output_config": HIGH},
+        {"model": "claude-sonnet-5", "thinking": DISABLED["thinking"], "output_config": MAX},
+    ],
+)
+def test_the_fake_answers_what_the_model_takes(
+    fake_llm: FakeLLMServer, body: dict[str, Any]
+) -> None:
+    status, reply = post(fake_llm, **body)
 
     assert status == 200, reply
 
 
 # --------------------------------------------------------------------------------------------
-# A reply that is only thinking
+# Thinking by default
 
 
 def test_a_reply_cut_off_while_thinking_fails_with_what_to_raise(
@@ -198,5 +252,41 @@ def test_a_reply_cut_off_while_thinking_fails_with_what_to_raise(
     result = cli("run", "notes.txt", "-c", str(path), "--run-id", "r")
 
     assert_clean_error(result, 1, "still thinking", "raise max_tokens")
+    state = json.loads((tmp_path / ".pipeline" / "r" / "state.json").read_text())
+    assert state["status"] == "failed"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["unstreamed", "streamed"])
+def test_a_5x_model_thinks_unasked_and_only_its_text_is_the_output(
+    cli, fake_llm: FakeLLMServer, tmp_path: Path, stream: bool
+) -> None:
+    write(tmp_path / "notes.txt", "notes")
+    llm = {"model": "claude-haiku-5-5", "max_tokens": 4096, "stream": stream}
+    path = write(tmp_path / "pipeline.yaml", config(llm))
+    fake_llm.script(Reply(text="The summary.", output_tokens=3))
+
+    result = cli("run", "notes.txt", "-c", str(path), "--run-id", "r")
+
+    assert result.exit_code == 0, result.output
+    assert "thinking" not in fake_llm.requests[0].body  # left to the model, which thinks
+    run = tmp_path / ".pipeline" / "r"
+    assert json.loads((run / "steps" / "01-ask.json").read_text()) == "The summary."
+    [call] = [json.loads(line) for line in (run / "llm-calls.jsonl").read_text().splitlines()]
+    assert call["output_tokens"] == fake_llm.default_thinking_tokens + 3  # thinking is billed
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["unstreamed", "streamed"])
+def test_a_max_tokens_the_default_thinking_fills_fails_with_what_to_raise(
+    cli, fake_llm: FakeLLMServer, tmp_path: Path, stream: bool
+) -> None:
+    write(tmp_path / "notes.txt", "notes")
+    llm = {"model": "claude-haiku-5-5", "max_tokens": 16, "stream": stream}
+    path = write(tmp_path / "pipeline.yaml", config(llm))
+    fake_llm.script(Reply(text="An answer that never comes."))
+
+    result = cli("run", "notes.txt", "-c", str(path), "--run-id", "r")
+
+    assert_clean_error(result, 1, "still thinking", "raise max_tokens")
+    assert fake_llm.count(ANTHROPIC_MESSAGES_PATH) == 1
     state = json.loads((tmp_path / ".pipeline" / "r" / "state.json").read_text())
     assert state["status"] == "failed"

@@ -40,6 +40,14 @@ tested against the real SDK:
   ``cache_creation_input_tokens`` the first time a prefix is seen and
   ``cache_read_input_tokens`` afterwards (see :attr:`FakeLLMServer.simulate_prompt_cache`).
 
+And one thing the models do unasked: a model that thinks by default (the Claude 5.x models, per
+:func:`tests.fakes.anthropic_models.default_thinking`) answers a request that leaves thinking to
+it with a thinking block before the text, as the real API does, even where the script says only
+``Reply(text=...)``. Its tokens (:attr:`FakeLLMServer.default_thinking_tokens`) are billed as
+output and count against ``max_tokens``: a ``max_tokens`` they fill gets a reply of thinking
+alone, cut off (``stop_reason: "max_tokens"``). ``Reply(thinking="")`` or
+:attr:`FakeLLMServer.think_by_default` ``= False`` opts out.
+
 The server uses only the standard library so that it cannot drift with, or depend on, the
 client stack under test.
 """
@@ -66,12 +74,14 @@ from types import TracebackType
 from typing import Any, Literal, TypeAlias
 from urllib.parse import urlsplit
 
+from tests.fakes.anthropic_models import default_thinking
 from tests.fakes.anthropic_models import refusal as model_refusal
 
 __all__ = [
     "ANTHROPIC_BATCHES_PATH",
     "ANTHROPIC_COUNT_TOKENS_PATH",
     "ANTHROPIC_MESSAGES_PATH",
+    "DEFAULT_THINKING",
     "OPENAI_CHAT_PATH",
     "BatchExpired",
     "Disconnect",
@@ -141,8 +151,15 @@ class Reply:
     output_tokens: int = 5
     #: ``None`` echoes the request's ``model``, as the real APIs do.
     model: str | None = None
-    #: Anthropic only: emitted as a ``thinking`` content block *before* the text block.
+    #: Anthropic only: emitted as a ``thinking`` content block *before* the text block (and
+    #: its tokens are taken to be in ``output_tokens``). ``None``: what the model does unasked
+    #: (see the module docstring: a default thinking block on the 5.x models, none before);
+    #: ``""``: no thinking block. A reply cut off at ``max_tokens`` with thinking and no text
+    #: has no text block.
     thinking: str | None = None
+    #: Anthropic only: ``"omitted"`` sends the thinking block with an empty ``thinking`` text
+    #: (and its signature), as with the request's ``thinking.display: "omitted"``.
+    thinking_display: Literal["summarized", "omitted"] = "summarized"
     cache_creation_input_tokens: int = 0
     #: The part of ``cache_creation_input_tokens`` written with the 1-hour lifetime
     #: (``cache_control: {"ttl": "1h"}``), reported under ``usage.cache_creation``.
@@ -391,6 +408,46 @@ def _chunks(text: str, parts: int = 3) -> list[str]:
 def _signature(thinking: str) -> str:
     """A stable, opaque-looking stand-in for a thinking block's signature."""
     return base64.b64encode(hashlib.sha256(thinking.encode()).digest()).decode()
+
+
+#: The thinking a model writes unasked (its tokens: :attr:`FakeLLMServer.default_thinking_tokens`).
+DEFAULT_THINKING = "The notes ask for an answer; weigh what they say, then answer briefly."
+
+
+def _thinks(reply: Reply) -> bool:
+    return bool(reply.thinking)
+
+
+def _has_text_block(reply: Reply) -> bool:
+    """False for a reply cut off while still thinking: the API sends no empty text block."""
+    return not (_thinks(reply) and not reply.text and reply.stop_reason == "max_tokens")
+
+
+def _shown_thinking(reply: Reply) -> str:
+    return "" if reply.thinking_display == "omitted" else reply.thinking or ""
+
+
+def _think_first(
+    reply: Reply, display: Literal["summarized", "omitted"], max_tokens: Any, tokens: int
+) -> Reply:
+    """``reply`` after ``tokens`` of thinking, thinking and text together within ``max_tokens``.
+
+    Thinking that fills ``max_tokens`` leaves no text; thinking that leaves less room than the
+    text needs cuts the text (a share of its characters) and the reply ends at ``max_tokens``.
+    """
+    thought = replace(
+        reply,
+        thinking=DEFAULT_THINKING,
+        thinking_display=display,
+        output_tokens=tokens + reply.output_tokens,
+    )
+    if not isinstance(max_tokens, int) or thought.output_tokens <= max_tokens:
+        return thought
+    room = max(0, max_tokens - tokens)
+    kept = len(reply.text) * room // reply.output_tokens if reply.output_tokens else 0
+    return replace(
+        thought, text=reply.text[:kept], stop_reason="max_tokens", output_tokens=max_tokens
+    )
 
 
 def _sse(event: str, data: dict[str, Any]) -> bytes:
@@ -786,6 +843,7 @@ class _Handler(BaseHTTPRequestHandler):
             response = response.as_error_reply()
         if isinstance(response, Reply):
             response = self.server.owner._apply_prompt_cache(request, response)
+            response = self.server.owner._apply_default_thinking(request, response)
 
         if isinstance(response, Disconnect):
             self._disconnect(request, response, self._anthropic_stream_prefix)
@@ -811,16 +869,30 @@ class _Handler(BaseHTTPRequestHandler):
         return {"type": "message_start", "message": message}
 
     def _anthropic_stream_prefix(self, request: RecordedRequest, partial_text: str) -> bytes:
-        """message_start, a text block start, a ping and ``partial_text`` as deltas."""
-        events = [
-            _sse("message_start", self._anthropic_message_start(request, Reply(text=""))),
+        """message_start, the model's default thinking if any, a text block start, a ping
+        (after the first block start) and ``partial_text`` as deltas."""
+        reply = self.server.owner._apply_default_thinking(request, Reply(text="", output_tokens=0))
+        events = [_sse("message_start", self._anthropic_message_start(request, reply))]
+        index = 0
+        if _thinks(reply):
+            events.append(_sse("content_block_start", _thinking_block_start(index)))
+            events.append(_sse("ping", {"type": "ping"}))
+            events += [
+                _sse("content_block_delta", delta) for delta in _thinking_deltas(index, reply)
+            ]
+            events.append(_sse("content_block_stop", _block_stop(index)))
+            index += 1
+        events.append(
             _sse(
                 "content_block_start",
-                {"type": "content_block_start", "index": 0, "content_block": _text_block()},
-            ),
-            _sse("ping", {"type": "ping"}),
+                {"type": "content_block_start", "index": index, "content_block": _text_block()},
+            )
+        )
+        if index == 0:
+            events.append(_sse("ping", {"type": "ping"}))
+        events += [
+            _sse("content_block_delta", _text_delta(index, c)) for c in _chunks(partial_text)
         ]
-        events += [_sse("content_block_delta", _text_delta(0, c)) for c in _chunks(partial_text)]
         return b"".join(events)
 
     def _anthropic_stream(self, request: RecordedRequest, reply: Reply) -> None:
@@ -835,35 +907,28 @@ class _Handler(BaseHTTPRequestHandler):
                 pinged = True
                 self._write_chunk(_sse("ping", {"type": "ping"}))
 
-        if reply.thinking is not None:
-            block = {"type": "thinking", "thinking": "", "signature": ""}
-            self._write_chunk(
-                _sse(
-                    "content_block_start",
-                    {"type": "content_block_start", "index": index, "content_block": block},
-                )
-            )
+        if _thinks(reply):
+            self._write_chunk(_sse("content_block_start", _thinking_block_start(index)))
             ping_once()
-            for piece in _chunks(reply.thinking):
-                self._wait(reply.chunk_delay)
-                delta = {"type": "thinking_delta", "thinking": piece}
-                self._write_chunk(_sse("content_block_delta", _delta(index, delta)))
-            signature = {"type": "signature_delta", "signature": _signature(reply.thinking)}
-            self._write_chunk(_sse("content_block_delta", _delta(index, signature)))
+            for delta in _thinking_deltas(index, reply):
+                if delta["delta"]["type"] == "thinking_delta":
+                    self._wait(reply.chunk_delay)
+                self._write_chunk(_sse("content_block_delta", delta))
             self._write_chunk(_sse("content_block_stop", _block_stop(index)))
             index += 1
 
-        self._write_chunk(
-            _sse(
-                "content_block_start",
-                {"type": "content_block_start", "index": index, "content_block": _text_block()},
+        if _has_text_block(reply):
+            self._write_chunk(
+                _sse(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": index, "content_block": _text_block()},
+                )
             )
-        )
-        ping_once()
-        for piece in _chunks(reply.text, reply.chunks):
-            self._wait(reply.chunk_delay)
-            self._write_chunk(_sse("content_block_delta", _text_delta(index, piece)))
-        self._write_chunk(_sse("content_block_stop", _block_stop(index)))
+            ping_once()
+            for piece in _chunks(reply.text, reply.chunks):
+                self._wait(reply.chunk_delay)
+                self._write_chunk(_sse("content_block_delta", _text_delta(index, piece)))
+            self._write_chunk(_sse("content_block_stop", _block_stop(index)))
         self._write_chunk(
             _sse(
                 "message_delta",
@@ -1153,15 +1218,16 @@ class _Handler(BaseHTTPRequestHandler):
 def _anthropic_message(request: RecordedRequest, reply: Reply) -> dict[str, Any]:
     """The ``Message`` object a non-streaming reply (or a succeeded batch request) carries."""
     content: list[dict[str, Any]] = []
-    if reply.thinking is not None:
+    if _thinks(reply):
         content.append(
             {
                 "type": "thinking",
-                "thinking": reply.thinking,
-                "signature": _signature(reply.thinking),
+                "thinking": _shown_thinking(reply),
+                "signature": _signature(reply.thinking or ""),
             }
         )
-    content.append({"type": "text", "text": reply.text})
+    if _has_text_block(reply):
+        content.append({"type": "text", "text": reply.text})
     return {
         "id": _new_id("msg_"),
         "type": "message",
@@ -1190,6 +1256,21 @@ def _anthropic_usage(reply: Reply) -> dict[str, Any]:
 
 def _text_block() -> dict[str, Any]:
     return {"type": "text", "text": ""}
+
+
+def _thinking_block_start(index: int) -> dict[str, Any]:
+    block = {"type": "thinking", "thinking": "", "signature": ""}
+    return {"type": "content_block_start", "index": index, "content_block": block}
+
+
+def _thinking_deltas(index: int, reply: Reply) -> list[dict[str, Any]]:
+    """The thinking as the API streams it: its text (none when omitted), then the signature."""
+    deltas = [
+        _delta(index, {"type": "thinking_delta", "thinking": piece})
+        for piece in _chunks(_shown_thinking(reply))
+    ]
+    signature = {"type": "signature_delta", "signature": _signature(reply.thinking or "")}
+    return [*deltas, _delta(index, signature)]
 
 
 def _delta(index: int, delta: dict[str, Any]) -> dict[str, Any]:
@@ -1276,6 +1357,11 @@ class FakeLLMServer:
         self.cache_min_tokens: int = 1024
         #: Seconds a cached prefix lives after it was last written or read.
         self.prompt_cache_ttl: float = 300.0
+        #: Whether a model that thinks by default does so (see the module docstring); False
+        #: gives every reply only what its script says.
+        self.think_by_default: bool = True
+        #: Output tokens of that default thinking: few, so a small ``max_tokens`` is cut off.
+        self.default_thinking_tokens: int = 40
         #: How many prefixes were written to, and read from, the simulated prompt cache.
         self.prompt_cache_writes: int = 0
         self.prompt_cache_reads: int = 0
@@ -1529,6 +1615,17 @@ class FakeLLMServer:
             cache_creation_1h_input_tokens=tokens if long_lived else 0,
         )
 
+    def _apply_default_thinking(self, request: RecordedRequest, reply: Reply) -> Reply:
+        """``reply`` as a model that thinks unasked writes it (a copy); else ``reply`` itself.
+
+        Only a reply whose script leaves thinking to the model (``thinking=None``) gets it.
+        """
+        display = default_thinking(request.body) if self.think_by_default else None
+        if display is None or reply.thinking is not None:
+            return reply
+        max_tokens = request.body.get("max_tokens")
+        return _think_first(reply, display, max_tokens, self.default_thinking_tokens)
+
     def _next_batch_api_failure(self) -> ErrorReply | Disconnect | None:
         with self._lock:
             return self._batch_api_script.popleft() if self._batch_api_script else None
@@ -1559,6 +1656,7 @@ class FakeLLMServer:
             response = self._next_batch_response(item)
             if isinstance(response, Reply):
                 response = self._apply_prompt_cache(item, response)
+                response = self._apply_default_thinking(item, response)
             results[str(item.custom_id)] = _batch_result(response, item)
         batch = FakeBatch(
             id=_new_id("msgbatch_"),

@@ -28,8 +28,10 @@ from tests.fakes import (
     StreamError,
     iter_sse_events,
 )
+from tests.fakes.llm_server import ANTHROPIC_BATCHES_PATH, DEFAULT_THINKING
 
 MODEL = "claude-test-model"
+THINKER = "claude-haiku-5-5"  # thinks unasked, and shows its thinking
 USER: list[anthropic.types.MessageParam] = [{"role": "user", "content": "hello there"}]
 
 
@@ -307,6 +309,214 @@ def test_stop_is_not_blocked_by_a_slow_stream() -> None:
         server.stop()
     assert received == []  # the read timed out while the server waited before a delta
     assert time.monotonic() - started < 1.0
+
+
+# --------------------------------------------------------------------------------------------
+# Anthropic, thinking the 5.x models do unasked
+# --------------------------------------------------------------------------------------------
+
+
+def ask(
+    client: anthropic.Anthropic, model: str = THINKER, max_tokens: int = 4096, **extra: Any
+) -> anthropic.types.Message:
+    """A Messages call with ``extra`` in the body (``thinking``, ``output_config``)."""
+    return client.messages.create(
+        model=model, max_tokens=max_tokens, messages=USER, extra_body=extra or None
+    )
+
+
+def block_types(message: anthropic.types.Message) -> list[str]:
+    return [block.type for block in message.content]
+
+
+@pytest.mark.parametrize(
+    ("model", "extra", "shown"),
+    [
+        (THINKER, {}, DEFAULT_THINKING),
+        ("claude-opus-5", {"thinking": {"type": "adaptive"}}, DEFAULT_THINKING),
+        ("claude-sonnet-5-5", {}, ""),  # display "omitted" by default
+        ("claude-opus-5-5", {}, ""),
+        ("claude-sonnet-5-5", {"thinking": {"type": "adaptive", "display": "summarized"}}, None),
+        (THINKER, {"thinking": {"type": "adaptive", "display": "omitted"}}, ""),
+        ("claude-opus-4-6", {"thinking": {"type": "adaptive"}}, DEFAULT_THINKING),  # asked
+    ],
+)
+def test_a_model_that_thinks_sends_a_billed_thinking_block_before_the_text(
+    server: FakeLLMServer,
+    client: anthropic.Anthropic,
+    model: str,
+    extra: dict[str, Any],
+    shown: str | None,
+) -> None:
+    server.script(Reply(text="answer", output_tokens=5))
+
+    message = ask(client, model, **extra)
+
+    assert block_types(message) == ["thinking", "text"]
+    thinking = message.content[0]
+    assert thinking.type == "thinking" and thinking.signature
+    assert thinking.thinking == (DEFAULT_THINKING if shown is None else shown)
+    assert message.content[1].text == "answer"  # type: ignore[union-attr]
+    assert message.stop_reason == "end_turn"
+    assert message.usage.output_tokens == server.default_thinking_tokens + 5
+
+
+@pytest.mark.parametrize(
+    ("model", "extra"),
+    [
+        (THINKER, {"thinking": {"type": "disabled"}}),
+        ("claude-opus-5", {"thinking": {"type": "disabled"}, "output_config": {"effort": "high"}}),
+        ("claude-sonnet-5-5", {"thinking": {"type": "between_tools"}}),
+        ("claude-haiku-4-5", {}),  # thinks only when asked (extended thinking)
+        ("claude-opus-4-8", {}),
+        (MODEL, {}),
+    ],
+)
+def test_no_thinking_block_where_the_model_does_not_think(
+    server: FakeLLMServer, client: anthropic.Anthropic, model: str, extra: dict[str, Any]
+) -> None:
+    message = ask(client, model, **extra)
+
+    assert block_types(message) == ["text"]
+    assert message.usage.output_tokens == 5
+
+
+def test_a_test_can_opt_out_of_the_default_thinking(
+    server: FakeLLMServer, client: anthropic.Anthropic
+) -> None:
+    server.script(Reply(text="plain", thinking=""))
+
+    assert block_types(ask(client)) == ["text"]
+
+    server.think_by_default = False
+    message = ask(client)
+
+    assert block_types(message) == ["text"]
+    assert message.usage.output_tokens == 5
+
+
+def test_thinking_that_fills_max_tokens_leaves_only_thinking(
+    server: FakeLLMServer, client: anthropic.Anthropic
+) -> None:
+    server.script(Reply(text="the answer"))
+
+    message = ask(client, max_tokens=server.default_thinking_tokens)
+
+    assert block_types(message) == ["thinking"]
+    assert message.stop_reason == "max_tokens"
+    assert message.usage.output_tokens == server.default_thinking_tokens
+
+
+def test_thinking_and_text_share_max_tokens(
+    server: FakeLLMServer, client: anthropic.Anthropic
+) -> None:
+    server.script(Reply(text="abcdefghij", output_tokens=10))
+
+    message = ask(client, max_tokens=server.default_thinking_tokens + 5)
+
+    assert block_types(message) == ["thinking", "text"]
+    assert message.content[1].text == "abcde"  # type: ignore[union-attr]
+    assert message.stop_reason == "max_tokens"
+    assert message.usage.output_tokens == server.default_thinking_tokens + 5
+
+
+def stream_shape(raw: bytes) -> list[tuple[str | None, str | None]]:
+    """(event, block or delta type) per SSE event, runs of the same pair kept once."""
+    shape: list[tuple[str | None, str | None]] = []
+    for name, data in iter_sse_events(raw):
+        payload = json.loads(data)
+        kind = (payload.get("content_block") or payload.get("delta") or {}).get("type")
+        if not shape or shape[-1] != (name, kind):
+            shape.append((name, kind))
+    return shape
+
+
+def stream_raw(server: FakeLLMServer, model: str, max_tokens: int = 4096) -> bytes:
+    body = {"model": model, "max_tokens": max_tokens, "messages": USER, "stream": True}
+    status, _, raw = http(server.base_url + ANTHROPIC_MESSAGES_PATH, body, {"x-api-key": "k"})
+    assert status == 200, raw
+    return raw
+
+
+def test_streamed_thinking_comes_first_in_the_order_the_api_sends_it(
+    server: FakeLLMServer,
+) -> None:
+    server.script(Reply(text="abcdef", output_tokens=3))
+
+    raw = stream_raw(server, THINKER)
+
+    assert stream_shape(raw) == [
+        ("message_start", None),
+        ("content_block_start", "thinking"),
+        ("ping", None),
+        ("content_block_delta", "thinking_delta"),
+        ("content_block_delta", "signature_delta"),
+        ("content_block_stop", None),
+        ("content_block_start", "text"),
+        ("content_block_delta", "text_delta"),
+        ("content_block_stop", None),
+        ("message_delta", None),
+        ("message_stop", None),
+    ]
+    final = [json.loads(data) for name, data in iter_sse_events(raw) if name == "message_delta"]
+    assert final[0]["usage"]["output_tokens"] == server.default_thinking_tokens + 3
+
+
+def test_an_error_mid_stream_comes_after_the_default_thinking(server: FakeLLMServer) -> None:
+    server.script(StreamError(partial_text="par"))
+
+    shape = stream_shape(stream_raw(server, THINKER))
+
+    assert shape[1:] == [
+        ("content_block_start", "thinking"),
+        ("ping", None),
+        ("content_block_delta", "thinking_delta"),
+        ("content_block_delta", "signature_delta"),
+        ("content_block_stop", None),
+        ("content_block_start", "text"),
+        ("content_block_delta", "text_delta"),
+        ("error", None),
+    ]
+
+
+def test_streamed_omitted_thinking_sends_only_its_signature(server: FakeLLMServer) -> None:
+    shape = stream_shape(stream_raw(server, "claude-sonnet-5-5"))
+
+    assert shape[1:5] == [
+        ("content_block_start", "thinking"),
+        ("ping", None),
+        ("content_block_delta", "signature_delta"),
+        ("content_block_stop", None),
+    ]
+
+
+def test_a_stream_cut_off_while_thinking_has_no_text_block(
+    server: FakeLLMServer, client: anthropic.Anthropic
+) -> None:
+    with client.messages.stream(model=THINKER, max_tokens=10, messages=USER) as stream:
+        pieces = list(stream.text_stream)
+        final = stream.get_final_message()
+
+    assert pieces == []
+    assert block_types(final) == ["thinking"]
+    assert final.content[0].thinking == DEFAULT_THINKING  # type: ignore[union-attr]
+    assert final.stop_reason == "max_tokens"
+    assert final.usage.output_tokens == 10
+
+
+def test_a_batch_request_thinks_like_a_live_one(server: FakeLLMServer) -> None:
+    params = {"model": THINKER, "max_tokens": 4096, "messages": USER}
+    url = server.base_url + ANTHROPIC_BATCHES_PATH
+    headers = {"x-api-key": "k"}
+    status, _, raw = http(url, {"requests": [{"custom_id": "a", "params": params}]}, headers)
+    assert status == 200, raw
+
+    status, _, lines = http(f"{url}/{json.loads(raw)['id']}/results", None, headers, "GET")
+
+    assert status == 200, lines
+    message = json.loads(lines)["result"]["message"]
+    assert [block["type"] for block in message["content"]] == ["thinking", "text"]
+    assert message["usage"]["output_tokens"] == server.default_thinking_tokens + 5
 
 
 # --------------------------------------------------------------------------------------------

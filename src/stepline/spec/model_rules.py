@@ -36,6 +36,8 @@ class ModelRules:
     effort_default: str | None
     thinking_default: str
     thinking_accepted: tuple[str, ...]
+    # thinking type -> the highest effort it is taken at (disabled on Haiku 5.5: high)
+    thinking_max_effort: Mapping[str, str]
     prefill: bool
     forced_tool_choice: bool
     chars_per_token: float
@@ -83,6 +85,7 @@ def _rules(family: str, entry: dict[str, Any]) -> ModelRules:
         effort_default=entry.get("effort_default"),
         thinking_default=entry["thinking"]["default"],
         thinking_accepted=tuple(entry["thinking"]["accepted"]),
+        thinking_max_effort=dict(entry["thinking"].get("max_effort", {})),
         prefill=bool(entry["prefill"]),
         forced_tool_choice=bool(entry["forced_tool_choice"]),
         chars_per_token=float(entry.get("chars_per_token", DEFAULT_CHARS_PER_TOKEN)),
@@ -130,6 +133,7 @@ def anthropic_refusals(
             f"set max_tokens to at most {rules.max_output}",
         )
     yield from _thinking_refusals(model, rules, extra.get("thinking"))
+    yield from _thinking_effort_refusals(model, rules, extra.get("thinking"), effort)
 
 
 def _sampling_refusal(key: str, model: str, table: RuleTable, name: str = "") -> Refusal:
@@ -170,6 +174,35 @@ def _thinking_refusals(model: str, rules: ModelRules, thinking: Any) -> Iterator
         else "use extra.thinking.type " + " or ".join(rules.thinking_accepted)
     )
     yield Refusal("extra", f'{model} refuses thinking type "{kind}"', hint)
+
+
+def _thinking_effort_refusals(
+    model: str, rules: ModelRules, thinking: Any, effort: str | None
+) -> Iterator[Refusal]:
+    """A thinking type the model takes only up to an effort, asked for above it.
+
+    Turning thinking (mostly) off is taken only at moderate effort: Haiku 5.5 and Opus 5 answer
+    400 to ``disabled``, Sonnet 5.5 to ``between_tools``, at xhigh or max. With no ``effort:``
+    the model's default applies, so that is what is compared.
+    """
+    kind = thinking.get("type") if isinstance(thinking, Mapping) else None
+    limit = rules.thinking_max_effort.get(kind) if isinstance(kind, str) else None
+    level = effort or rules.effort_default
+    if limit is None or level is None or _rank(level) <= _rank(limit):
+        return
+    allowed = ", ".join(EFFORT_LEVELS[: _rank(limit) + 1])
+    shown = f'effort "{level}"' if effort else f'its default effort "{level}"'
+    yield Refusal(
+        "effort" if effort else "extra",
+        f'{model} refuses thinking type "{kind}" at {shown} (only at {allowed})',
+        f"lower effort: to {limit} (or below), or remove extra.thinking to let the model "
+        "think adaptively at this effort",
+    )
+
+
+def _rank(level: str) -> int:
+    """Where an effort level stands, lowest first; an unknown one (refused above) as highest."""
+    return EFFORT_LEVELS.index(level) if level in EFFORT_LEVELS else len(EFFORT_LEVELS)
 
 
 def check_spec_models(spec: PipelineSpec, lines: Mapping[tuple[Any, ...], int], label: str) -> None:

@@ -4,7 +4,8 @@ Use it from Python the way the CLI does::
 
     import stepline
 
-    result = stepline.run("pipeline-config.yaml", "notes.txt")
+    preview = stepline.plan("pipeline-config.yaml", "notes.txt", replay="demo-cassette.jsonl")
+    result = stepline.run("pipeline-config.yaml", "notes.txt", replay="demo-cassette.jsonl")
     print(result.status, result.outputs["extract"])
     result = stepline.resume(result.run_id, from_step="count")
 
@@ -13,13 +14,13 @@ The engine is imported on first use, so ``import stepline`` stays cheap.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from os import PathLike
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from stepline.engine.contract import Hooks, RunResult
+    from stepline.engine.prepare import Preview
     from stepline.settings import Settings
 
 __version__ = "0.1.0"
@@ -31,46 +32,27 @@ def run(
     config: StrPath,
     input: StrPath,
     *,
-    run_id: str | None = None,
-    variables: Mapping[str, str] | None = None,
-    from_step: str | None = None,
-    to_step: str | None = None,
     workdir: StrPath | None = None,
-    model: str | None = None,
-    provider: str | None = None,
-    concurrency: int | None = None,
-    max_cost: float | None = None,
-    batch: bool = False,
     hooks: Hooks | None = None,
+    **options: Any,
 ) -> RunResult:
     """Start a run of the pipeline at ``config`` on ``input``; return how it ended.
 
-    ``model`` / ``provider`` force a model or provider on every LLM step, like ``--model`` and
-    ``--provider``; ``concurrency`` is ``--concurrency``, ``max_cost`` is ``--max-cost``,
-    ``batch`` is ``--batch``. Pause
-    points are passed unless ``hooks`` says otherwise. Errors in the config or the input raise
-    ``stepline.errors.StepLineError`` subclasses before anything is written.
+    ``options`` are ``pipeline run``'s options by their long names (``RunOptions`` in
+    ``stepline.engine.prepare``): ``run_id``, ``variables`` (``--set``, a mapping),
+    ``from_step``, ``to_step``, ``model``, ``provider``, ``concurrency``, ``max_cost``,
+    ``batch``, ``no_cache``, ``replay``, ``record``. An unknown name is a ``TypeError``.
+    Pause points are passed unless ``hooks`` says otherwise. Errors in the config or the
+    input raise ``stepline.errors.StepLineError`` subclasses before anything is written.
     """
     from stepline.engine import api
     from stepline.engine.prepare import RunOptions
 
-    settings = _settings(workdir)
-    options = RunOptions(
-        from_step=from_step,
-        to_step=to_step,
-        variables=dict(variables or {}),
-        model=model,
-        provider=provider,
-        concurrency=concurrency,
-        max_cost=max_cost,
-        batch=batch,
-        run_id=run_id,
-    )
     return api.run(
         Path(config),
         Path(input),
-        settings=settings,
-        options=options,
+        settings=_settings(workdir),
+        options=RunOptions.of(**options),
         hooks=hooks or _default_hooks(),
     )
 
@@ -79,42 +61,50 @@ def resume(
     run_id: str,
     *,
     config: StrPath | None = None,
-    variables: Mapping[str, str] | None = None,
-    from_step: str | None = None,
-    to_step: str | None = None,
     workdir: StrPath | None = None,
-    model: str | None = None,
-    provider: str | None = None,
-    concurrency: int | None = None,
-    max_cost: float | None = None,
-    batch: bool = False,
-    skip_failed: bool = False,
-    fresh_items: bool = False,
     hooks: Hooks | None = None,
+    **options: Any,
 ) -> RunResult:
-    """Continue a run: completed, unchanged steps are reused and the rest run (the keyword
-    arguments are the options of ``pipeline resume``)."""
+    """Continue a run: completed, unchanged steps are reused and the rest run. ``options``
+    are ``pipeline resume``'s (those of ``run`` but ``run_id``, and ``no_replay``,
+    ``skip_failed``, ``fresh_items``)."""
     from stepline.engine import api
     from stepline.engine.prepare import RunOptions
 
-    settings = _settings(workdir)
-    options = RunOptions(
-        from_step=from_step,
-        to_step=to_step,
-        variables=dict(variables or {}),
-        model=model,
-        provider=provider,
-        concurrency=concurrency,
-        max_cost=max_cost,
-        batch=batch,
-        skip_failed=skip_failed,
-        fresh_items=fresh_items,
-    )
     return api.resume(
         run_id,
-        settings=settings,
-        options=options,
+        settings=_settings(workdir),
+        options=RunOptions.of(**options),
         hooks=hooks or _default_hooks(),
+        config_path=Path(config) if config is not None else None,
+    )
+
+
+def plan(
+    config: StrPath, input: StrPath, *, workdir: StrPath | None = None, **options: Any
+) -> Preview:
+    """What ``run`` would do, as ``--dry-run`` shows it, as data: each step's decision and
+    why, the LLM steps' token and cost estimates, the budget; nothing is written.
+    ``Preview.to_json()`` is what ``--dry-run --json`` prints."""
+    from stepline.engine import api
+    from stepline.engine.prepare import RunOptions
+
+    return api.preview_new_run(
+        Path(config), Path(input), settings=_settings(workdir), options=RunOptions.of(**options)
+    )
+
+
+def plan_resume(
+    run_id: str, *, config: StrPath | None = None, workdir: StrPath | None = None, **options: Any
+) -> Preview:
+    """What ``resume`` would do (``pipeline resume RUN_ID --dry-run``), as data."""
+    from stepline.engine import api
+    from stepline.engine.prepare import RunOptions
+
+    return api.preview_resume(
+        run_id,
+        settings=_settings(workdir),
+        options=RunOptions.of(**options),
         config_path=Path(config) if config is not None else None,
     )
 
@@ -134,4 +124,4 @@ def _default_hooks() -> Hooks:
     return Hooks(pause_mode=PauseMode.NEVER)
 
 
-__all__ = ["__version__", "resume", "run"]
+__all__ = ["__version__", "plan", "plan_resume", "resume", "run"]

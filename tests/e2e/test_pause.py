@@ -17,7 +17,7 @@ from stepline.engine.contract import Hooks
 from stepline.engine.pauses import PauseMode, PausePoint
 from tests.e2e.pipelines import REPLY, calls, clear_calls, write_backlog_pipeline
 from tests.fakes import FakeLLMServer, Reply
-from tests.helpers import eventually
+from tests.helpers import eventually, write
 
 EDITED = [{"title": "Only this one", "detail": "edited by a person"}]
 
@@ -151,3 +151,65 @@ def _read_until(fd: int, marker: bytes) -> bytes:
         return bytes(seen)
 
     return eventually(shown, what=f"{marker!r} on the terminal", ignoring=(AssertionError,))
+
+
+SCHEMA_CONFIG = """
+name: reviewed
+llm: {model: claude-test-model, max_tokens: 512}
+steps:
+  - id: extract
+    kind: llm
+    prompt: "Items in {{ input.text }}"
+    schema:
+      type: array
+      items: {type: object, required: [title], properties: {title: {type: string}}}
+    pause: true
+  - id: titles
+    kind: shell
+    command: ["echo", "{{ steps.extract | map(attribute='title') | join(', ') }}"]
+"""
+
+
+def test_an_edit_that_breaks_the_schema_is_refused_and_asked_again(
+    fake_llm: FakeLLMServer, tmp_path: Path
+):
+    config = write(tmp_path / "pipeline-config.yaml", SCHEMA_CONFIG)
+    write(tmp_path / "notes.txt", "notes")
+    fake_llm.script(Reply(text='[{"title": "Fix login"}]'))
+    problems: list[str | None] = []
+
+    def edit(point: PausePoint) -> bool:
+        problems.append(point.problem)
+        fixed = [{"title": "Fixed by hand"}]
+        broken = [{"name": "no title"}]
+        point.output_path.write_text(json.dumps(broken if len(problems) == 1 else fixed))
+        return True
+
+    result = stepline.run(config, tmp_path / "notes.txt", hooks=Hooks(pauser=edit))
+
+    assert result.exit_code == 0, result.message
+    assert problems[0] is None
+    assert problems[1] is not None
+    assert "does not match the schema at /0: 'title' is a required property" in problems[1]
+    assert result.outputs["titles"].strip() == "Fixed by hand"
+
+
+def test_a_pause_in_a_replayed_run_says_an_edit_will_miss_the_cassette(
+    fake_llm: FakeLLMServer, tmp_path: Path
+):
+    config = write_backlog_pipeline(tmp_path)
+    fake_llm.script(Reply(text=REPLY))
+    recorded = stepline.run(config, tmp_path / "notes.txt", record=tmp_path / "cassette.jsonl")
+    assert recorded.exit_code == 0
+    notes: list[str | None] = []
+
+    def look(point: PausePoint) -> bool:
+        notes.append(point.note)
+        return True
+
+    replayed = stepline.run(
+        config, tmp_path / "notes.txt", replay="cassette.jsonl", hooks=Hooks(pauser=look)
+    )
+
+    assert replayed.exit_code == 0, replayed.message
+    assert notes[0] is not None and "cassette.jsonl" in notes[0] and "--no-replay" in notes[0]

@@ -58,3 +58,45 @@ def test_missing_or_malformed_cassette(cli, fake_llm: FakeLLMServer, tmp_path: P
     assert_clean_error(cli("run", "notes.txt", "--replay", "nope.jsonl"), 2, "cassette not found")
     (tmp_path / "bad.jsonl").write_text('{"request_hash": "x"}\n')
     assert_clean_error(cli("run", "notes.txt", "--replay", "bad.jsonl"), 1, "bad.jsonl:1")
+
+
+def record_a_cassette(cli, fake_llm: FakeLLMServer, tmp_path: Path, monkeypatch) -> None:
+    """A cassette of the backlog pipeline's one LLM reply; afterwards there is no key."""
+    write_backlog_pipeline(tmp_path)
+    fake_llm.script(Reply(text=REPLY))
+    assert cli("run", "notes.txt", "--run-id", "live", "--record", "cassette.jsonl").exit_code == 0
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")  # nothing listens here
+
+
+def test_replay_and_concurrency_stick_to_the_run_so_the_printed_resume_works(
+    cli, fake_llm: FakeLLMServer, tmp_path: Path, monkeypatch
+):
+    record_a_cassette(cli, fake_llm, tmp_path, monkeypatch)
+    paused = cli(
+        "run", "notes.txt", "--run-id", "demo", "--replay", "cassette.jsonl", "--pause",
+        "--concurrency", "3",
+    )  # fmt: skip
+    assert paused.exit_code == 3, paused.output
+    assert "pipeline resume demo" in paused.stdout
+
+    resumed = cli("resume", "demo")  # no key, no --replay: the run's cassette answers
+
+    assert resumed.exit_code == 0, resumed.output
+    state = json.loads((tmp_path / ".pipeline/demo/state.json").read_text())
+    assert state["replay"] == str((tmp_path / "cassette.jsonl").resolve())
+    assert state["concurrency"] == 3
+    assert fake_llm.count() == 1  # only the recording went to the server
+
+
+def test_no_replay_resumes_against_the_providers(
+    cli, fake_llm: FakeLLMServer, tmp_path: Path, monkeypatch
+):
+    record_a_cassette(cli, fake_llm, tmp_path, monkeypatch)
+    assert cli("run", "notes.txt", "--run-id", "demo", "--replay", "cassette.jsonl").exit_code == 0
+
+    live = cli("resume", "demo", "--from-step", "extract", "--no-replay")
+
+    assert_clean_error(live, 2, "ANTHROPIC_API_KEY")  # it would call Anthropic: a key is needed
+    both = cli("resume", "demo", "--replay", "cassette.jsonl", "--no-replay")
+    assert_clean_error(both, 2, "--replay and --no-replay")

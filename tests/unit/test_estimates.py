@@ -183,7 +183,7 @@ def test_no_cache_estimates_the_full_cost_even_with_a_cached_reply(tmp_path: Pat
     run = pipeline(tmp_path, CONFIG.replace("MODEL", HAIKU_5_5), "x" * 400)
     assert run.run(run_id="first").exit_code == 0
 
-    estimate = estimate_of(run, refresh_cache=True)
+    estimate = estimate_of(run, no_cache=True)
 
     assert estimate.cache == "skipped (--no-cache)"
     assert estimate.cost_usd == pytest.approx(bound(137, 0.1, 0.5), rel=1e-9)
@@ -310,7 +310,7 @@ def test_a_resumed_run_sets_what_is_left_against_the_estimate(tmp_path: Path) ->
     outlook = preview_resume(
         "first",
         settings=run.settings,
-        options=RunOptions(check_credentials=False, from_step="ask", refresh_cache=True),
+        options=RunOptions(check_credentials=False, from_step="ask", no_cache=True),
     ).budget
 
     assert outlook is not None

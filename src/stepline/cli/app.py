@@ -58,11 +58,19 @@ from stepline.errors import InputError, StepLineError
 if TYPE_CHECKING:
     from stepline.cli import render
     from stepline.engine.contract import Hooks, RunResult
-    from stepline.engine.prepare import Preview
+    from stepline.engine.prepare import Preview, RunOptions
     from stepline.settings import Settings
     from stepline.store.runs import RunSummary
 else:  # rich tables and the run store load only for commands that use them
     render = lazy_module("stepline.cli.render")
+
+NoReplayOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-replay",
+        help="Call the providers, not the cassette the run was started with --replay.",
+    ),
+]
 
 app = typer.Typer(
     name="pipeline",
@@ -147,26 +155,12 @@ def run_command(
 ) -> None:
     """Start a new run of the pipeline on INPUT."""
     from stepline.engine import api
-    from stepline.engine.prepare import RunOptions
 
     settings = settings_for(workdir, debug=debug)
     if detach:
         start_in_background(ctx, settings, run_id)
     config_path = settings.config_path(config)
-    options = RunOptions(
-        from_step=from_step,
-        to_step=to_step,
-        variables=_parse_sets(set_),
-        model=model,
-        provider=provider,
-        concurrency=concurrency,
-        max_cost=max_cost,
-        batch=batch,
-        run_id=run_id,
-        refresh_cache=no_cache,
-        replay=replay,
-        record=record,
-    )
+    options = _run_options(ctx)
     if dry_run:
         _show_preview(
             api.preview_new_run(config_path, input, settings=settings, options=options), as_json
@@ -202,6 +196,7 @@ def resume_command(
     fresh_items: FreshItemsOption = False,
     no_cache: NoCacheOption = False,
     replay: ReplayOption = None,
+    no_replay: NoReplayOption = False,
     record: RecordOption = None,
     workdir: WorkdirOption = None,
     detach: DetachOption = False,
@@ -210,26 +205,11 @@ def resume_command(
 ) -> None:
     """Continue RUN_ID: reuse completed, unchanged steps; run the rest."""
     from stepline.engine import api
-    from stepline.engine.prepare import RunOptions
 
     settings = settings_for(workdir, debug=debug)
     if detach:
         start_in_background(ctx, settings, run_id)
-    options = RunOptions(
-        from_step=from_step,
-        to_step=to_step,
-        variables=_parse_sets(set_),
-        model=model,
-        provider=provider,
-        concurrency=concurrency,
-        max_cost=max_cost,
-        batch=batch,
-        skip_failed=skip_failed,
-        fresh_items=fresh_items,
-        refresh_cache=no_cache,
-        replay=replay,
-        record=record,
-    )
+    options = _run_options(ctx, resuming=True)
     config_path = config  # else the path recorded in the run, else its snapshot
     if dry_run:
         _show_preview(
@@ -372,6 +352,18 @@ app.command("report")(report_command)
 app.command("diff")(diff_command)
 
 
+def _run_options(ctx: typer.Context, *, resuming: bool = False) -> RunOptions:
+    """The command's options as ``RunOptions``, whose fields its parameters are named after
+    (so an option is added in one place and reaches the runner under its own name)."""
+    from stepline.engine.prepare import RunOptions
+
+    names = {field.name for field in dataclasses.fields(RunOptions)} - {"variables"}
+    if resuming:
+        names.discard("run_id")  # the run to resume, not a new run's name
+    given = {name: value for name, value in ctx.params.items() if name in names}
+    return RunOptions(**given, variables=_parse_sets(ctx.params.get("set_")))
+
+
 def _parse_sets(values: list[str] | None) -> dict[str, str]:
     variables: dict[str, str] = {}
     for value in values or []:
@@ -402,26 +394,8 @@ def _hooks(settings: Settings, pause: bool | None, as_json: bool) -> Hooks:
 
 
 def _show_preview(preview: Preview, as_json: bool) -> NoReturn:
-    prepared = preview.prepared
     if as_json:
-        print_json(
-            {
-                "run_id": prepared.state.run_id,
-                "plan": [
-                    {"number": d.number, "step": d.id, "action": d.action.value, "reason": d.reason}
-                    for d in prepared.decisions
-                ],
-                "warnings": preview.warnings,
-                "llm": [dataclasses.asdict(estimate) for estimate in preview.estimates],
-                "budget": None
-                if preview.budget is None
-                else {
-                    **dataclasses.asdict(preview.budget),
-                    "left_usd": preview.budget.left_usd,
-                    "fits": preview.budget.fits,
-                },
-            }
-        )
+        print_json(preview.to_json())
     else:
         render.print_plan(render.make_consoles()[0], preview)
     raise typer.Exit(0)
@@ -429,16 +403,7 @@ def _show_preview(preview: Preview, as_json: bool) -> NoReturn:
 
 def _finish(result: RunResult, settings: Settings, as_json: bool) -> NoReturn:
     if as_json:
-        print_json(
-            {
-                "run_id": result.run_id,
-                "status": result.status.value,
-                "run_dir": str(result.run_dir),
-                "exit_code": result.exit_code,
-                "message": result.message,
-                "steps": [step.model_dump(mode="json") for step in result.state.steps],
-            }
-        )
+        print_json(result.to_json())
     else:
         render.print_result(render.make_consoles()[0], result, settings.workdir)
     raise typer.Exit(result.exit_code)

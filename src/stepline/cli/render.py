@@ -207,6 +207,7 @@ def ask_at_pause(console: Console) -> Callable[[PausePoint], bool]:
         console.print(
             f"[yellow]Paused after [{point.number}] {escape(point.title)}.[/] "
             f"Review or edit the output:\n  {escape(str(point.output_path))}"
+            + (f"\n[dim]note: {escape(point.note)}[/]" if point.note else "")
         )
         try:
             answer = console.input("Press Enter to continue, or q then Enter to stop: ")

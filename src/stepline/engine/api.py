@@ -62,7 +62,7 @@ def preview_resume(
 ) -> Preview:
     """What ``resume`` would do (for --dry-run); writes nothing and takes no lock."""
     run_dir = RunStore(settings.workdir).open(run_id)
-    prepared = _plan_resume(run_dir, options=options, config_path=config_path)
+    prepared, options = _plan_resume(run_dir, options=options, config_path=config_path)
     return _preview(prepared, settings, options)
 
 
@@ -99,7 +99,7 @@ async def resume_run(
     run_dir = RunStore(settings.workdir).open(run_id)
     with RunLock(run_dir.lock_path, run_dir.run_id):
         run_dir.clean_leftovers()
-        prepared = _plan_resume(run_dir, options=options, config_path=config_path)
+        prepared, options = _plan_resume(run_dir, options=options, config_path=config_path)
         preflight(prepared.spec, prepared.decisions, settings, options)
         run_dir.write_config(prepared.spec.source_text)
         return await Runner(prepared, settings, hooks).execute()
@@ -162,10 +162,14 @@ def _plan_new_run(
     state.vars = dict(options.variables)
     state.overrides = dict(options.overrides)
     state.max_cost_usd = options.max_cost
+    options = options.sticking_to(state)
     return prepare_run(spec.with_llm_overrides(state.overrides), state, run_dir, data, options)
 
 
-def _plan_resume(run_dir: RunDir, *, options: RunOptions, config_path: Path | None) -> PreparedRun:
+def _plan_resume(
+    run_dir: RunDir, *, options: RunOptions, config_path: Path | None
+) -> tuple[PreparedRun, RunOptions]:
+    """The resume's plan, and its options with those the run keeps (``--replay``...)."""
     state = load_state(run_dir.state_path)
     spec = resume_spec(state, run_dir, config_path)
     state.steps = align_steps(state.steps, spec)
@@ -177,8 +181,10 @@ def _plan_resume(run_dir: RunDir, *, options: RunOptions, config_path: Path | No
     state.overrides = {**state.overrides, **options.overrides}
     if options.max_cost is not None:
         state.max_cost_usd = options.max_cost
+    options = options.sticking_to(state)
     data = input_data(run_dir.resolve(state.input_copy), Path(state.input_path).name)
-    return prepare_run(spec.with_llm_overrides(state.overrides), state, run_dir, data, options)
+    spec = spec.with_llm_overrides(state.overrides)
+    return prepare_run(spec, state, run_dir, data, options), options
 
 
 def resume_spec(state: RunState, run_dir: RunDir, config_path: Path | None) -> PipelineSpec:

@@ -67,6 +67,17 @@ class RunResult:
     decisions: list[Decision]
     message: str | None = None
 
+    def to_json(self) -> dict[str, Any]:
+        """What ``pipeline run --json`` and ``resume --json`` print."""
+        return {
+            "run_id": self.run_id,
+            "status": self.status.value,
+            "run_dir": str(self.run_dir),
+            "exit_code": self.exit_code,
+            "message": self.message,
+            "steps": [step.model_dump(mode="json") for step in self.state.steps],
+        }
+
     @property
     def outputs(self) -> dict[str, Any]:
         """Each completed step's output value, by step id (read from the run folder)."""

@@ -28,6 +28,7 @@ class PausePoint:
     title: str
     output_path: Path
     problem: str | None = None
+    note: str | None = None  # something to know before editing (a replayed run's cassette)
 
 
 Pauser = Callable[[PausePoint], bool]

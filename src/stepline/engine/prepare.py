@@ -7,9 +7,11 @@ before anything is written, so a wrong command line never leaves a half-made run
 from __future__ import annotations
 
 import codecs
+import difflib
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 from stepline.engine.contract import PreparedRun
 from stepline.engine.estimates import BudgetOutlook, LLMEstimate
@@ -33,23 +35,62 @@ CHUNK_BYTES = 1 << 20
 
 @dataclass
 class RunOptions:
-    """What the command line says about this run (beyond the config itself)."""
+    """What the command line says about a run beyond the config: the options of ``pipeline
+    run`` and ``resume``, by their long names (``variables`` is ``--set``). The CLI and
+    ``stepline.run`` / ``resume`` / ``plan`` build this one type, and nothing renames them
+    on the way to the runner.
 
+    ``model``, ``provider``, ``batch``, ``variables``, ``max_cost``, ``replay`` and
+    ``concurrency`` stick to the run: a resume without them uses what the run was started
+    (or last resumed) with, so the resume command a run prints always works.
+    """
+
+    run_id: str | None = None  # run only: the new run's id (default: generated)
+    variables: dict[str, str] = field(default_factory=dict)  # --set NAME=VALUE
     from_step: str | None = None
     to_step: str | None = None
-    variables: dict[str, str] = field(default_factory=dict)
-    model: str | None = None  # --model: forced on every LLM step
-    provider: str | None = None  # --provider: forced on every LLM step
-    run_id: str | None = None
-    check_credentials: bool = True
-    refresh_cache: bool = False
-    replay: Path | None = None  # answer LLM steps from this cassette, offline
-    record: Path | None = None  # append every real completion to this cassette
+    model: str | None = None  # forced on every LLM step
+    provider: str | None = None  # forced on every LLM step
     concurrency: int | None = None  # items at once in every fan-out step
-    skip_failed: bool = False  # leave failed fan-out items failed instead of retrying them
-    fresh_items: bool = False  # redo every item of the fan-out steps that run
-    max_cost: float | None = None  # --max-cost: the run's LLM budget in USD
-    batch: bool = False  # --batch: fan-out LLM steps go through the provider's batch API
+    max_cost: float | None = None  # the run's LLM budget in USD
+    batch: bool = False  # fan-out LLM steps go through the provider's batch API
+    no_cache: bool = False  # skip response cache reads (fresh replies are still stored)
+    replay: Path | None = None  # answer LLM steps from this cassette, offline
+    no_replay: bool = False  # resume only: call the providers, not the run's cassette
+    record: Path | None = None  # append every real completion to this cassette
+    skip_failed: bool = False  # resume only: keep failed fan-out items failed
+    fresh_items: bool = False  # resume only: redo every item of the fan-out steps that run
+    check_credentials: bool = True  # False: let a run without API keys start (tests, previews)
+
+    def __post_init__(self) -> None:
+        """Paths may come as text from Python callers; variables as any mapping."""
+        self.replay = Path(self.replay) if self.replay is not None else None
+        self.record = Path(self.record) if self.record is not None else None
+        self.variables = {str(key): str(value) for key, value in self.variables.items()}
+        if self.replay is not None and self.no_replay:
+            raise InputError("--replay and --no-replay contradict each other; pass one")
+
+    @classmethod
+    def of(cls, **options: Any) -> RunOptions:
+        """Options from keywords, an unknown one named with the closest known name."""
+        known = [item.name for item in fields(cls)]
+        for name in options:
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=1)
+                suggestion = f'; did you mean "{close[0]}"?' if close else ""
+                raise TypeError(f'unknown run option "{name}"{suggestion}')
+        return cls(**options)
+
+    def sticking_to(self, state: RunState) -> RunOptions:
+        """These options with the ones the run keeps filled in from ``state`` (a resume),
+        and ``state`` updated with the ones given now."""
+        replay = self.replay
+        if replay is None and state.replay is not None and not self.no_replay:
+            replay = Path(state.replay)
+        state.replay = None if replay is None else str(replay.resolve())
+        concurrency = self.concurrency if self.concurrency is not None else state.concurrency
+        state.concurrency = concurrency
+        return replace(self, replay=replay, concurrency=concurrency)
 
     @property
     def overrides(self) -> dict[str, str]:
@@ -70,6 +111,22 @@ class Preview:
     warnings: list[str] = field(default_factory=list)
     estimates: list[LLMEstimate] = field(default_factory=list)
     budget: BudgetOutlook | None = None  # the run's budget beside the estimate, when it has one
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``--dry-run --json`` prints: the plan, the warnings, the LLM outlook."""
+        prepared, budget = self.prepared, self.budget
+        return {
+            "run_id": prepared.state.run_id,
+            "plan": [
+                {"number": d.number, "step": d.id, "action": d.action.value, "reason": d.reason}
+                for d in prepared.decisions
+            ],
+            "warnings": self.warnings,
+            "llm": [asdict(estimate) for estimate in self.estimates],
+            "budget": None
+            if budget is None
+            else {**asdict(budget), "left_usd": budget.left_usd, "fits": budget.fits},
+        }
 
 
 def input_data(path: Path, name: str) -> InputData:
@@ -175,7 +232,7 @@ def prepare_run(
         spec_hashes=hashes,
         variables=variables,
         decisions=plan_run(facts, from_index=from_index, to_index=to_index),
-        refresh_cache=options.refresh_cache,
+        refresh_cache=options.no_cache,
         replay=options.replay,
         record=options.record,
         concurrency=options.concurrency,

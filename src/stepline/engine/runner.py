@@ -40,8 +40,9 @@ from stepline.providers.pricing import Pricer
 from stepline.providers.ratelimit import RateLimiter
 from stepline.providers.records import CallRecord
 from stepline.settings import Settings
-from stepline.spec import StepBase, format_duration
+from stepline.spec import LLMStep, StepBase, format_duration
 from stepline.steps import StepEnvironment, StepOutcome, execute_step
+from stepline.steps.structured import schema_problem
 from stepline.store.cassette import Cassette
 from stepline.store.items import ItemStore
 from stepline.store.journal import StateJournal
@@ -492,6 +493,11 @@ class Runner:
             number=record.number,
             title=step.title,
             output_path=self.run.run_dir.resolve(record.output),
+            note=None
+            if self.run.replay is None
+            else f"this run replays {self.run.replay.name}: an edit changes what the steps "
+            "after this one ask, and the cassette has no replies for that; to edit, stop (q) "
+            "and resume with --no-replay and an API key",
         )
         while True:
             keep_going = await self.hooks.interrupts.guard(run_in_thread(self.hooks.pauser, point))
@@ -504,15 +510,41 @@ class Runner:
                 point = PausePoint(**{**point.__dict__, "problem": exc.message})
 
     def _accept_edits(self, step: StepBase, record: StepState) -> None:
-        """Re-read an output a person may have edited at a pause point."""
+        """Re-read an output a person may have edited at a pause point; an edit that breaks
+        the step's schema is refused like broken JSON (the person is asked again), since the
+        steps after it were written for what the schema promises."""
         assert record.output is not None
         value = self.run.run_dir.read_output(record.output)
+        self._check_edit(step, record.output, value)
         previous = record.output_hash
         self._remember(step.id, value)
         if self.output_hashes[step.id] != previous:
             record.output_hash = self.output_hashes[step.id]
             self._save()
             self._emit(EventType.OUTPUT_EDITED, step, message=record.output)
+
+    def _check_edit(self, step: StepBase, output: str, value: Any) -> None:
+        if not isinstance(step, LLMStep) or step.output_schema is None:
+            return
+        if step.fans_out:  # each item's reply was checked; collected failures are not replies
+            if not isinstance(value, list):
+                return  # a .jsonl output streams from disk: not read whole to check it
+            collected = step.on_item_error == "collect"
+            replies = [
+                (f"item {number} ", reply)
+                for number, reply in enumerate(value, start=1)
+                if not _failure(reply, collected)
+            ]
+        else:
+            replies = [("", value)]
+        for where, reply in replies:
+            problem = schema_problem(reply, step.output_schema)
+            if problem is not None:
+                raise RunStoreError(
+                    f"{self.run.run_dir.resolve(output)}: {where}{problem.message}",
+                    hint="fix the edit to match the step's schema, or stop (q) and re-run "
+                    "the step with --from-step",
+                )
 
     def _pause(self, step: StepBase, *, reason: str) -> RunResult:
         self.run.state.paused_after, self.run.state.pause_reason = step.id, reason
@@ -589,3 +621,8 @@ def _forget_output(record: StepState) -> None:
     """
     record.output = record.output_hash = record.fingerprint = record.spec_hash = None
     record.reads, record.metrics = {}, {}
+
+
+def _failure(value: Any, collected: bool) -> bool:
+    """Whether a fan-out result is a collected failure (``{"error", "item_key"}``)."""
+    return collected and isinstance(value, dict) and set(value) == {"error", "item_key"}

@@ -47,18 +47,24 @@ def structured_value(text: str, schema: dict[str, Any] | None) -> Any:
 
 
 def _check(value: Any, schema: dict[str, Any]) -> None:
+    problem = schema_problem(value, schema)
+    if problem is not None:
+        raise ReplyProblem(f"the reply {problem.message}", path=problem.path)
+
+
+def schema_problem(value: Any, schema: dict[str, Any]) -> ReplyProblem | None:
+    """What is wrong with ``value`` under ``schema`` ("does not match the schema at /path:
+    ..."), the first problem by path; None when it matches. Also for outputs a person edited."""
     errors = sorted(
         _validator(canonical_json(schema)).iter_errors(value),
         key=lambda error: [_path_order(part) for part in error.absolute_path],
     )
     if not errors:
-        return
+        return None
     first = errors[0]
     path = "/" + "/".join(str(part) for part in first.absolute_path)
     more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-    raise ReplyProblem(
-        f"the reply does not match the schema at {path}: {first.message}{more}", path=path
-    )
+    return ReplyProblem(f"does not match the schema at {path}: {first.message}{more}", path=path)
 
 
 def _path_order(part: str | int) -> tuple[int, int, str]:

@@ -109,3 +109,13 @@ def test_without_json_a_failure_leaves_stdout_empty(cli) -> None:
     result = cli("show", "no-such-run")
 
     assert result.exit_code == 2 and result.stdout == ""
+
+
+def test_help_lists_every_command_with_a_whole_summary(cli, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+
+    shown = cli("--help").stdout.split("Commands:")[1]
+
+    listed = [line.split()[0] for line in shown.splitlines() if line.strip()]
+    assert set(listed) == {words[0] for words in commands(app)}
+    assert "..." not in shown and all(len(line) <= 80 for line in shown.splitlines())

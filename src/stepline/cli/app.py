@@ -80,18 +80,16 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-app.add_typer(cache_app, name="cache")
-app.command("clean")(clean_command)
-app.command("init")(init_command)
-app.command("schema")(schema_command)
-app.command("prices")(prices_command)
+app.add_typer(cache_app, name="cache", short_help="Inspect and clean the response cache.")
+app.command("init", short_help="Create a pipeline from the starter or an example.")(init_command)
 
 
 @app.callback(invoke_without_command=True)
 def root(
     ctx: typer.Context,
     resume: Annotated[
-        str | None, typer.Option("--resume", help="Resume a run (same as: resume RUN_ID).")
+        str | None,
+        typer.Option("--resume", metavar="RUN_ID", help="Resume a run (same as: resume RUN_ID)."),
     ] = None,
     config: ConfigOption = None,
     from_step: FromStepOption = None,
@@ -127,7 +125,7 @@ def root(
     )
 
 
-@app.command("run")
+@app.command("run", short_help="Start a run of the pipeline on INPUT.")
 def run_command(
     ctx: typer.Context,
     input: Annotated[Path, typer.Argument(help="The input file.", show_default=False)],
@@ -172,7 +170,7 @@ def run_command(
     _finish(result, settings, as_json)
 
 
-@app.command("resume")
+@app.command("resume", short_help="Continue a run.")
 def resume_command(
     ctx: typer.Context,
     run_id: Annotated[
@@ -228,7 +226,7 @@ def resume_command(
     _finish(result, settings, as_json)
 
 
-@app.command("list")
+@app.command("list", short_help="List runs, newest first.")
 def list_command(
     status: Annotated[
         str | None, typer.Option("--status", help="Only runs with this status.")
@@ -253,7 +251,7 @@ def list_command(
         render.make_consoles()[0].print(render.runs_table(rows))
 
 
-@app.command("show")
+@app.command("show", short_help="Show a run, a step's output or its LLM calls.")
 def show_command(
     run_id: Annotated[
         str,
@@ -326,7 +324,7 @@ def _show_calls(
         render.make_consoles()[0].print(render.calls_table(selected))
 
 
-@app.command("validate")
+@app.command("validate", short_help="Check a config without running it.")
 def validate_command(
     config: ConfigOption = None,
     set_: SetOption = None,
@@ -346,10 +344,13 @@ def validate_command(
         typer.echo(f"{config_path}: OK ({spec.name}, {len(spec.steps)} steps)")
 
 
-app.command("logs")(logs_command)
-app.command("cancel")(cancel_command)
-app.command("report")(report_command)
-app.command("diff")(diff_command)
+app.command("logs", short_help="Print a run's events (-f follows them).")(logs_command)
+app.command("cancel", short_help="Stop a running run.")(cancel_command)
+app.command("report", short_help="Write an HTML report of a run.")(report_command)
+app.command("diff", short_help="Compare the outputs of two runs.")(diff_command)
+app.command("prices", short_help="Show the price table and its date.")(prices_command)
+app.command("schema", short_help="Print the config's JSON Schema.")(schema_command)
+app.command("clean", short_help="Remove old or finished runs.")(clean_command)
 
 
 def _run_options(ctx: typer.Context, *, resuming: bool = False) -> RunOptions:

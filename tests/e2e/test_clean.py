@@ -76,3 +76,43 @@ def test_clean_by_status_and_dry_run(cli, runs: Path):
 def test_clean_needs_a_valid_age_and_status(cli, runs: Path):
     assert_clean_error(cli("clean", "--older-than", "soon"), 2, "--older-than")
     assert_clean_error(cli("clean", "--older-than", "1d", "--status", "done"), 2, "unknown status")
+
+
+def set_status(workdir: Path, run_id: str, status: str) -> None:
+    path = workdir / run_id / "state.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "status": status}))
+
+
+def test_status_alone_selects_runs_of_any_age(cli, runs: Path):
+    set_status(runs, "new-done", "failed")  # changed just now: --older-than would keep it
+
+    dry = cli("clean", "--status", "failed", "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    assert sorted(json.loads(dry.stdout)["would_remove"]) == ["new-done", "old-failed"]
+
+    result = cli("clean", "--status", "failed")
+
+    assert result.exit_code == 0, result.output
+    assert "Removed 2 runs" in result.stdout
+    assert sorted(path.name for path in runs.iterdir() if path.is_dir()) == [
+        "old-done",
+        "old-running",
+    ]
+
+
+def test_status_alone_never_removes_a_run_a_process_holds(cli, runs: Path):
+    # A resume that has taken the lock but not yet written "running" still says failed.
+    with RunLock(runs / "old-failed" / ".lock", "old-failed"):
+        dry = cli("clean", "--status", "failed", "--dry-run", "--json")
+        result = cli("clean", "--status", "failed", "--json")
+
+    assert json.loads(dry.stdout) == {"would_remove": []}
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"removed": []}
+    assert (runs / "old-failed" / "state.json").exists()
+
+
+def test_clean_needs_an_age_or_a_status_and_refuses_running(cli, runs: Path):
+    assert_clean_error(cli("clean"), 2, "--older-than", "--status", "--dry-run")
+    assert_clean_error(cli("clean", "--status", "running"), 2, "never removes a running run")
+    assert len([path for path in runs.iterdir() if path.is_dir()]) == 4

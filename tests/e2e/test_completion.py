@@ -39,8 +39,24 @@ def test_run_ids_complete_newest_first_for_resume_and_show(tmp_path: Path) -> No
     (tmp_path / ".pipeline" / "run-not-a-run").mkdir()  # no state.json: not offered
     write(tmp_path / ".pipeline" / "cache.sqlite", "")
     assert complete("pipeline show run-", tmp_path) == ["run-20260102-b", "run-20260101-a"]
-    assert complete("pipeline resume ", tmp_path) == ["nightly", "run-20260102-b", "run-20260101-a"]
+    assert complete("pipeline resume ", tmp_path) == [
+        "nightly",
+        "run-20260102-b",
+        "run-20260101-a",
+        "last",
+    ]
     assert complete("pipeline show zzz", tmp_path) == []
+
+
+def test_last_is_offered_once_there_is_a_run(tmp_path: Path) -> None:
+    workdir = tmp_path / ".pipeline"
+    workdir.mkdir()
+    assert complete("pipeline show la", tmp_path) == []  # no run for it to name
+    make_runs(workdir, "nightly")
+    assert complete("pipeline show la", tmp_path) == ["last"]
+    assert complete("pipeline diff nightly l", tmp_path) == ["last"]
+    make_runs(workdir, "last")  # a run really called last is offered once
+    assert complete("pipeline report la", tmp_path) == ["last"]
 
 
 def test_completion_without_a_work_folder_offers_nothing(tmp_path: Path) -> None:

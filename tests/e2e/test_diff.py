@@ -138,3 +138,27 @@ def test_unknown_runs_and_steps_are_clear_errors(cli, two_runs: Path):
     assert_clean_error(cli("diff", "zz", "b"), 2, 'no run "zz"')
     assert_clean_error(cli("diff", "a", "b", "--step", "pars"), 2, 'unknown step "pars"', "parse")
     assert_clean_error(cli("diff", "a", "b", "--step", "9"), 2, "there is no step 9")
+
+
+def test_exit_code_says_whether_any_output_differs(cli, tmp_path: Path):
+    run(cli, tmp_path, "a", "alpha beta", extra="tail")
+    run(cli, tmp_path, "b", "alpha beta", fmt="jsonl", extra="tail")
+    run(cli, tmp_path, "c", "alpha gamma", extra="tail")
+
+    same = cli("diff", "a", "b", "--exit-code")
+    changed = cli("diff", "a", "c", "--exit-code", "--json")
+
+    assert same.exit_code == 0, same.output
+    assert "same" in same.stdout
+    assert changed.exit_code == 1, changed.output
+    assert json.loads(changed.stdout)["counts"]["changed"] == 2  # the report is printed too
+    assert cli("diff", "a", "c").exit_code == 0, "without --exit-code a difference is no error"
+
+
+def test_exit_code_with_one_step_and_with_a_step_in_one_run_only(cli, two_runs: Path):
+    assert cli("diff", "a", "b", "--step", "constant", "--exit-code").exit_code == 0
+    assert cli("diff", "a", "b", "--step", "parse", "--exit-code").exit_code == 1
+    only_b = cli("diff", "a", "b", "--step", "only_in_b", "--exit-code", "--json")
+    assert only_b.exit_code == 1, only_b.output
+    assert json.loads(only_b.stdout)["change"] == "only_b"
+    assert cli("diff", "a", "b", "--exit-code").exit_code == 1

@@ -92,20 +92,49 @@ def test_example_notes_to_backlog_copies_a_config_that_validates(tmp_path: Path)
     created = run_pipeline_process("init", "--example", "notes-to-backlog", "nb", cwd=tmp_path)
     assert created.returncode == 0, created.stderr
     copied = tmp_path / "nb"
-    config = (copied / "pipeline.yaml").read_text()
+    config = (copied / "pipeline-config.yaml").read_text()  # the default name: no -c needed
     assert config.splitlines()[0] == "# yaml-language-server: $schema=pipeline-config.schema.json"
     assert (copied / "pipeline-config.schema.json").is_file()
     assert "__pycache__" not in str(files_under(copied))
     source = Path(__file__).resolve().parents[2] / "configs" / "notes-to-backlog"
+    renamed = {"pipeline.yaml": "pipeline-config.yaml"}
     assert files_under(copied) - {"pipeline-config.schema.json"} == {
-        f for f in files_under(source) if "__pycache__" not in f
+        renamed.get(f, f) for f in files_under(source) if "__pycache__" not in f
     }
-    validated = run_pipeline_process("validate", "-c", "nb/pipeline.yaml", cwd=tmp_path)
+    validated = run_pipeline_process("validate", cwd=copied)
     assert validated.returncode == 0, validated.stderr
     assert "notes-to-backlog" in validated.stdout
     commands = printed_commands(created.stdout)
-    assert commands[0] == "cd nb"
-    assert not any("configs/" in command for command in commands)
+    assert commands[:3] == [
+        "cd nb",
+        "pipeline validate",
+        "pipeline run meeting-notes.txt --replay demo-cassette.jsonl",
+    ]
+    assert "pipeline run meeting-notes.txt" in commands[3:]  # the one that needs a key, last
+    assert not any("configs/" in command or "-c" in command.split() for command in commands)
+
+
+def test_an_examples_printed_offline_command_runs_in_the_copy(tmp_path: Path) -> None:
+    created = run_pipeline_process("init", "--example", "ticket-triage", "tt", cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    offline = next(c for c in printed_commands(created.stdout) if "--replay" in c)
+
+    ran = run_pipeline_process(*shlex.split(offline)[1:], "--json", cwd=tmp_path / "tt")
+
+    assert ran.returncode == 0, ran.stderr  # the env has no API key: replies are replayed
+    result = json.loads(ran.stdout)
+    assert result["status"] == "completed"
+    assert (tmp_path / "tt" / "triage.sqlite").is_file()
+
+
+def test_an_example_without_llm_steps_prints_its_run_command(cli: Any, tmp_path: Path) -> None:
+    created = cli("init", "--example", "action-items", "ai", "--json")
+    assert created.exit_code == 0, created.output
+    assert json.loads(created.stdout)["next"] == [
+        "cd ai",
+        "pipeline validate",
+        "pipeline run meeting-notes.txt",
+    ]
 
 
 def test_unknown_example_suggests_and_list_names_them(cli: Any, tmp_path: Path) -> None:

@@ -23,7 +23,6 @@ from stepline.cli.background import (
     logs_command,
     start_in_background,
 )
-from stepline.cli.completion import complete_run_id
 from stepline.cli.housekeeping import cache_app, clean_command
 from stepline.cli.options import (
     BatchOption,
@@ -48,6 +47,7 @@ from stepline.cli.options import (
     check_status,
     lazy_module,
     print_json,
+    run_id_argument,
     settings_for,
 )
 from stepline.cli.prices import prices_command
@@ -128,10 +128,13 @@ def root(
 @app.command("run", short_help="Start a run of the pipeline on INPUT.")
 def run_command(
     ctx: typer.Context,
-    input: Annotated[Path, typer.Argument(help="The input file.", show_default=False)],
+    input: Annotated[
+        Path, typer.Argument(metavar="INPUT", help="The input file.", show_default=False)
+    ],
     config: ConfigOption = None,
     run_id: Annotated[
-        str | None, typer.Option("--run-id", help="Name the run (default: generated).")
+        str | None,
+        typer.Option("--run-id", metavar="RUN_ID", help="Name the run (default: generated)."),
     ] = None,
     from_step: FromStepOption = None,
     to_step: ToStepOption = None,
@@ -173,12 +176,7 @@ def run_command(
 @app.command("resume", short_help="Continue a run.")
 def resume_command(
     ctx: typer.Context,
-    run_id: Annotated[
-        str,
-        typer.Argument(
-            help="The run to continue.", show_default=False, autocompletion=complete_run_id
-        ),
-    ],
+    run_id: Annotated[str, run_id_argument("The run to continue")],
     config: ConfigOption = None,
     from_step: FromStepOption = None,
     to_step: ToStepOption = None,
@@ -229,9 +227,11 @@ def resume_command(
 @app.command("list", short_help="List runs, newest first.")
 def list_command(
     status: Annotated[
-        str | None, typer.Option("--status", help="Only runs with this status.")
+        str | None, typer.Option("--status", metavar="STATUS", help="Only runs with this status.")
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many runs.")] = 20,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, metavar="N", help="At most this many runs.")
+    ] = 20,
     workdir: WorkdirOption = None,
     as_json: JsonOption = False,
     debug: DebugOption = False,
@@ -253,18 +253,17 @@ def list_command(
 
 @app.command("show", short_help="Show a run, a step's output or its LLM calls.")
 def show_command(
-    run_id: Annotated[
-        str,
-        typer.Argument(help="The run to show.", show_default=False, autocompletion=complete_run_id),
-    ],
+    run_id: Annotated[str, run_id_argument("The run to show")],
     step: Annotated[
-        str | None, typer.Option("--step", help="Print this step's output (number or id).")
+        str | None,
+        typer.Option("--step", metavar="STEP", help="Print this step's output (number or id)."),
     ] = None,
     calls: Annotated[
         bool, typer.Option("--calls", help="List the LLM calls (with --step: of that step).")
     ] = False,
     call: Annotated[
-        int | None, typer.Option("--call", min=1, help="Print LLM call N (see --calls) in full.")
+        int | None,
+        typer.Option("--call", min=1, metavar="N", help="Print LLM call N (see --calls) in full."),
     ] = None,
     workdir: WorkdirOption = None,
     as_json: JsonOption = False,

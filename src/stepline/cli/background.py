@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from stepline.cli.completion import complete_run_id
 from stepline.cli.options import (
     DebugOption,
     JsonOption,
     WorkdirOption,
     lazy_module,
     print_json,
+    run_id_argument,
     settings_for,
 )
 from stepline.errors import InputError
@@ -108,16 +108,18 @@ def _option_tokens(param: Any, value: Any) -> list[str]:
 
 
 def cancel_command(
-    run_id: Annotated[
-        str,
-        typer.Argument(help="The run to stop.", show_default=False, autocompletion=complete_run_id),
-    ],
+    run_id: Annotated[str, run_id_argument("The run to stop")],
     force: Annotated[
         bool, typer.Option("--force", help="SIGKILL at once instead of a graceful SIGTERM.")
     ] = False,
     wait: Annotated[
         float,
-        typer.Option("--wait", min=0, help="Seconds to wait for the run to stop (0: do not)."),
+        typer.Option(
+            "--wait",
+            min=0,
+            metavar="SECONDS",
+            help="Seconds to wait for the run to stop (0: do not).",
+        ),
     ] = 30.0,
     workdir: WorkdirOption = None,
     as_json: JsonOption = False,
@@ -151,9 +153,7 @@ def cancel_command(
 
 
 def logs_command(
-    run_id: Annotated[
-        str, typer.Argument(help="The run whose events to print.", autocompletion=complete_run_id)
-    ],
+    run_id: Annotated[str, run_id_argument("The run whose events to print")],
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing until the run's process ends.")
     ] = False,

@@ -12,7 +12,6 @@ import typer
 
 from stepline.cli.options import (
     DebugOption,
-    DryRunOption,
     JsonOption,
     WorkdirOption,
     check_status,
@@ -24,6 +23,7 @@ from stepline.errors import InputError
 
 if TYPE_CHECKING:
     from stepline.cli import render
+    from stepline.store.runs import RunStore, RunSummary
 else:
     render = lazy_module("stepline.cli.render")
 
@@ -58,7 +58,10 @@ def cache_clear_command(
 @cache_app.command("prune")
 def cache_prune_command(
     older_than: Annotated[
-        str, typer.Option("--older-than", help="Remove entries older than this, e.g. 30d.")
+        str,
+        typer.Option(
+            "--older-than", metavar="AGE", help="Remove entries older than this, e.g. 30d."
+        ),
     ] = "30d",
     workdir: WorkdirOption = None,
     as_json: JsonOption = False,
@@ -81,49 +84,96 @@ def _cache(workdir: Path | None) -> Any:
 
 def clean_command(
     older_than: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--older-than",
+            metavar="AGE",
             help="Remove runs not changed for this long, e.g. 30d.",
             show_default=False,
         ),
-    ],
-    status: Annotated[
-        str | None, typer.Option("--status", help="Only runs with this status, e.g. failed.")
     ] = None,
-    dry_run: DryRunOption = False,
+    status: Annotated[
+        str | None,
+        typer.Option(
+            "--status", metavar="STATUS", help="Remove runs with this status, e.g. failed."
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List the runs that would go; remove nothing.")
+    ] = False,
     workdir: WorkdirOption = None,
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Remove runs older than --older-than (never one that is running)."""
+    """Remove runs by age (--older-than), status (--status) or both; never a running one."""
     from stepline.store.runs import RunStore
-    from stepline.store.state import RunStatus
 
-    cutoff = datetime.now(UTC) - timedelta(seconds=_seconds(older_than))
-    check_status(status)
+    cutoff = _clean_cutoff(older_than, status)
     store = RunStore(settings_for(workdir).workdir)
-    doomed = [
-        row
-        for row in store.summaries()
-        if row.problem is None
-        and row.status != RunStatus.RUNNING.value
-        and status in (None, row.status)
-        and row.updated_at is not None
-        and row.updated_at < cutoff
-    ]
-    if not dry_run:
-        store.sweep_removals()
-        for row in doomed:
-            store.remove(row.run_id)
-    ids = [row.run_id for row in doomed]
+    doomed = [row.run_id for row in store.summaries() if _removable(row, cutoff, status)]
+    removed = doomed if dry_run else _remove(store, doomed)
     if as_json:
-        print_json({"removed" if not dry_run else "would_remove": ids})
+        print_json({"removed" if not dry_run else "would_remove": removed})
         return
     verb = "Would remove" if dry_run else "Removed"
-    typer.echo(f"{verb} {len(ids)} run{'' if len(ids) == 1 else 's'}" + (": " if ids else "."))
-    for run_id in ids:
+    typer.echo(
+        f"{verb} {len(removed)} run{'' if len(removed) == 1 else 's'}" + (": " if removed else ".")
+    )
+    for run_id in removed:
         typer.echo(f"  {run_id}")
+
+
+def _clean_cutoff(older_than: str | None, status: str | None) -> datetime | None:
+    """The last change a run may have to go (None: any age), once the options are checked:
+    ``clean`` alone would remove every run, so it must be told which."""
+    from stepline.store.state import RunStatus
+
+    if older_than is None and status is None:
+        raise InputError(
+            "pipeline clean: say which runs to remove with --older-than AGE, --status STATUS "
+            "or both",
+            hint="see what would go first: pipeline clean --status failed --dry-run",
+        )
+    check_status(status)
+    if status == RunStatus.RUNNING.value:
+        raise InputError(
+            "pipeline clean never removes a running run",
+            hint="stop it with: pipeline cancel RUN_ID; it is then interrupted, and "
+            "pipeline clean --status interrupted removes it",
+        )
+    if older_than is None:
+        return None
+    return datetime.now(UTC) - timedelta(seconds=_seconds(older_than))
+
+
+def _removable(row: RunSummary, cutoff: datetime | None, status: str | None) -> bool:
+    """A readable run that no process holds, with the status and age asked for."""
+    from stepline.store.lock import is_locked
+    from stepline.store.rundir import RunDir
+    from stepline.store.state import RunStatus
+
+    if row.problem is not None or row.status == RunStatus.RUNNING.value:
+        return False
+    if status not in (None, row.status):
+        return False
+    if cutoff is not None and (row.updated_at is None or row.updated_at >= cutoff):
+        return False
+    return not is_locked(RunDir(row.path).lock_path)  # a resume starting: not running yet
+
+
+def _remove(store: RunStore, run_ids: list[str]) -> list[str]:
+    """Remove the runs; one that a process took hold of meanwhile is kept (and not listed)."""
+    from stepline.errors import RunStoreError
+
+    store.sweep_removals()
+    removed = []
+    for run_id in run_ids:
+        try:
+            store.remove(run_id)
+        except (RunStoreError, InputError):
+            continue  # locked since it was listed (a run starting), or removed by another clean
+        removed.append(run_id)
+    return removed
 
 
 def _seconds(text: str) -> float:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from stepline.cli.completion import complete_run_id
 from stepline.errors import InputError
 from stepline.hashing import as_plain_json
 
@@ -22,6 +23,7 @@ ConfigOption = Annotated[
     typer.Option(
         "--config",
         "-c",
+        metavar="FILE",
         help="Pipeline config (default: PIPELINE_CONFIG, then pipeline-config.yaml).",
         show_default=False,
     ),
@@ -30,14 +32,18 @@ WorkdirOption = Annotated[
     Path | None,
     typer.Option(
         "--workdir",
+        metavar="DIR",
         help="Folder holding runs (default: PIPELINE_WORKDIR or .pipeline).",
         show_default=False,
     ),
 ]
 FromStepOption = Annotated[
-    str | None, typer.Option("--from-step", help="Re-run from this step (number or id).")
+    str | None,
+    typer.Option("--from-step", metavar="STEP", help="Re-run from this step (number or id)."),
 ]
-ToStepOption = Annotated[str | None, typer.Option("--to-step", help="Stop after this step.")]
+ToStepOption = Annotated[
+    str | None, typer.Option("--to-step", metavar="STEP", help="Stop after this step.")
+]
 DryRunOption = Annotated[
     bool, typer.Option("--dry-run", help="Validate and show the plan; write nothing.")
 ]
@@ -50,26 +56,35 @@ PauseOption = Annotated[
     ),
 ]
 SetOption = Annotated[
-    list[str] | None, typer.Option("--set", help="A template variable, k=v (repeatable).")
+    list[str] | None,
+    typer.Option("--set", metavar="NAME=VALUE", help="A template variable (repeatable)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
 ReplayOption = Annotated[
     Path | None,
-    typer.Option("--replay", help="Answer LLM steps from this cassette (JSONL), offline."),
+    typer.Option(
+        "--replay", metavar="FILE", help="Answer LLM steps from this cassette (JSONL), offline."
+    ),
 ]
 RecordOption = Annotated[
     Path | None,
-    typer.Option("--record", help="Append every real LLM completion to this cassette."),
+    typer.Option(
+        "--record", metavar="FILE", help="Append every real LLM completion to this cassette."
+    ),
 ]
 ModelOption = Annotated[
     str | None,
-    typer.Option("--model", help="Use this model for every LLM step (kept on resume)."),
+    typer.Option(
+        "--model", metavar="MODEL", help="Use this model for every LLM step (kept on resume)."
+    ),
 ]
 ProviderOption = Annotated[
     str | None,
     typer.Option(
-        "--provider", help="Use this provider for every LLM step: anthropic, openai or replay."
+        "--provider",
+        metavar="NAME",
+        help="Use this provider for every LLM step: anthropic, openai or replay.",
     ),
 ]
 MaxCostOption = Annotated[
@@ -77,6 +92,7 @@ MaxCostOption = Annotated[
     typer.Option(
         "--max-cost",
         min=0,
+        metavar="USD",
         help="The run's LLM budget in USD: pause (exit 3) before a call that could pass it; "
         "kept for resumes.",
         show_default=False,
@@ -96,6 +112,7 @@ ConcurrencyOption = Annotated[
         "--concurrency",
         min=1,
         max=1000,
+        metavar="N",
         help="Items at once in every fan-out step.",
         show_default=False,
     ),
@@ -115,6 +132,18 @@ FreshItemsOption = Annotated[
 NoCacheOption = Annotated[
     bool, typer.Option("--no-cache", help="Skip cached LLM replies (fresh ones are stored).")
 ]
+
+RUN_ID_FORMS = "its id, a unique prefix of it, or last (the newest run)"
+
+
+def run_id_argument(help: str, *, metavar: str = "RUN_ID") -> Any:
+    """A run id argument: completes on Tab, and says the forms ``RunStore.resolve`` accepts."""
+    return typer.Argument(
+        help=f"{help}: {RUN_ID_FORMS}.",
+        metavar=metavar,
+        show_default=False,
+        autocompletion=complete_run_id,
+    )
 
 
 def settings_for(workdir: Path | None, *, debug: bool = False) -> Settings:

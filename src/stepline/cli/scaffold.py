@@ -17,7 +17,9 @@ from stepline.cli.options import DebugOption, JsonOption, print_json
 def schema_command(
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Write the schema to FILE instead of stdout."),
+        typer.Option(
+            "--output", "-o", metavar="FILE", help="Write the schema to FILE instead of stdout."
+        ),
     ] = None,
     as_json: JsonOption = False,
     debug: DebugOption = False,
@@ -46,11 +48,21 @@ def schema_command(
 
 def init_command(
     directory: Annotated[
-        Path, typer.Argument(help="Folder to create the pipeline in (default: here).")
+        Path,
+        typer.Argument(
+            metavar="DIRECTORY",
+            help="Folder to create the pipeline in (default: here).",
+            show_default=False,
+        ),
     ] = Path("."),
     example: Annotated[
         str | None,
-        typer.Option("--example", help="Copy this shipped example instead of the starter."),
+        typer.Option(
+            "--example",
+            metavar="NAME",
+            help="Copy this shipped example (see --list) instead of the starter; its config is "
+            "written as pipeline-config.yaml.",
+        ),
     ] = None,
     list_examples: Annotated[
         bool, typer.Option("--list", help="List the shipped examples and exit.")

@@ -33,6 +33,11 @@ class OutputChange(StrEnum):
     NO_OUTPUT = "no_output"  # the step is known but neither run has an output for it
 
 
+DIFFERENT = frozenset({OutputChange.CHANGED, OutputChange.ONLY_A, OutputChange.ONLY_B})
+"""The changes that make ``diff --exit-code`` exit 1; a step with no output in either run
+has nothing that could differ."""
+
+
 @dataclass(frozen=True)
 class StepComparison:
     """One step id across both runs; ``output_*`` are the paths inside each run folder."""
@@ -44,6 +49,10 @@ class StepComparison:
     hash_a: str | None
     hash_b: str | None
 
+    @property
+    def differs(self) -> bool:
+        return self.change in DIFFERENT
+
 
 @dataclass(frozen=True)
 class RunComparison:
@@ -53,6 +62,11 @@ class RunComparison:
 
     def count(self, change: OutputChange) -> int:
         return sum(step.change is change for step in self.steps)
+
+    @property
+    def differs(self) -> bool:
+        """Any step's output changed or exists in one run only (``diff --exit-code``)."""
+        return any(step.differs for step in self.steps)
 
 
 def compare_runs(run_a: RunDir, run_b: RunDir) -> RunComparison:

@@ -160,10 +160,15 @@ def _cost(usage: RunUsage) -> str:
 
 
 def _problems(overview: RunOverview) -> str:
-    """The run's error, each failed step's error and its failed items: what to fix first."""
+    """The run's error, each failed step's error and its failed items: what to fix first.
+
+    A run that failed in a step records that step's error as its own too; it is shown once,
+    under the step, and the run's error only when it says something else (an interruption,
+    a refused write)."""
     parts = []
-    if overview.state.error:
-        parts.append(f'<p class="error" id="run-error">{_e(overview.state.error)}</p>')
+    run_error = overview.state.error
+    if run_error and run_error not in {step.error for step in overview.state.steps}:
+        parts.append(f'<p class="error" id="run-error">{_e(run_error)}</p>')
     for step in overview.state.steps:
         failures = step.metrics.get("failed_items") or []
         if not step.error and not failures:

@@ -4,6 +4,9 @@
 holds lost its process (kill -9, power loss) and is reported as ``interrupted``. A running
 run's summary also says which step it is on and, for a fan-out step, how many items are done
 (from the last progress line in ``events.jsonl``, read from the end of the file).
+
+Every command that takes a run id (and ``stepline.resume``) finds the run through ``open``, so
+each accepts the same shorthands: ``last`` for the newest run, and a unique prefix of an id.
 """
 
 from __future__ import annotations
@@ -12,10 +15,11 @@ import difflib
 import json
 import secrets
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from stepline.errors import InputError, RunStoreError
 from stepline.store.cache import CACHE_FILE, ResponseCache
@@ -23,9 +27,12 @@ from stepline.store.lock import RunLock, is_locked
 from stepline.store.rundir import RunDir, check_run_id, new_run_id
 from stepline.store.state import RunState, RunStatus, StepStatus, load_state, now
 
+_T = TypeVar("_T")
 _NEVER = datetime.min.replace(tzinfo=UTC)
 _PROGRESS_TAIL_BYTES = 64 * 1024  # how far back from the end of events.jsonl to look
 REMOVING = ".removing-"  # a run folder being deleted: renamed out of the run ids first
+LAST_RUN = "last"  # names the newest run by start time: the first row of ``pipeline list``
+_LISTED_MATCHES = 10  # an ambiguous prefix names at most this many of the runs it matches
 
 
 @dataclass(frozen=True)
@@ -84,14 +91,35 @@ class RunStore:
         return run_dir  # a folder without state.json is a start that died; create() clears it
 
     def open(self, run_id: str) -> RunDir:
-        """An existing run; an unknown id lists the closest ones."""
-        run_dir = RunDir(self.workdir / check_run_id(run_id))
-        if not run_dir.exists():
-            known = self.run_ids()
-            close = difflib.get_close_matches(run_id, known, n=3, cutoff=0.5)
-            hint = "did you mean: " + ", ".join(close) if close else "list runs with: pipeline list"
-            raise InputError(f'no run "{run_id}" in {self.workdir}', hint=hint)
-        return run_dir
+        """An existing run, named by its id, ``last`` or a unique prefix of its id."""
+        return RunDir(self.workdir / self.resolve(run_id))
+
+    def resolve(self, run_id: str) -> str:
+        """The id of the run ``run_id`` names. A run whose id is exactly ``run_id`` wins over
+        the shorthands, so a run really called ``last`` (or ``nightly`` beside
+        ``nightly-2``) stays reachable; an ambiguous prefix or an unknown id is an
+        InputError (exit 2) that lists the candidates."""
+        if RunDir(self.workdir / check_run_id(run_id)).exists():
+            return run_id
+        known = self.run_ids()
+        if run_id == LAST_RUN and known:
+            return self._newest(known)
+        matches = [name for name in known if name.startswith(run_id)]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise _ambiguous(run_id, matches, self.workdir)
+        raise _unknown(run_id, known, self.workdir)
+
+    def _newest(self, run_ids: list[str]) -> str:
+        """The run ``pipeline list`` shows first: the latest start; unreadable ones last."""
+        return _newest_first(run_ids, key=lambda run_id: self._started_at(run_id))[0]
+
+    def _started_at(self, run_id: str) -> datetime:
+        try:
+            return load_state(RunDir(self.workdir / run_id).state_path).started_at
+        except RunStoreError:
+            return _NEVER
 
     def run_ids(self) -> list[str]:
         if not self.workdir.is_dir():
@@ -105,10 +133,14 @@ class RunStore:
     def remove(self, run_id: str) -> None:
         """Delete a run's folder; a run that a process holds is never touched.
 
-        The folder is first renamed out of the run ids' namespace, so a crash halfway leaves
-        a hidden leftover, never a half-deleted run that ``list`` would show.
+        Only an exact id is taken (no ``last``, no prefix): a run that vanished since it was
+        listed must not make a removal fall through to another run. The folder is first
+        renamed out of the run ids' namespace, so a crash halfway leaves a hidden leftover,
+        never a half-deleted run that ``list`` would show.
         """
-        run_dir = self.open(run_id)
+        run_dir = RunDir(self.workdir / check_run_id(run_id))
+        if not run_dir.exists():
+            raise InputError(f'no run "{run_id}" in {self.workdir}', hint="it is gone already")
         with RunLock(run_dir.lock_path, run_dir.run_id):  # fails at once if it is running
             doomed = self.workdir / f"{REMOVING}{run_dir.run_id}-{secrets.token_hex(4)}"
             run_dir.path.rename(doomed)
@@ -124,7 +156,7 @@ class RunStore:
     def summaries(self) -> list[RunSummary]:
         """Every run, newest first; damaged runs are listed with their problem."""
         rows = [self._summary(RunDir(self.workdir / run_id)) for run_id in self.run_ids()]
-        return sorted(rows, key=lambda row: row.started_at or _NEVER, reverse=True)
+        return _newest_first(rows, key=lambda row: row.started_at or _NEVER)
 
     def _summary(self, run_dir: RunDir) -> RunSummary:
         try:
@@ -148,6 +180,29 @@ class RunStore:
             updated_at=state.updated_at,
             **({"duration_s": run_duration(state, run_dir)} | progress),
         )
+
+
+def _newest_first(items: list[_T], *, key: Callable[[_T], datetime]) -> list[_T]:
+    """Latest start first; ties keep their order (by id). ``list`` and ``last`` share it, so
+    ``last`` is always the run ``pipeline list`` shows on top."""
+    return sorted(items, key=key, reverse=True)
+
+
+def _ambiguous(prefix: str, matches: list[str], workdir: Path) -> InputError:
+    shown = ", ".join(matches[:_LISTED_MATCHES])
+    more = f" and {len(matches) - _LISTED_MATCHES} more" if len(matches) > _LISTED_MATCHES else ""
+    return InputError(
+        f'"{prefix}" matches {len(matches)} runs in {workdir}: {shown}{more}',
+        hint="type more of the run id, or name the newest run with: last",
+    )
+
+
+def _unknown(run_id: str, known: list[str], workdir: Path) -> InputError:
+    if run_id == LAST_RUN:
+        return InputError(f"no runs in {workdir} yet", hint="start one with: pipeline run INPUT")
+    close = difflib.get_close_matches(run_id, known, n=3, cutoff=0.5)
+    hint = "did you mean: " + ", ".join(close) if close else "list runs with: pipeline list"
+    return InputError(f'no run "{run_id}" in {workdir}', hint=hint)
 
 
 def run_duration(state: RunState, run_dir: RunDir) -> float:

@@ -285,7 +285,8 @@ def test_batch_mode_where_it_cannot_work_is_a_config_error(
 
 
 def test_cancel_stops_the_run_and_cancels_its_batch(cli, labels: FakeLLMServer, tmp_path: Path):
-    write_project(tmp_path, extra="    on_item_error: collect")
+    # Every item ends canceled: 100% lets the step complete with them all as error records.
+    write_project(tmp_path, extra="    on_item_error: collect\n    max_failed_items: 100%")
     config = tmp_path / "pipeline-config.yaml"  # a prompt file: found beside the config
     config.write_text(config.read_text().replace('prompt: "Label {{ item }}"', "prompt_file: p.md"))
     write(tmp_path / "p.md", "Label {{ item }}")

@@ -271,7 +271,8 @@ def test_a_resumed_run_sets_what_it_has_spent_against_the_budget(
     assert cli("run", "tickets.txt", "--run-id", "r").exit_code == 0
     spent = 3 * (1000 * 1.0 + 200 * 5.0) / 1e6  # three calls, live
 
-    result = cli("resume", "r", "--from-step", "label", "--no-cache", "--dry-run")
+    # --fresh-items: the items are sent again (else the checkpoints answer them, for free)
+    result = cli("resume", "r", "--from-step", "label", "--fresh-items", "--no-cache", "--dry-run")
 
     assert result.exit_code == 0, result.output
     text = " ".join(result.stdout.split())
@@ -279,7 +280,8 @@ def test_a_resumed_run_sets_what_it_has_spent_against_the_budget(
     assert "the estimate fits" in text
 
     result = cli(
-        "resume", "r", "--from-step", "label", "--no-cache", "--dry-run", "--max-cost", "0.007"
+        *("resume", "r", "--from-step", "label", "--fresh-items", "--no-cache", "--dry-run"),
+        *("--max-cost", "0.007"),
     )
 
     text = " ".join(result.stdout.split())

@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # the runner pulls in jinja2; list and --help must stay light
     from stepline.engine.pauses import PausePoint
     from stepline.engine.prepare import Preview
     from stepline.reports.diff import RunComparison, StepComparison
-    from stepline.reports.overview import RunOverview, Timeline
+    from stepline.reports.overview import RunOverview, StepNotes, Timeline
     from stepline.store.batches import SubmittedBatch
 
 STATUS_STYLE = {
@@ -230,13 +230,17 @@ def resume_command(run_id: str, workdir: Path, state: RunState | None = None) ->
 
 def print_result(console: Console, result: RunResult, workdir: Path) -> None:
     """The summary table and one closing line that says what to do next."""
-    console.print(steps_table(result.state))
+    from stepline.reports.overview import step_notes  # reads the run's files, never writes
+    from stepline.store.rundir import RunDir
+
+    console.print(steps_table(result.state, step_notes(result.state, RunDir(result.run_dir))))
     resume = resume_command(result.run_id, workdir, result.state)
     status = result.status
     where = escape(str(result.run_dir))
     if status is RunStatus.COMPLETED:
         failed = [s.id for s in result.state.steps if s.status == StepStatus.FAILED]
         note = f" ({len(failed)} non-critical step(s) failed)" if failed else ""
+        note += escape(failed_items_note(result.state))
         line = f"[green]Run {result.run_id} completed{note}.[/] Outputs: {where}/steps"
     elif status is RunStatus.FAILED:
         line = f"[red]Run {result.run_id} failed.[/] Fix the problem, then: {resume}"
@@ -247,9 +251,22 @@ def print_result(console: Console, result: RunResult, workdir: Path) -> None:
     console.print(line, soft_wrap=True)
 
 
-def steps_table(state: RunState) -> FittedTable:
+def failed_items_note(state: RunState) -> str:
+    """``; 3 of 200 items of step "label" failed``: a run can complete with items left out
+    (``on_item_error: skip`` or ``collect``), and its last line should not hide it."""
+    parts = [
+        f"{step.metrics['items_failed']:,} of {step.metrics.get('items', 0):,} items of step "
+        f'"{step.label or step.id}" failed'
+        for step in state.steps
+        if step.status == StepStatus.COMPLETED and step.metrics.get("items_failed")
+    ]
+    return "; " + ", ".join(parts) if parts else ""
+
+
+def steps_table(state: RunState, notes: StepNotes | None = None) -> FittedTable:
     """Each step's status, time, tokens, cost and output; at 80 columns the step id, status,
-    cost and output path stay whole and the title, kind and tokens give way."""
+    cost and output path stay whole and the title, kind and tokens give way. ``notes`` add
+    how far unfinished fan-out steps got and which completed steps are out of date."""
     titled = any(step.label and step.label != step.id for step in state.steps)
     columns = [
         Column("#", justify="right", drop=3),
@@ -265,9 +282,12 @@ def steps_table(state: RunState) -> FittedTable:
     table = FittedTable(columns, title=f"{state.pipeline} · {state.run_id}", title_justify="left")
     for step in state.steps:
         duration = format_duration(step.duration_s) if step.duration_s is not None else ""
-        style = STATUS_STYLE.get(step.status.value, "")
+        words = notes.status(step) if notes is not None else step.status.value
+        style = STATUS_STYLE.get(words.split(" ", 1)[0], "")
+        if notes is not None and step.id in notes.out_of_date:
+            style = "yellow"
         metrics = step.metrics
-        status = f"[{style}]{step.status.value}[/]"
+        status = f"[{style}]{escape(words)}[/]"
         if metrics.get("items_failed"):
             status += f" [red]({metrics['items_failed']} of {metrics['items']} items failed)[/]"
         tokens = (
@@ -299,7 +319,13 @@ def format_cost(cost_usd: float | None, unpriced: int = 0) -> str:
 
 def print_plan(console: Console, preview: Preview) -> None:
     """The --dry-run plan: what each step would do and why, then the LLM steps' outlook."""
+    from stepline.engine.plan import with_items  # loaded by the preview
+    from stepline.reports.overview import item_progress
+
     prepared = preview.prepared
+    records = prepared.state.steps
+    unfinished = [step.id for step in records if step.status != StepStatus.COMPLETED]
+    items = item_progress(prepared.run_dir, unfinished)
     titled = any(step.label and step.label != step.id for step in prepared.state.steps)
     columns = [
         Column("#", justify="right", drop=1),
@@ -312,7 +338,9 @@ def print_plan(console: Console, preview: Preview) -> None:
         columns, title=f"Plan for {prepared.state.pipeline} · {prepared.state.run_id}"
     )
     style = {Action.RUN: "cyan", Action.REUSE: "green", Action.SKIP: "dim", Action.STOP: "dim"}
-    for decision, step in zip(prepared.decisions, prepared.state.steps, strict=True):
+    for decision, step in zip(prepared.decisions, records, strict=True):
+        if step.id in items:
+            decision = with_items(decision, step.status.value, items[step.id])
         table.add_row(
             str(decision.number),
             escape(step.id),
@@ -385,12 +413,21 @@ def estimates_table(estimates: list[LLMEstimate]) -> FittedTable:
             escape(estimate.step),
             escape(estimate.model),
             f"[{cache_style}]{escape(estimate.cache)}[/]",
-            "" if estimate.items is None else f"{estimate.items:,}",
+            _items_cell(estimate),
             tokens,
             f"{estimate.max_output_tokens:,}",
             *cost,
         )
     return table
+
+
+def _items_cell(estimate: LLMEstimate) -> str:
+    """A fan-out step's items: ``200``, or ``116 of 200`` when the checkpoints hold the rest."""
+    if estimate.items is None:
+        return ""
+    if estimate.items_done:
+        return f"{estimate.items - estimate.items_done:,} of {estimate.items:,}"
+    return f"{estimate.items:,}"
 
 
 def _cost_modes(estimates: list[LLMEstimate]) -> list[str]:
@@ -484,7 +521,7 @@ def print_run(console: Console, overview: RunOverview, workdir: Path) -> None:
             f"  LLM       {usage.requests} request(s), {usage.input_tokens} tokens in, "
             f"{usage.output_tokens} out, cost {format_cost(usage.cost_known, usage.unpriced_calls)}"
         )
-    console.print(steps_table(state))
+    console.print(steps_table(state, overview.notes))
     if overview.timeline.bars:
         width = max(10, min(TIMELINE_WIDTH, console.width - 50))  # the bars give way at 80
         console.print(timeline_table(overview.timeline, width))

@@ -9,6 +9,8 @@ gets no estimate, and says so, rather than a made-up number.
 A fan-out step is estimated from its items when they are known before the run (``input.lines``,
 ``input.records``, or a reused step's output): tokens per item are averaged over the first
 prompts, and the cache is asked about the first thousand items; the rest count as misses.
+Items a resume would take from the step's checkpoints (done, with an unchanged fingerprint:
+the test ``fanout.ItemIdentity`` makes for the run) cost nothing and are not priced.
 
 Each step is priced in every mode that applies to it, side by side: live, Message Batches
 (Anthropic fan-out steps), prompt caching (Anthropic: the first request writes the shared
@@ -19,11 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from stepline.engine.contract import PreparedRun
+from stepline.engine.fanout import ItemIdentity, item_base_fingerprint
 from stepline.engine.items import resolve_items
 from stepline.engine.plan import Action
 from stepline.errors import StepFailed, StepLineError
@@ -42,10 +46,12 @@ from stepline.providers.tokens import estimate_tokens
 from stepline.settings import Settings
 from stepline.spec import LLMParams, LLMStep
 from stepline.spec.model_rules import chars_per_token
-from stepline.steps.base import InputData, item_context, template_context
+from stepline.steps.base import InputData, Item, item_context, template_context
 from stepline.steps.llm import build_request
 from stepline.store.cache import ResponseCache
 from stepline.store.cassette import Cassette
+from stepline.store.items import LOOKUP_BATCH, ItemRecord, ItemStatus, read_checkpoints
+from stepline.store.jsonl import hash_output
 from stepline.store.runs import RunStore
 from stepline.store.state import StepStatus
 
@@ -74,6 +80,7 @@ class LLMEstimate:
     method: str | None = None  # HEURISTIC or COUNTED
     note: str | None = None
     items: int | None = None  # a fan-out step's number of items, when known
+    items_done: int = 0  # of those, taken from the checkpoints: not sent, not priced
     mode: str = LIVE
     costs: dict[str, float | None] = field(default_factory=dict)
 
@@ -91,8 +98,9 @@ class _Planned:
     request: LLMRequest | None  # a fan-out step's: its first item's
     note: str | None
     items: int | None = None
-    item_requests: tuple[LLMRequest, ...] = ()  # the first CHECKED_ITEMS items'
+    item_requests: tuple[LLMRequest, ...] = ()  # the first CHECKED_ITEMS items' to send
     prefix_chars: int = 0  # with cache_prompt: the characters every request shares
+    items_done: int = 0  # items the checkpoints answer (done, or failed and kept)
 
 
 @dataclass(frozen=True)
@@ -229,16 +237,25 @@ def _plan_items(
     target: Target,
     context: dict[str, Any],
 ) -> _Planned:
-    """A fan-out step's item count and its first items' requests (items read as the run
-    would read them, so duplicate keys or a bad for_each show up here too)."""
+    """A fan-out step's item count and the requests of its first items to send (items read
+    as the run would read them, so duplicate keys or a bad for_each show up here too; items
+    the checkpoints answer are left out)."""
     try:
         count, items = resolve_items(step, _KnownItems(prepared.input, context))
-        first_items = list(itertools.islice(items, CHECKED_ITEMS))
+        done = _Reused(prepared, step, context)
+        left = done.left(items)
+        first_items = list(itertools.islice(left, CHECKED_ITEMS))
+        if done.active:  # count the answered items among the rest too
+            for _ in left:
+                pass
     except StepLineError as exc:
         reason = exc.reason if isinstance(exc, StepFailed) else exc.message
         return _Planned(step, params, target, None, f"the items cannot be read: {reason}")
-    if not first_items:
+    if not count:
         return _Planned(step, params, target, None, "no items: nothing to send", items=0)
+    if not first_items:
+        note = f"all {count:,} items are done in the checkpoints: nothing to send"
+        return _Planned(step, params, target, None, note, items=count, items_done=done.count)
     try:
         requests = tuple(
             replace(
@@ -250,7 +267,70 @@ def _plan_items(
         prefix = _prefix_chars(step, params, {**context, **item_context(first_items[0])})
     except StepLineError as exc:
         return _Planned(step, params, target, None, _unrendered(exc))
-    return _Planned(step, params, target, requests[0], None, count, requests, prefix)
+    return _Planned(step, params, target, requests[0], None, count, requests, prefix, done.count)
+
+
+class _Reused:
+    """Which of a fan-out step's items the run would take from its checkpoints instead of
+    sending: done with an unchanged fingerprint (``fanout.ItemIdentity``), or failed and
+    kept by ``--skip-failed``; none with ``--fresh-items`` or without a checkpoint file."""
+
+    def __init__(self, prepared: PreparedRun, step: LLMStep, context: dict[str, Any]) -> None:
+        self.path = prepared.run_dir.items_path
+        self.step = step
+        self.skip_failed = prepared.skip_failed
+        self.count = 0
+        self.identity: ItemIdentity | None = None
+        if not prepared.fresh_items and self.path.exists():
+            self.identity = _identity(prepared, step, context)
+
+    @property
+    def active(self) -> bool:
+        return self.identity is not None
+
+    def left(self, items: Iterator[Item]) -> Iterator[Item]:
+        """The items that need a request, in order, counting the others; checkpoints are
+        looked up ``LOOKUP_BATCH`` at a time, as the run looks them up."""
+        if self.identity is None:
+            yield from items
+            return
+        while batch := list(itertools.islice(items, LOOKUP_BATCH)):
+            found = read_checkpoints(self.path, self.step.id, [each.key for each in batch])
+            for item in batch:
+                if self._answered(self.identity, item, found.get(item.key)):
+                    self.count += 1
+                else:
+                    yield item
+
+    def _answered(self, identity: ItemIdentity, item: Item, record: ItemRecord | None) -> bool:
+        if record is None or not identity.holds(item, identity.of(item), record):
+            return False
+        return record.status is ItemStatus.DONE or (
+            record.status is ItemStatus.FAILED and self.skip_failed
+        )
+
+
+def _identity(prepared: PreparedRun, step: LLMStep, context: dict[str, Any]) -> ItemIdentity:
+    """The step's items' identity as the run would make it, from the outputs the plan
+    reuses before it (a step that reads one that runs first gets no estimate at all)."""
+    needs = prepared.needs[step.id]
+    earlier = set(prepared.spec.step_ids[: prepared.spec.step_ids.index(step.id)])
+    read = earlier if needs.reads_everything else needs.steps | needs.item_source
+    hashes = {
+        name: hash_output(value)
+        for name, value in context["steps"].items()
+        if name in earlier and name in read
+    }
+    base = item_base_fingerprint(
+        prepared.spec,
+        step,
+        needs,
+        prepared.variables,
+        output_hashes=hashes,
+        input_hash=prepared.input.hash,
+    )
+    lists = {name: hashes[name] for name in sorted(needs.item_source) if name in hashes}
+    return ItemIdentity(base, needs.uses_item_index, lists)
 
 
 def _prefix_chars(step: LLMStep, params: LLMParams, context: dict[str, Any]) -> int:
@@ -311,6 +391,20 @@ def _estimate(
     step, params, request = planned.step, planned.params, planned.request
     modes = _modes(planned, replay)
     mode = _configured_mode(params, modes)
+    if request is None and planned.items and planned.items_done == planned.items:
+        return LLMEstimate(  # every item is done in the checkpoints: nothing to pay for
+            step.id,
+            params.model,
+            "-",
+            0,
+            0,
+            0.0,
+            note=planned.note,
+            items=planned.items,
+            items_done=planned.items_done,
+            mode=mode,
+            costs=dict.fromkeys(modes, 0.0),
+        )
     if request is None:
         return LLMEstimate(
             step.id,
@@ -357,10 +451,12 @@ def _estimate_items(
     cache: ResponseCache,
     replay: Path | None,
 ) -> LLMEstimate:
-    """A fan-out step: tokens per item times the items; only the items not answered by the
-    cache (or cassette) are priced, and items past the checked ones count as misses."""
+    """A fan-out step: tokens per item times the items to send; only the items not answered
+    by the checkpoints or the cache (or cassette) are priced, and items past the checked
+    ones count as misses."""
     params, requests = planned.params, planned.item_requests
     count = planned.items or 0
+    sending = count - planned.items_done
     sampled = [estimate_tokens(request) for request in requests[:SAMPLED_ITEMS]]
     per_item = sum(sampled) / len(sampled)
     scale = 1.0
@@ -375,23 +471,29 @@ def _estimate_items(
         pricer,
         planned,
         modes,
-        sent=count - answered,
+        sent=sending - answered,
         per_request=per_item,
         scale=scale,
         largest=max(sampled) * scale,
     )
     notes = [f"{count:,} items, ~{round(per_item):,} input tokens each"]
+    if planned.items_done:
+        notes[0] = (
+            f"{count:,} items, {planned.items_done:,} done in the checkpoints, "
+            f"{sending:,} to send, ~{round(per_item):,} input tokens each"
+        )
     notes += [note for note in (_window_note(pricer, params, round(per_item)), cache_note) if note]
     return LLMEstimate(
         planned.step.id,
         params.model,
-        _items_status(statuses, answered, checked=len(requests), count=count),
-        round(per_item * count),
-        params.max_tokens * count,
+        _items_status(statuses, answered, checked=len(requests), count=sending),
+        round(per_item * sending),
+        params.max_tokens * sending,
         costs[mode],
         COUNTED if counted is not None else HEURISTIC,
         "; ".join(notes),
         items=count,
+        items_done=planned.items_done,
         mode=mode,
         costs=costs,
     )

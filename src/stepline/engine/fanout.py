@@ -12,6 +12,9 @@ Where the items come from and how they are keyed is ``engine/items.py``.
 ``on_item_error`` decides what a failed item does to the step: ``fail`` stops launching items,
 cancels those in flight and fails the step (finished items stay committed); ``skip`` leaves the
 item out of the output; ``collect`` puts ``{"error": ..., "item_key": ...}`` in its place.
+With ``skip`` and ``collect`` the step still fails once more items failed than
+``max_failed_items`` allows (unset: when every item failed): an output made only of failures
+is no result, and a downstream step should not take it for one.
 """
 
 from __future__ import annotations
@@ -19,19 +22,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 import secrets
-from collections.abc import AsyncGenerator, Callable, Generator, Iterator
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from typing import Any
 
 from stepline import clock
 from stepline.engine.batching import BatchedItems
+from stepline.engine.fingerprint import fingerprint, spec_hash
 from stepline.engine.items import SeenKeys, item_key, resolve_items
+from stepline.engine.plan import INPUT_KEY
+from stepline.engine.references import StepNeeds
 from stepline.engine.streams import ItemStream
 from stepline.errors import BudgetReached, StepFailed, StepLineError
 from stepline.faults import crash_point
 from stepline.hashing import hash_value
-from stepline.spec import LLMStep, StepBase, format_duration
+from stepline.spec import LLMStep, PipelineSpec, StepBase, format_duration
 from stepline.steps import StepEnvironment, StepOutcome, execute_step
 from stepline.steps.base import Item
 from stepline.store.items import LOOKUP_BATCH, ItemRecord, ItemStatus, ItemStore
@@ -103,6 +111,85 @@ def _system_reads_item(step: LLMStep) -> bool:
     return bool(references(step.system, where=f'step "{step.id}" system').names & ITEM_NAMES)
 
 
+def item_base_fingerprint(
+    spec: PipelineSpec,
+    step: StepBase,
+    needs: StepNeeds,
+    variables: Mapping[str, Any],
+    *,
+    output_hashes: Mapping[str, str],
+    input_hash: str,
+) -> str:
+    """What every item of a fan-out step depends on besides itself: the step's spec and the
+    outputs (``output_hashes``: those of the steps before it) and input it reads other than
+    through ``for_each``. The run and ``--dry-run`` both compute it here, so the dry run
+    prices exactly the items the run would not reuse."""
+    names = set(output_hashes) if needs.reads_everything else set(needs.steps)
+    reads = {
+        name: output_hashes[name]
+        for name in sorted(names - needs.item_source)
+        if name in output_hashes
+    }
+    if needs.input and not needs.input_via_items:
+        reads[INPUT_KEY] = input_hash
+    return fingerprint(spec_hash(spec, step, needs, variables, for_items=True), reads)
+
+
+@dataclass(frozen=True)
+class ItemIdentity:
+    """How a fan-out step's items are fingerprinted for reuse: the step's base fingerprint,
+    with each item's position where templates use ``item_index``, and the whole list's hash
+    (``list_hashes``) for an item whose function read the list itself."""
+
+    base: str
+    uses_index: bool = False
+    list_hashes: Mapping[str, str] = field(default_factory=dict)
+
+    def of(self, item: Item, *, whole_list: bool = False) -> str:
+        identity: dict[str, Any] = {"step": self.base, "item": item.value}
+        if self.uses_index:
+            identity["index"] = item.index
+        if whole_list:
+            identity["list"] = dict(self.list_hashes)
+        return hash_value(identity)
+
+    def holds(self, item: Item, fingerprint: str, record: ItemRecord | None) -> bool:
+        """Whether the item's checkpoint still holds (its fingerprint is unchanged);
+        ``fingerprint`` is ``of(item)``."""
+        if record is None:
+            return False
+        if record.fingerprint == fingerprint:
+            return True
+        return bool(self.list_hashes) and record.fingerprint == self.of(item, whole_list=True)
+
+
+def allowed_failures(step: StepBase, total: int | None) -> int | None:
+    """How many failed items a ``skip`` or ``collect`` step may end with: ``max_failed_items``
+    (a percentage of ``total``, rounded down), else all but one. None while it depends on a
+    total not known yet (items streamed from the step before)."""
+    limit = step.max_failed_items
+    if isinstance(limit, int):
+        return limit
+    if total is None:
+        return None
+    if limit is None:
+        return max(total - 1, 0)
+    return math.floor(Fraction(limit.removesuffix("%")) * total / 100)
+
+
+def too_many_failures(step: StepBase, failed: int, total: int, *, unrun: int = 0) -> str:
+    """Why the step fails: how many of how many items failed, the limit they passed, and
+    how many items it did not launch once past it."""
+    limit = step.max_failed_items
+    if limit is None:
+        text = f"all {total} items failed"
+    else:
+        allowed = allowed_failures(step, total)
+        of = f" ({allowed} of {total})" if isinstance(limit, str) else ""
+        text = f"{failed} of {total} items failed, more than max_failed_items: {limit}{of}"
+    return text + (f"; {unrun} not run" if unrun > 0 else "")
+
+
 @dataclass
 class _Tally:
     failures: dict[int, tuple[str, str]] = field(default_factory=dict)  # index -> (key, error)
@@ -134,9 +221,8 @@ class FanOut:
         self.step = step
         self.env = env
         self.store = store
-        self.base_fingerprint = base_fingerprint
-        self.list_hashes = list_hashes or {}
-        self.uses_index = uses_index
+        self.identity = ItemIdentity(base_fingerprint, uses_index, list_hashes or {})
+        self.list_hashes = self.identity.list_hashes
         self.concurrency = concurrency
         self.retry_failed = retry_failed
         self.reuse_items = reuse_items
@@ -193,7 +279,8 @@ class FanOut:
 
     @property
     def failed_item(self) -> str | None:
-        """The key of the item whose failure stopped the step (``on_item_error: fail``)."""
+        """The key of the item whose failure stopped the step (``on_item_error: fail``, or
+        the failure past ``max_failed_items``)."""
         return self._failed_item
 
     def stop_for_budget(self, reached: BudgetReached) -> None:
@@ -290,27 +377,14 @@ class FanOut:
         return self._checkpoint(item, fingerprint, previous)
 
     def fingerprint(self, item: Item, *, whole_list: bool = False) -> str:
-        """The item's identity for reuse: the step's base fingerprint and the item (with its
-        position where templates use ``item_index``, and the whole list's hash when the item's
-        function read the list itself)."""
-        identity: dict[str, Any] = {"step": self.base_fingerprint, "item": item.value}
-        if self.uses_index:
-            identity["index"] = item.index
-        if whole_list:
-            identity["list"] = self.list_hashes
-        return hash_value(identity)
+        """The item's identity for reuse (see ``ItemIdentity``)."""
+        return self.identity.of(item, whole_list=whole_list)
 
     def _checkpoint(
         self, item: Item, fingerprint: str, record: ItemRecord | None
     ) -> ItemRecord | None:
         """The item's checkpoint when it still holds (its fingerprint is unchanged)."""
-        if record is None:
-            return None
-        if record.fingerprint == fingerprint:
-            return record
-        if self.list_hashes and record.fingerprint == self.fingerprint(item, whole_list=True):
-            return record
-        return None
+        return record if self.identity.holds(item, fingerprint, record) else None
 
     async def reused(self, item: Item, record: ItemRecord | None) -> bool:
         """Take the item from its checkpoint if it can be; True when it needs no run."""
@@ -447,8 +521,24 @@ class FanOut:
                     task.cancel()
             if self.inbound is not None:  # the step feeding this one stops launching now
                 await self.inbound.abandon()
+        elif not self._stopping and self._past_limit():
+            await self._stop_over_limit(item)
         await self.store.fail(step.id, item.key, item.index, fingerprint, message, self.mark)
         await self._emit_failure(item)
+
+    def _past_limit(self) -> bool:
+        """Whether more items failed than the step may end with (its total known or not)."""
+        total = self._total if self.inbound is None else None
+        allowed = allowed_failures(self.step, total)
+        return allowed is not None and len(self.tally.failures) > allowed
+
+    async def _stop_over_limit(self, item: Item) -> None:
+        """Past ``max_failed_items`` the step will fail: launch nothing more (the items in
+        flight finish and are kept), so no more is spent on a step that cannot complete."""
+        self._stopping = True
+        self._failed_item = item.key
+        if self.inbound is not None:
+            await self.inbound.abandon()
 
     async def item_done(self, item: Item, fingerprint: str, outcome: StepOutcome) -> None:
         """Commit a finished item's result and pass it on."""
@@ -493,6 +583,17 @@ class FanOut:
                 f'{len(failures)} of {self._total} items failed; item "{key}": {error}',
                 hint="finished items are kept; fix the cause and resume (failed items run "
                 "again), or set on_item_error: skip or collect",
+            )
+        allowed = allowed_failures(step, self._total)
+        if step.on_item_error != "fail" and allowed is not None and len(failures) > allowed:
+            key, error = failures[min(failures)]
+            unrun = self._total - tally.done - tally.reused - len(failures)
+            reason = too_many_failures(step, len(failures), self._total, unrun=unrun)
+            raise StepFailed(
+                step.id,
+                f'{reason}; item "{key}": {error}',
+                hint="finished items are kept; fix the cause and resume (only the failed and "
+                "unfinished items run), or raise max_failed_items",
             )
         jsonl = step.output_format == "jsonl" or (
             step.output_format is None and self._total > JSONL_ABOVE_ITEMS

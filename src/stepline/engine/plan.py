@@ -8,8 +8,10 @@ same decisions the runner then follows, so the plan never disagrees with the run
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
+
+from stepline.store.items import ItemCounts
 
 INPUT_KEY = "@input"
 """The key under which a step's ``reads`` records the run's input (step ids cannot start with @)."""
@@ -36,6 +38,7 @@ class StepFacts:
     current_reads: Mapping[str, str | None] = field(default_factory=dict)
     depends_on: frozenset[str] = frozenset()
     failed_items: int = 0  # fan-out items that failed last time and should be tried again
+    items: ItemCounts | None = None  # an unfinished fan-out step's checkpoints
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,7 @@ def _decide(
     if from_index is not None and facts.previous_status == "completed" and facts.output_present:
         return Action.REUSE, "before --from-step"
     if facts.previous_status != "completed":
-        return Action.RUN, _not_done_reason(facts.previous_status)
+        return Action.RUN, _not_done_reason(facts.previous_status, facts.items)
     if not facts.output_present:
         return Action.RUN, "its output file is missing"
     if facts.spec_hash != facts.previous_spec_hash:
@@ -95,7 +98,14 @@ def _decide(
     return Action.REUSE, "completed, unchanged"
 
 
-def _not_done_reason(status: str | None) -> str:
+def _not_done_reason(status: str | None, items: ItemCounts | None = None) -> str:
+    """Why a step that did not complete runs; with checkpoints, how far its items got, so
+    a fan-out stopped by Ctrl-C (left pending) reads as one stopped by a kill (left
+    running): neither is "not run yet"."""
+    if items is not None and status == "failed":
+        return f"failed last time ({items.summary})"
+    if items is not None:
+        return f"unfinished: {items.summary}"
     return {
         None: "not run yet",
         "pending": "not run yet",
@@ -103,6 +113,14 @@ def _not_done_reason(status: str | None) -> str:
         "failed": "failed last time",
         "skipped": "not run yet",
     }.get(status, "not run yet")
+
+
+def with_items(decision: Decision, previous_status: str | None, items: ItemCounts) -> Decision:
+    """The decision, saying how far the step's items got when it runs because it did not
+    complete (for a plan made without ``StepFacts.items``)."""
+    if decision.action is not Action.RUN or decision.reason != _not_done_reason(previous_status):
+        return decision
+    return replace(decision, reason=_not_done_reason(previous_status, items))
 
 
 def _changed_reason(key: str) -> str:

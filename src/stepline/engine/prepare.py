@@ -27,6 +27,7 @@ from stepline.spec import LLMStep, PipelineSpec, PythonStep, config_hash
 from stepline.steps import InputData
 from stepline.steps.base import check_input_size
 from stepline.steps.python import resolve_function
+from stepline.store.items import read_item_progress
 from stepline.store.rundir import RunDir
 from stepline.store.state import RunState, StepState, StepStatus
 
@@ -202,6 +203,8 @@ def prepare_run(
     # Outputs that --from-step replaces are not read: a broken hand edit there is no obstacle.
     on_disk = current_output_hashes(state.steps[:from_index], run_dir)
     on_disk[INPUT_KEY] = input.hash
+    unfinished = [record.id for record in state.steps if record.status != StepStatus.COMPLETED]
+    items = read_item_progress(run_dir.items_path, run_dir.events_path, unfinished)
     facts = []
     for index, (step, record) in enumerate(zip(spec.steps, state.steps, strict=True)):
         own = needs[step.id]
@@ -221,6 +224,7 @@ def prepare_run(
                 current_reads={key: on_disk.get(key) for key in record.reads},
                 depends_on=frozenset(depends_on),
                 failed_items=0 if options.skip_failed else record.metrics.get("items_failed", 0),
+                items=items.get(record.id),
             )
         )
     return PreparedRun(

@@ -19,8 +19,8 @@ from typing import Any
 from stepline import clock
 from stepline.engine.contract import Hooks, PreparedRun, RunResult
 from stepline.engine.events import Event, EventLog, EventType, step_logger
-from stepline.engine.fanout import FanOut, FanOutProgress
-from stepline.engine.fingerprint import fingerprint, spec_hash
+from stepline.engine.fanout import FanOut, FanOutProgress, item_base_fingerprint
+from stepline.engine.fingerprint import fingerprint
 from stepline.engine.pauses import PauseMode, PausePoint
 from stepline.engine.plan import INPUT_KEY, Action, Decision
 from stepline.engine.streams import ItemStream
@@ -384,17 +384,14 @@ class Runner:
     def _item_base_fingerprint(self, step: StepBase) -> str:
         """What every item of a fan-out step depends on besides itself: the step's spec and
         the outputs it reads other than through ``for_each``."""
-        needs = self.run.needs[step.id]
-        names = set(self.outputs) if needs.reads_everything else set(needs.steps)
-        reads = {
-            name: self.output_hashes[name]
-            for name in sorted(names - needs.item_source)
-            if name in self.output_hashes
-        }
-        if needs.input and not needs.input_via_items:
-            reads[INPUT_KEY] = self.run.input.hash
-        item_spec = spec_hash(self.run.spec, step, needs, self.run.variables, for_items=True)
-        return fingerprint(item_spec, reads)
+        return item_base_fingerprint(
+            self.run.spec,
+            step,
+            self.run.needs[step.id],
+            self.run.variables,
+            output_hashes=self.output_hashes,
+            input_hash=self.run.input.hash,
+        )
 
     def _show_items(self, step: StepBase, progress: FanOutProgress) -> None:
         """Item progress for the listener, at most a few times a second (never persisted)."""

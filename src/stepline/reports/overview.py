@@ -1,5 +1,6 @@
 """What ``show`` and ``report`` say about a run beyond ``state.json``: a timeline of its steps,
-its LLM usage broken down per step and per model, and its provider batches (batch mode).
+its LLM usage broken down per step and per model, its provider batches (batch mode), how far
+each unfinished fan-out step's items got, and which completed steps are out of date.
 
 The breakdown is summed from ``llm-calls.jsonl`` with the same rule as ``state.usage``
 (``RunUsage.add_call``), so the rows always add up to the run's totals: every attempt, repair
@@ -14,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from stepline.store.batches import SubmittedBatch, read_batches
+from stepline.store.items import ItemCounts, read_item_progress
 from stepline.store.rundir import RunDir
 from stepline.store.runs import effective_status, run_duration
 from stepline.store.state import (
@@ -26,6 +28,7 @@ from stepline.store.state import (
     now,
 )
 
+INPUT_KEY = "@input"  # engine.plan.INPUT_KEY: what a step's reads call the run's input
 MIN_GAP_S = 1.0
 """Idle time between steps longer than this (or than a tenth of the busy time, if more) is
 cut down to it on the timeline: a run paused for a day would otherwise squash every bar."""
@@ -62,6 +65,26 @@ class UsageBreakdown:
 
 
 @dataclass(frozen=True)
+class StepNotes:
+    """What the steps table says beyond each step's recorded status."""
+
+    items: dict[str, ItemCounts] = field(default_factory=dict)  # unfinished fan-out steps
+    out_of_date: dict[str, OutOfDate] = field(default_factory=dict)  # completed steps
+    stopped: frozenset[str] = frozenset()  # recorded running, but no process runs them
+
+    def status(self, step: StepState) -> str:
+        """The status cell's words: ``pending (84 of 200 items done)``, ``completed (out of
+        date: extract changed)``. A running step of a run whose process died reads
+        ``pending``, as Ctrl-C leaves it, so a kill and a Ctrl-C read the same."""
+        status = "pending" if step.id in self.stopped else step.status.value
+        if step.id in self.items:
+            status += f" ({self.items[step.id].summary})"
+        if step.id in self.out_of_date:
+            status += f" (out of date: {self.out_of_date[step.id].summary})"
+        return status
+
+
+@dataclass(frozen=True)
 class RunOverview:
     """A run as ``show`` and ``report`` present it."""
 
@@ -72,6 +95,7 @@ class RunOverview:
     usage: UsageBreakdown
     batches: list[SubmittedBatch] = field(default_factory=list)  # batch mode's submissions
     duration_s: float = 0.0  # to the run's end, or to its last write if its process died
+    notes: StepNotes = field(default_factory=StepNotes)
 
 
 def load_overview(run_dir: RunDir) -> RunOverview:
@@ -80,15 +104,80 @@ def load_overview(run_dir: RunDir) -> RunOverview:
     usage = usage_breakdown(run_dir.iter_calls())
     # One source for every view: the call log, which a killed runner's state.json lags.
     state.usage = usage.total
+    status = effective_status(state, run_dir)
     return RunOverview(
         run_dir=run_dir,
         state=state,
-        status=effective_status(state, run_dir),
+        status=status,
         timeline=build_timeline(state, at=now()),
         usage=usage,
         batches=read_batches(run_dir.items_path),
         duration_s=run_duration(state, run_dir),
+        notes=step_notes(state, run_dir, running=status == RunStatus.RUNNING),
     )
+
+
+def step_notes(state: RunState, run_dir: RunDir, *, running: bool = False) -> StepNotes:
+    """The notes on a run's steps, from its files: item checkpoints for the steps that did
+    not complete, out-of-date steps from ``state.json`` alone. ``running``: a process holds
+    the run, so its running step really runs."""
+    unfinished = [
+        step.id
+        for step in state.steps
+        if step.status in (StepStatus.PENDING, StepStatus.RUNNING, StepStatus.FAILED)
+    ]
+    stopped = () if running else (s.id for s in state.steps if s.status == StepStatus.RUNNING)
+    return StepNotes(
+        items=item_progress(run_dir, unfinished),
+        out_of_date=out_of_date(state),
+        stopped=frozenset(stopped),
+    )
+
+
+def item_progress(run_dir: RunDir, steps: list[str]) -> dict[str, ItemCounts]:
+    """How far each of ``steps`` that has item checkpoints got in its latest execution."""
+    return read_item_progress(run_dir.items_path, run_dir.events_path, steps)
+
+
+@dataclass(frozen=True)
+class OutOfDate:
+    """Why a completed step is out of date: ``upstream``, which it read, is no longer what
+    it read, because ``changed`` changed (``upstream`` itself, or a step before it)."""
+
+    upstream: str
+    changed: str
+
+    @property
+    def summary(self) -> str:
+        """``a changed``, or ``a changed, via b`` when b is out of date because of a."""
+        via = f", via {self.upstream}" if self.upstream != self.changed else ""
+        return f"{self.changed} changed{via}"
+
+
+def out_of_date(state: RunState) -> dict[str, OutOfDate]:
+    """Completed steps whose output was made from an upstream output that is no longer the
+    upstream step's current one (it re-ran and failed, changed, or is out of date itself):
+    what a resume's plan re-runs them for, derived from ``state.json`` alone (each step's
+    ``reads`` against the ``output_hash`` and status of the steps it read)."""
+    records = {step.id: step for step in state.steps}
+    stale: dict[str, OutOfDate] = {}
+    for step in state.steps:  # in order: a step reads only earlier ones
+        if step.status != StepStatus.COMPLETED:
+            continue
+        for name, read_hash in sorted(step.reads.items()):
+            upstream = records.get(name)
+            if name in stale:
+                stale[step.id] = OutOfDate(name, stale[name].changed)
+            elif name != INPUT_KEY and (
+                upstream is None
+                or upstream.status != StepStatus.COMPLETED
+                or upstream.output_hash != read_hash
+            ):
+                stale[step.id] = OutOfDate(name, name)
+            else:
+                continue
+            break
+    return stale
 
 
 def build_timeline(state: RunState, *, at: datetime) -> Timeline:
@@ -145,7 +234,21 @@ def usage_breakdown(calls: Iterator[dict[str, Any]]) -> UsageBreakdown:
 def overview_json(overview: RunOverview) -> dict[str, Any]:
     """The fields ``show --json`` adds to the state (new keys only: nothing is renamed)."""
     timeline = overview.timeline
+    notes = overview.notes
     return {
+        "items_progress": {
+            step: {
+                "done": each.done,
+                "failed": each.failed,
+                "in_flight": each.started,
+                "total": each.total,
+            }
+            for step, each in notes.items.items()
+        },
+        "out_of_date": {
+            step: {"upstream": why.upstream, "changed": why.changed}
+            for step, why in notes.out_of_date.items()
+        },
         "timeline": {
             "span_s": round(timeline.span_s, 3),
             "gaps_cut": timeline.gaps_cut,

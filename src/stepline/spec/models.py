@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -190,6 +191,33 @@ class LLMParams(_Strict):
 
 
 ItemErrorStrategy = Literal["fail", "skip", "collect"]
+PERCENT_PATTERN = r"^[0-9]+(\.[0-9]+)?%$"
+
+
+def _failure_limit(value: Any) -> Any:
+    """A count of items or a percentage of them, refused with one message that says both
+    forms (a union would report each member's complaint)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    text = value.strip() if isinstance(value, str) else ""
+    if re.match(PERCENT_PATTERN, text) and float(text.removesuffix("%")) <= 100:
+        return text
+    raise ValueError('give a count of items (0 or more) or a percentage of them, e.g. "10%"')
+
+
+FailureLimit = Annotated[
+    int | str,
+    BeforeValidator(_failure_limit),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": PERCENT_PATTERN},
+            ]
+        }
+    ),
+]
+"""``max_failed_items``: a count of items, or a percentage of them such as ``"10%"``."""
 ITEM_SOURCES = ("input.lines", "input.records")
 """``for_each`` values that read the input item by item instead of evaluating a template."""
 
@@ -207,6 +235,14 @@ class StepBase(_Strict):
     item_key: str | None = None
     concurrency: int | None = Field(default=None, ge=1, le=1000)
     on_item_error: ItemErrorStrategy = "fail"
+    # Left out of model_dump, so of the fingerprints: it decides whether the step fails, not
+    # what it or any item outputs, so setting or changing it re-runs nothing.
+    max_failed_items: FailureLimit | None = Field(
+        default=None,
+        exclude=True,
+        description="skip/collect: fail the step once more items failed than this, a count or "
+        'a percentage such as "10%" (default: only when every item failed).',
+    )
     stream_items: bool = False
     output_format: Literal["json", "jsonl"] | None = None  # fan-out: None picks by size
 
@@ -227,12 +263,18 @@ class StepBase(_Strict):
                 "item_key",
                 "concurrency",
                 "on_item_error",
+                "max_failed_items",
                 "stream_items",
                 "output_format",
             }
             stray = fan_out_keys & self.model_fields_set
             if stray:
                 raise ValueError(f"{sorted(stray)[0]} needs for_each (it applies to fan-out steps)")
+        elif self.max_failed_items is not None and self.on_item_error == "fail":
+            raise ValueError(
+                "max_failed_items applies to on_item_error: skip or collect (with fail, the "
+                "first failed item fails the step)"
+            )
         elif self.for_each not in ITEM_SOURCES and one_expression(self.for_each) is None:
             raise ValueError(
                 "for_each must be input.lines, input.records or a {{ expression }} "

@@ -12,6 +12,9 @@ Writes go through one writer thread that commits whatever rows are waiting in on
 the event loop never waits on a commit's fsync (it reads rows itself, a lookup per item). Each
 item's write is awaited until its transaction has committed; rows written ``durable=False``
 are then safe from a killed process, not from a power cut.
+
+``show`` and ``--dry-run`` read the file through read-only functions (``read_item_progress``,
+``read_checkpoints``) that never migrate or write it.
 """
 
 from __future__ import annotations
@@ -19,13 +22,14 @@ from __future__ import annotations
 import asyncio
 import json
 import queue
+import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from stepline.store.sqlite import Database
 
@@ -103,6 +107,148 @@ class ItemRecord:
     result: Any = None
     error: str | None = None
     metrics: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ItemCounts:
+    """Where a fan-out step's latest execution left its items (``total``: how many it had,
+    when known)."""
+
+    done: int = 0
+    failed: int = 0
+    started: int = 0  # in flight when it stopped
+    total: int | None = None
+
+    @property
+    def summary(self) -> str:
+        """``84 of 200 items done, 3 failed`` (``84 items done`` without a total)."""
+        text = f"{self.done:,} items done"
+        if self.total is not None:
+            text = f"{self.done:,} of {self.total:,} items done"
+        return text + (f", {self.failed:,} failed" if self.failed else "")
+
+
+T = TypeVar("T")
+EVENTS_CHUNK = 64 * 1024  # how much of events.jsonl is read at a time, from its end
+_LATEST_COUNTS = (
+    "SELECT status, COUNT(*) FROM items WHERE step = ? AND mark IS "
+    "(SELECT mark FROM items WHERE step = ? ORDER BY updated_at DESC LIMIT 1) GROUP BY status"
+)
+
+
+def read_item_counts(items_path: Path, steps: Iterable[str]) -> dict[str, ItemCounts]:
+    """Each step's items by status, as its latest execution (the one that wrote or reused
+    the newest row) left them; steps without checkpoints are left out. Read-only, for
+    ``show`` and ``--dry-run``: rows an earlier execution wrote for another config are not
+    counted, and an older file without marks, or a damaged one, reads as none."""
+    wanted = list(steps)
+    rows = _read_only(
+        items_path, lambda db: [db.execute(_LATEST_COUNTS, (s, s)).fetchall() for s in wanted]
+    )
+    counts: dict[str, ItemCounts] = {}
+    for step, found in zip(wanted, rows or [], strict=False):
+        by_status = dict(found)
+        if by_status:
+            counts[step] = ItemCounts(
+                done=by_status.get(ItemStatus.DONE, 0),
+                failed=by_status.get(ItemStatus.FAILED, 0),
+                started=by_status.get(ItemStatus.STARTED, 0),
+            )
+    return counts
+
+
+def read_item_progress(
+    items_path: Path, events_path: Path, steps: Iterable[str]
+) -> dict[str, ItemCounts]:
+    """``read_item_counts`` with each step's number of items, where its newest progress
+    event in ``events.jsonl`` says (the checkpoints hold only the items that ran)."""
+    counts = read_item_counts(items_path, steps)
+    totals = _item_totals(events_path, set(counts))
+    return {step: replace(each, total=totals.get(step)) for step, each in counts.items()}
+
+
+def _item_totals(events_path: Path, steps: set[str]) -> dict[str, int]:
+    """Each step's number of items, from its newest ``item_progress`` event: the checkpoints
+    hold only the items that ran. The file is read from its end, a chunk at a time, and only
+    as far back as those events are."""
+    totals: dict[str, int] = {}
+    for event in _events_backwards(events_path) if steps else ():
+        step, total = event.get("step"), _progress_total(event)
+        if isinstance(step, str) and step in steps and total is not None:
+            totals.setdefault(step, total)
+            if len(totals) == len(steps):
+                break
+    return totals
+
+
+def _progress_total(event: dict[str, Any]) -> int | None:
+    """The item total of an ``item_progress`` event (EventType.ITEM_PROGRESS), else None."""
+    data = event.get("data")
+    if event.get("type") != "item_progress" or not isinstance(data, dict):
+        return None
+    total = data.get("total")
+    return total if isinstance(total, int) else None
+
+
+def _events_backwards(path: Path) -> Iterator[dict[str, Any]]:
+    """The events of ``events.jsonl``, newest first; torn or foreign lines are skipped."""
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        return
+    with handle:
+        end = handle.seek(0, 2)
+        tail = b""
+        while end > 0:
+            start = max(0, end - EVENTS_CHUNK)
+            handle.seek(start)
+            lines = (handle.read(end - start) + tail).split(b"\n")
+            tail = lines.pop(0) if start > 0 else b""  # may be cut: joined to the next chunk
+            for line in reversed(lines):
+                event = _event(line)
+                if event is not None:
+                    yield event
+            end = start
+
+
+def _event(line: bytes) -> dict[str, Any] | None:
+    try:
+        event = json.loads(line)
+    except ValueError:  # blank, torn, or not UTF-8
+        return None
+    return event if isinstance(event, dict) else None
+
+
+def read_checkpoints(items_path: Path, step: str, keys: Sequence[str]) -> dict[str, ItemRecord]:
+    """The checkpoints of ``keys`` (at most ``LOOKUP_BATCH``), without results, read-only:
+    what a dry run checks to price only the items a run would not reuse."""
+    query = (
+        "SELECT key, position, fingerprint, status FROM items "
+        f"WHERE step = ? AND key IN ({', '.join('?' * len(keys))})"
+    )
+    rows = _read_only(items_path, lambda db: db.execute(query, (step, *keys)).fetchall())
+    return {
+        key: ItemRecord(key, position, fingerprint, ItemStatus(status))
+        for key, position, fingerprint, status in rows or []
+    }
+
+
+def _read_only(items_path: Path, read: Callable[[sqlite3.Connection], T]) -> T | None:
+    """What ``read`` reads on a read-only connection, which never migrates or writes the
+    file; None without a file or when it cannot be read so (damaged, or older than the
+    columns asked for)."""
+    if not items_path.exists():
+        return None
+    try:
+        db = sqlite3.connect(f"{items_path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return None
+    try:
+        return read(db)
+    except sqlite3.Error:
+        return None
+    finally:
+        db.close()
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,43 @@
+"""The planner's reason for a fan-out step that did not finish: how far its items got (from
+its checkpoints), the same after Ctrl-C (left pending) as after a kill (left running)."""
+
+from __future__ import annotations
+
+import pytest
+
+from stepline.engine.plan import Action, Decision, StepFacts, plan_run, with_items
+from stepline.store.items import ItemCounts
+
+PARTWAY = ItemCounts(done=84, started=2, total=200)
+
+
+@pytest.mark.parametrize("status", ["pending", "running", None])
+def test_an_unfinished_fan_out_says_how_many_items_are_done(status: str | None) -> None:
+    (decision,) = plan_run([StepFacts(id="each", previous_status=status, items=PARTWAY)])
+
+    assert (decision.action, decision.reason) == (Action.RUN, "unfinished: 84 of 200 items done")
+
+
+def test_a_failed_fan_out_says_how_many_items_are_done_and_failed() -> None:
+    items = ItemCounts(done=150, failed=50, total=200)
+
+    (decision,) = plan_run([StepFacts(id="each", previous_status="failed", items=items)])
+
+    assert decision.reason == "failed last time (150 of 200 items done, 50 failed)"
+
+
+def test_without_a_known_total_the_items_done_are_counted_alone() -> None:
+    (decision,) = plan_run([StepFacts(id="each", items=ItemCounts(done=3))])
+
+    assert decision.reason == "unfinished: 3 items done"
+
+
+def test_with_items_rewrites_only_a_not_done_reason() -> None:
+    pending = Decision(1, "each", Action.RUN, "not run yet")
+    from_step = Decision(1, "each", Action.RUN, "--from-step")
+
+    assert with_items(pending, "pending", PARTWAY).reason == "unfinished: 84 of 200 items done"
+    assert with_items(from_step, "pending", PARTWAY) == from_step
+    assert with_items(with_items(pending, "pending", PARTWAY), "pending", PARTWAY).reason == (
+        "unfinished: 84 of 200 items done"
+    )

@@ -211,3 +211,23 @@ def test_show_step_prints_long_text_without_wrapping_it(cli, tmp_path: Path, mon
     shown = cli("show", "l", "--step", "echo")
 
     assert line.strip() in shown.stdout
+
+
+def test_a_failed_run_says_why_on_stdout_too(cli, tmp_path: Path):
+    """Progress (and each step's ✗ line) goes to stderr; a script that keeps only stdout
+    still learns what failed from the last line."""
+    write(tmp_path / "in.txt", "x\n")
+    write(
+        tmp_path / "pipeline-config.yaml",
+        """
+        name: fails
+        steps:
+          - {id: boom, kind: shell, command: ["python3", "-c", "import sys; sys.exit(4)"]}
+        """,
+    )
+
+    result = cli("run", "in.txt", "--run-id", "f")
+
+    assert result.exit_code == 1
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith('Run f failed: step "boom"') and "pipeline resume f" in last

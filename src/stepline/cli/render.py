@@ -242,8 +242,9 @@ def print_result(console: Console, result: RunResult, workdir: Path) -> None:
         note = f" ({len(failed)} non-critical step(s) failed)" if failed else ""
         note += escape(failed_items_note(result.state))
         line = f"[green]Run {result.run_id} completed{note}.[/] Outputs: {where}/steps"
-    elif status is RunStatus.FAILED:
-        line = f"[red]Run {result.run_id} failed.[/] Fix the problem, then: {resume}"
+    elif status is RunStatus.FAILED:  # the error too: stdout may be read without stderr
+        why = f": {escape(result.message)}" if result.message else ""
+        line = f"[red]Run {result.run_id} failed{why}.[/] Fix the problem, then: {resume}"
     elif status is RunStatus.PAUSED:
         line = f"[yellow]{escape(result.message or 'Paused')}.[/] Continue with: {resume}"
     else:

@@ -49,6 +49,7 @@ def noop_value(value):
 FANOUT = """
 name: bench-fanout
 concurrency: {concurrency}
+vars: {{n: "0"}}
 steps:
   - {{id: items, kind: python, function: "helpers:items"}}
   - {{id: each, kind: python, function: "helpers:noop", for_each: "{{{{ steps.items }}}}"}}
@@ -56,6 +57,7 @@ steps:
 
 LOOP = """
 name: bench-loop
+vars: {n: "0"}
 steps:
   - {id: items, kind: python, function: "helpers:items"}
   - {id: each, kind: python, function: "helpers:loop"}
@@ -65,6 +67,7 @@ LLM = """
 name: bench-llm
 concurrency: {concurrency}
 llm: {{model: claude-haiku-4-5, max_tokens: 16, cache: {{enabled: false}}}}
+vars: {{n: "0"}}
 steps:
   - {{id: items, kind: python, function: "helpers:items"}}
   - id: ask

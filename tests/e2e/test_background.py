@@ -31,6 +31,7 @@ ITEMS = [f"item{n:02d}" for n in range(30)]
 
 CONFIG = """
 name: background
+vars: {team: platform}  # --set team=ops: a name must be declared to be set
 steps:
   - id: work
     kind: python

@@ -15,6 +15,7 @@ from tests.helpers import run_pipeline_process, write
 
 CONFIG = """
 name: chain
+vars: {break_stamp: ""}  # the item stamp fails on (--set break_stamp=n0)
 llm:
   model: claude-haiku-4-5
   retry: {attempts: 1}

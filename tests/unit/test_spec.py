@@ -59,7 +59,7 @@ VALID = """
         function: helpers:score
       - id: publish
         kind: shell
-        command: "publish --title 'two words' '{{ steps.score }}'"
+        command: "echo --title 'two words' '{{ steps.score }}'"
 """
 
 
@@ -89,7 +89,7 @@ def test_command_string_is_split_like_a_shell(tmp_path: Path) -> None:
     step = load(tmp_path, VALID).steps[2]
 
     assert isinstance(step, ShellStep)
-    assert step.command == ["publish", "--title", "two words", "{{ steps.score }}"]
+    assert step.command == ["echo", "--title", "two words", "{{ steps.score }}"]
 
 
 def test_command_string_keeps_a_spaced_template_in_one_argument(tmp_path: Path) -> None:
@@ -323,7 +323,7 @@ def test_step_id_must_match_the_pattern(tmp_path: Path) -> None:
     )
 
     assert 'pipeline.yaml:3: step 1 ("Bad Id") key id:' in message
-    assert "pattern" in message
+    assert "lowercase letters, digits" in message and 'did you mean "bad-id"?' in message
 
 
 def test_missing_required_step_key(tmp_path: Path) -> None:

@@ -198,7 +198,8 @@ def test_errors_in_shell_command_arguments_are_found() -> None:
 
 def test_python_step_reads_everything() -> None:
     spec = spec_with(
-        llm("a", "{{ input.text }}") + "  - id: p\n    kind: python\n    function: mod:fn\n"
+        llm("a", "{{ input.text }}") + "  - id: p\n    kind: python\n    function: mod:fn\n",
+        vars="{x: 1}",
     )
 
     needs = analyse_spec(spec, {"x": 1})["p"]
@@ -211,7 +212,7 @@ def test_python_step_reads_everything() -> None:
 def test_run_dir_in_a_shell_command_reads_everything() -> None:
     spec = spec_with(
         llm("a", "{{ input.text }}")
-        + "  - id: s\n    kind: shell\n    command: [tool, '{{ run.dir }}']\n"
+        + "  - id: s\n    kind: shell\n    command: [ls, '{{ run.dir }}']\n"
     )
 
     needs = analyse_spec(spec, {})["s"]

@@ -191,7 +191,7 @@ def prepare_run(
 ) -> PreparedRun:
     """Check the spec against the variables, decide what runs, and bundle it for the runner."""
     variables = {**spec.vars, **state.vars, **options.variables}
-    needs = analyse_spec(spec, variables)
+    needs = analyse_spec(spec, variables, given=options.variables)
     hashes = {  # a disabled step is neither imported nor checked for a model
         step.id: spec_hash(spec, step, needs[step.id], variables) if step.enabled else ""
         for step in spec.steps

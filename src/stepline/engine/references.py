@@ -8,13 +8,14 @@ outputs a step depends on, so editing one output re-runs only the steps that rea
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from stepline.errors import InputError, SpecError
 from stepline.expressions import one_expression
 from stepline.spec import ITEM_SOURCES, LLMStep, PipelineSpec, PythonStep, ShellStep, StepBase
+from stepline.spec.loader import closest_keys
 from stepline.templates import (
     CONTEXT_NAMES,
     INPUT_ATTRIBUTES,
@@ -66,19 +67,25 @@ def template_fields(step: StepBase) -> Iterator[tuple[str, str]]:
             yield "cwd", step.cwd
 
 
-def analyse_spec(spec: PipelineSpec, variables: Mapping[str, object]) -> dict[str, StepNeeds]:
-    """Check every template of ``spec`` and return what each step needs, by step id."""
+def analyse_spec(
+    spec: PipelineSpec,
+    variables: Mapping[str, object],
+    *,
+    given: Collection[str] | None = None,
+) -> dict[str, StepNeeds]:
+    """Check every template of ``spec`` and return what each step needs, by step id.
+
+    ``given`` names the variables set from outside the config this time (``--set``,
+    ``stepline.run(variables=...)``); each must be one the config knows (see
+    ``check_given_vars``). None means every name of ``variables`` not declared under
+    ``vars:``, which is what ``validate`` and a new run pass; a resume passes only the names
+    of its own command line, so variables recorded by an earlier command are never refused.
+    """
+    step_refs = [_checked_references(spec, index) for index in range(len(spec.steps))]
+    names = set(variables) - set(spec.vars) if given is None else given
+    check_given_vars(spec, step_refs, names)  # before a missing one: "topk" may be "top_k"
     needs: dict[str, StepNeeds] = {}
-    for index, step in enumerate(spec.steps):
-        refs = ReferenceSet()
-        for field_name, source in template_fields(step):
-            found = references(source, where=f'step "{step.id}" {field_name}')
-            _check_input(step, field_name, found.input_attributes)
-            refs.add(found)
-        _check_names(step, refs)
-        _check_cached_prefix(step)
-        _check_steps(spec, index, refs)
-        _check_streaming(spec, index)
+    for step, refs in zip(spec.steps, step_refs, strict=True):
         _check_vars(step, refs, variables)
         needs[step.id] = StepNeeds(
             steps=frozenset(refs.steps),
@@ -94,6 +101,21 @@ def analyse_spec(spec: PipelineSpec, variables: Mapping[str, object]) -> dict[st
             **_item_needs(step),
         )
     return needs
+
+
+def _checked_references(spec: PipelineSpec, index: int) -> ReferenceSet:
+    """What the templates of step ``index`` read, once each is checked against the config."""
+    step = spec.steps[index]
+    refs = ReferenceSet()
+    for field_name, source in template_fields(step):
+        found = references(source, where=f'step "{step.id}" {field_name}')
+        _check_input(step, field_name, found.input_attributes)
+        refs.add(found)
+    _check_names(step, refs)
+    _check_cached_prefix(step)
+    _check_steps(spec, index, refs)
+    _check_streaming(spec, index)
+    return refs
 
 
 def _item_needs(step: StepBase) -> dict[str, Any]:
@@ -228,3 +250,34 @@ def _check_vars(step: StepBase, refs: ReferenceSet, variables: Mapping[str, obje
             f'step "{step.id}" uses vars.{name}, which is not set',
             hint=f"pass --set {name}=VALUE or add it under vars: in the config",
         )
+
+
+def check_given_vars(
+    spec: PipelineSpec, step_refs: Collection[ReferenceSet], given: Collection[str]
+) -> None:
+    """Refuse a ``--set`` name the config neither declares under ``vars:`` nor reads in a
+    template: ``--set topk=3`` for ``top_k`` would otherwise be silently ignored. A template
+    that reads ``vars`` as a whole (``vars | tojson``, ``vars[key]``) may read any name. A
+    Python step may too, but only when it runs, so an undeclared name is refused with it as
+    well: declaring it under ``vars:`` is how a new one is passed on purpose."""
+    if any(refs.dynamic_vars for refs in step_refs):
+        return
+    known = set(spec.vars).union(*(refs.vars for refs in step_refs))
+    for name in sorted(set(given) - known):
+        close = closest_keys(name, sorted(known))
+        config = str(spec.source_path) if spec.source_path else "the config"
+        raise InputError(
+            f'--set {name}: {config} has no variable "{name}" (none under vars:, and no '
+            f"template reads vars.{name})" + (f'; did you mean "{close[0]}"?' if close else ""),
+            hint=_given_vars_hint(spec, sorted(known)),
+        )
+
+
+def _given_vars_hint(spec: PipelineSpec, known: list[str]) -> str:
+    variables = f"its variables: {', '.join(known)}" if known else "it uses no variables"
+    if any(isinstance(step, PythonStep) for step in spec.steps):
+        return (
+            f"check the spelling ({variables}); to pass a new variable to a Python step "
+            "(ctx.vars), declare it under vars: in the config with a default"
+        )
+    return f"check the spelling ({variables}), or remove the --set"

@@ -2,12 +2,15 @@
 
 The YAML is composed into nodes first so every value keeps its line number; pydantic's error
 locations are then mapped back onto those lines, and unknown keys get a "did you mean".
-Prompt, system and schema files are read here, so the rest of stepline only sees text.
+Prompt, system and schema files are read here, so the rest of stepline only sees text, and
+the program of each shell step is looked for (``commands.py``), so a missing one is a config
+error before any run folder exists.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -16,8 +19,11 @@ from pydantic import BaseModel, ValidationError
 
 from stepline.errors import SpecError
 from stepline.hashing import hash_text
+from stepline.spec.commands import check_shell_commands
 from stepline.spec.model_rules import check_spec_models
 from stepline.spec.models import (
+    FUNCTION_PATTERN,
+    STEP_ID_PATTERN,
     STEP_KINDS,
     LLMDefaults,
     LLMStep,
@@ -69,6 +75,7 @@ def parse_spec(
     spec._attach_source(text, source, base_dir)
     spec = _read_step_files(spec, lines, label)
     check_spec_models(spec, lines, label)
+    check_shell_commands(spec, lines, label)
     return spec
 
 
@@ -182,8 +189,36 @@ def _what(error: Any, location: Location, data: Any) -> str:
         )
     if kind == "union_tag_not_found":
         return f"every step needs kind: one of {', '.join(STEP_KINDS)}"
+    if kind == "string_pattern_mismatch":
+        pattern = str(error.get("ctx", {}).get("pattern"))
+        words = _pattern_mismatch(pattern, str(error["input"]))
+        if words is not None:
+            return words
     message = str(error["msg"])
     return message.removeprefix("Value error, ")
+
+
+def _pattern_mismatch(pattern: str, value: str) -> str | None:
+    """What a patterned key expects, in words: a regular expression explains nothing to the
+    person who wrote ``function: helpers.clean_text``. None for a pattern not described here
+    (pydantic's message is kept)."""
+    if pattern == FUNCTION_PATTERN:
+        module, dot, function = value.strip().rpartition(".")
+        close = f"{module}:{function}" if dot and ":" not in value else None
+        expects = (
+            "write it as module:function (a Python module next to the config, a colon, then "
+            "the function's name)"
+        )
+    elif pattern == STEP_ID_PATTERN:
+        close = re.sub(r"[^a-z0-9_-]+", "-", value.strip().lower()).strip("-_") or None
+        expects = (
+            'a step id is lowercase letters, digits, "_" and "-", starting with a letter or a '
+            "digit, e.g. extract-items"
+        )
+    else:
+        return None
+    suggestion = f'; did you mean "{close}"?' if close and close != value else ""
+    return f'got "{value}": {expects}{suggestion}'
 
 
 def config_keys(model: type[BaseModel]) -> list[str]:

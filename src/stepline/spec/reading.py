@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from stepline.errors import SpecError
+from stepline.spec.yaml_errors import explain
 
 Location = tuple[str | int, ...]
 
@@ -65,7 +66,8 @@ def compose(text: str, label: str) -> tuple[Any, dict[Location, int]]:
     """Parse YAML ``text`` into plain data, and the line of every value in it.
 
     The nodes are checked (tags, expansion, duplicate keys) before anything is constructed:
-    merge keys are expanded by the constructor, so a merge bomb must be stopped first.
+    merge keys are expanded by the constructor, so a merge bomb must be stopped first. A syntax
+    error keeps PyYAML's line and column, told in words with a hint (``yaml_errors.py``).
     """
     try:
         loader = _CappedLoader(text, label)  # reads the first characters already
@@ -78,10 +80,10 @@ def compose(text: str, label: str) -> tuple[Any, dict[Location, int]]:
             _index_lines(node, (), lines, label)
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
+        problem = explain(exc, text)
+        mark = problem.mark
         where = f"{label}:{mark.line + 1}:{mark.column + 1}" if mark else label
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise SpecError(f"{where}: invalid YAML: {problem}") from None
+        raise SpecError(f"{where}: invalid YAML: {problem.message}", hint=problem.hint) from None
     except yaml.reader.ReaderError as exc:
         raise _unreadable(exc, text, label) from None
     except yaml.YAMLError as exc:

@@ -317,7 +317,7 @@ def test_request_keys_that_shape_the_reply_re_run_the_step(
     assert cli("run", "notes.txt", "--run-id", "r").exit_code == 0
 
     write_config(tmp_path, llm_step("ask", "Summarise", **{key: value}))
-    assert plan(cli, "r") == {"ask": ("run", "its config changed")}
+    assert plan(cli, "r") == {"ask": ("run", f"its config changed: {key}")}
     resumed = cli("resume", "r")
 
     assert resumed.exit_code == 0, resumed.output
@@ -355,7 +355,7 @@ def test_prompt_version_on_one_step_re_runs_only_that_step(
 
     assert plan(cli, "r") == {
         "first": ("reuse", "completed, unchanged"),
-        "second": ("run", "its config changed"),
+        "second": ("run", "its config changed: prompt_version"),
         "show": ("reuse", "completed, unchanged"),
     }
     resumed = cli("resume", "r")
@@ -376,7 +376,7 @@ def test_prompt_version_in_llm_defaults_re_runs_llm_steps_only(
     write_config(tmp_path, llm_step("first", "one"), shell, llm={"prompt_version": "v2"})
 
     assert plan(cli, "r") == {
-        "first": ("run", "its config changed"),
+        "first": ("run", "its config changed: prompt_version"),
         "shell": ("reuse", "completed, unchanged"),
     }
 

@@ -704,7 +704,7 @@ def test_changing_the_schema_re_runs_the_step_on_resume(
 
     assert plan.exit_code == 0, plan.output
     decision = json.loads(plan.stdout)["plan"][0]
-    assert (decision["action"], decision["reason"]) == ("run", "its config changed")
+    assert (decision["action"], decision["reason"]) == ("run", "its config changed: schema")
 
 
 def test_repair_chain_is_recorded_and_replayed_offline(

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from stepline.engine.fingerprint import fingerprint, spec_hash
+from stepline.engine.fingerprint import changed_parts, fingerprint, spec_hash, spec_parts
 from stepline.engine.references import analyse_spec
 from stepline.spec import load_spec
 from tests.helpers import write
@@ -151,3 +151,31 @@ def test_fingerprint_follows_spec_hash_and_reads() -> None:
     assert fingerprint("sha256:spec", {"@input": "sha256:in", "a": "sha256:1"}) == base
     assert fingerprint("sha256:other", {"a": "sha256:1", "@input": "sha256:in"}) != base
     assert fingerprint("sha256:spec", {"a": "sha256:2", "@input": "sha256:in"}) != base
+
+
+def parts_of(tmp_path: Path, config: str) -> tuple[Any, dict[str, str]]:
+    spec = load_spec(write(tmp_path / "pipeline.yaml", config))
+    needs = analyse_spec(spec, dict(spec.vars), given=())
+    step = spec.steps[0]
+    return step, spec_parts(spec, step, needs[step.id], dict(spec.vars))
+
+
+def test_changed_parts_name_the_key_and_the_file_it_came_from(tmp_path: Path) -> None:
+    config = BASE.replace('prompt: "Summarise {{ input.text }}"', "prompt_file: prompts/p.md")
+    write(tmp_path / "prompts/p.md", "Summarise {{ input.text }}")
+    step, before = parts_of(tmp_path, config)
+    write(tmp_path / "prompts/p.md", "Summarise briefly {{ input.text }}")
+    _, after = parts_of(tmp_path, config.replace("claude-one", "claude-two"))
+
+    assert changed_parts(step, before, after) == ["model", "prompt (prompts/p.md)"]
+    assert changed_parts(step, before, before) == []
+    assert changed_parts(step, {}, after) == []  # a record from before parts were kept
+
+
+def test_parts_are_the_keys_of_the_spec_with_llm_settings_and_variables_apart(
+    tmp_path: Path,
+) -> None:
+    _, parts = parts_of(tmp_path, BASE.replace("name: demo", 'name: demo\n    vars: {k: "1"}'))
+
+    assert {"prompt", "kind", "llm.model", "llm.max_tokens"} <= set(parts)
+    assert all(len(value) == 16 for value in parts.values())

@@ -53,6 +53,7 @@ class PreparedRun:
     skip_failed: bool = False  # --skip-failed: keep failed items failed instead of retrying
     fresh_items: bool = False  # --fresh-items: ignore item checkpoints, redo every item
     budget_usd: float | None = None  # --max-cost, else budget.max_usd: what LLM calls may cost
+    spec_parts: dict[str, dict[str, str]] = field(default_factory=dict)  # by step: see fingerprint
 
 
 @dataclass

@@ -79,6 +79,61 @@ def spec_hash(
     ``for_items``: the part each item of a fan-out step depends on, which leaves out
     ``on_item_error`` (it shapes the list, not what one item returns).
     """
+    return hash_value(_spec_fields(spec, step, needs, variables, for_items=for_items))
+
+
+def spec_parts(
+    spec: PipelineSpec, step: StepBase, needs: StepNeeds, variables: Mapping[str, Any]
+) -> dict[str, str]:
+    """A short hash of each part of the step's spec (``prompt``, ``llm.model``, ``source``,
+    ``vars.top_k``...), kept in the step's record so that the next plan can say which part
+    changed instead of only that something did."""
+    parts: dict[str, str] = {}
+    for key, value in _spec_fields(spec, step, needs, variables).items():
+        if key in ("llm", "vars"):
+            parts.update({f"{key}.{name}": _short(each) for name, each in value.items()})
+        else:
+            parts[key] = _short(value)
+    return parts
+
+
+def changed_parts(
+    step: StepBase, previous: Mapping[str, str], current: Mapping[str, str]
+) -> list[str]:
+    """What changed between two ``spec_parts``, in words a config's author knows: the key,
+    the file it was read from, the variable; empty when ``previous`` is unknown (a record
+    made before parts were kept)."""
+    if not previous:
+        return []
+    keys = sorted(
+        key for key in set(previous) | set(current) if previous.get(key) != current.get(key)
+    )
+    return [describe_part(step, key) for key in keys]
+
+
+def describe_part(step: StepBase, key: str) -> str:
+    """``prompt (prompts/extract.md)``, ``the variable top_k``, ``helpers.py (...)``."""
+    files = {"prompt": "prompt_file", "system": "system_file", "output_schema": "schema_file"}
+    if key in files:
+        name = "schema" if key == "output_schema" else key
+        source = getattr(step, files[key], None)
+        return f"{name} ({source})" if source else name
+    if key == "source" and isinstance(step, PythonStep):
+        module = step.function.partition(":")[0].replace(".", "/") + ".py"
+        return f"{module} (the module of its function: any edit to it re-runs the step)"
+    if key.startswith("vars."):
+        return f"the variable {key.removeprefix('vars.')} (vars: or --set)"
+    return key.removeprefix("llm.")
+
+
+def _spec_fields(
+    spec: PipelineSpec,
+    step: StepBase,
+    needs: StepNeeds,
+    variables: Mapping[str, Any],
+    *,
+    for_items: bool = False,
+) -> dict[str, Any]:
     excluded = set(_NOT_IN_FINGERPRINT) | ({"on_item_error"} if for_items else set())
     fields = _set_keys(step.model_dump(exclude=excluded))
     if isinstance(step, LLMStep):
@@ -88,7 +143,12 @@ def spec_hash(
     if isinstance(step, PythonStep):
         fields["source"] = function_source_hash(step, spec.base_dir)
     fields["vars"] = {name: variables[name] for name in sorted(needs.vars) if name in variables}
-    return hash_value(fields)
+    return fields
+
+
+def _short(value: Any) -> str:
+    """Sixteen hex digits of the value's hash: enough to tell two versions of a part apart."""
+    return hash_value(value).partition(":")[2][:16]
 
 
 def _set_keys(fields: dict[str, Any]) -> dict[str, Any]:

@@ -34,6 +34,7 @@ class StepFacts:
     output_present: bool = False
     spec_hash: str = ""
     previous_spec_hash: str | None = None
+    config_changes: tuple[str, ...] = ()  # which parts of the spec changed, where known
     previous_reads: Mapping[str, str] = field(default_factory=dict)
     current_reads: Mapping[str, str | None] = field(default_factory=dict)
     depends_on: frozenset[str] = frozenset()
@@ -86,7 +87,7 @@ def _decide(
     if not facts.output_present:
         return Action.RUN, "its output file is missing"
     if facts.spec_hash != facts.previous_spec_hash:
-        return Action.RUN, "its config changed"
+        return Action.RUN, _config_reason(facts.config_changes)
     upstream = sorted(facts.depends_on & rerunning)
     if upstream:
         return Action.RUN, f"upstream step {upstream[0]} re-runs"
@@ -96,6 +97,15 @@ def _decide(
     if facts.failed_items:
         return Action.RUN, f"{facts.failed_items} failed item(s) to try again"
     return Action.REUSE, "completed, unchanged"
+
+
+def _config_reason(changes: tuple[str, ...]) -> str:
+    """``its config changed: prompt (prompts/extract.md), model``; a record made before the
+    parts were kept says only that it changed."""
+    if not changes:
+        return "its config changed"
+    more = f" and {len(changes) - 3} more" if len(changes) > 3 else ""
+    return "its config changed: " + ", ".join(changes[:3]) + more
 
 
 def _not_done_reason(status: str | None, items: ItemCounts | None = None) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 from stepline.engine.contract import PreparedRun
 from stepline.engine.estimates import BudgetOutlook, LLMEstimate
-from stepline.engine.fingerprint import spec_hash
+from stepline.engine.fingerprint import changed_parts, spec_hash, spec_parts
 from stepline.engine.plan import INPUT_KEY, Action, Decision, StepFacts, plan_run
 from stepline.engine.references import analyse_spec
 from stepline.errors import InputError
@@ -196,6 +196,11 @@ def prepare_run(
         step.id: spec_hash(spec, step, needs[step.id], variables) if step.enabled else ""
         for step in spec.steps
     }
+    parts = {
+        step.id: spec_parts(spec, step, needs[step.id], variables)
+        for step in spec.steps
+        if step.enabled
+    }
     from_index = spec.step_index(options.from_step) if options.from_step else None
     to_index = spec.step_index(options.to_step) if options.to_step else None
     if from_index is not None and to_index is not None and to_index < from_index:
@@ -220,6 +225,9 @@ def prepare_run(
                 output_present=record.id in on_disk,
                 spec_hash=hashes[step.id],
                 previous_spec_hash=record.spec_hash,
+                config_changes=tuple(
+                    changed_parts(step, record.spec_parts, parts.get(step.id, {}))
+                ),
                 previous_reads=dict(record.reads),
                 current_reads={key: on_disk.get(key) for key in record.reads},
                 depends_on=frozenset(depends_on),
@@ -234,6 +242,7 @@ def prepare_run(
         input=input,
         needs=needs,
         spec_hashes=hashes,
+        spec_parts=parts,
         variables=variables,
         decisions=plan_run(facts, from_index=from_index, to_index=to_index),
         refresh_cache=options.no_cache,

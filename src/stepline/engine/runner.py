@@ -421,6 +421,7 @@ class Runner:
         record.output = relative
         record.reads = self._reads(step, outcome)
         record.spec_hash = self.run.spec_hashes[step.id]
+        record.spec_parts = self.run.spec_parts.get(step.id, {})
         record.fingerprint = fingerprint(record.spec_hash, record.reads)
         record.metrics = outcome.metrics
         self._end_step(record, StepStatus.COMPLETED, elapsed)

@@ -76,6 +76,7 @@ class StepState(BaseModel):
     output_hash: str | None = None
     fingerprint: str | None = None
     spec_hash: str | None = None
+    spec_parts: dict[str, str] = Field(default_factory=dict)  # so a plan can say what changed
     reads: dict[str, str] = Field(default_factory=dict)
     error: str | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -30,6 +30,7 @@ from jinja2 import (
 )
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import missing
 
 from stepline.errors import SpecError, StepLineError
 from stepline.expressions import one_expression
@@ -102,10 +103,32 @@ def _check_repeat(sequence: Any, times: Any) -> None:
         )
 
 
+MAX_KEYS_SHOWN = 12
+
+
+class _DataUndefined(StrictUndefined):
+    """Strict, with messages about the data rather than Python's types: a missing key of a
+    step's output names the keys it has, so a typo is fixed without opening the file."""
+
+    @property
+    def _undefined_message(self) -> str:
+        owner, name = self._undefined_obj, self._undefined_name
+        if self._undefined_hint or owner is missing:
+            return str(super()._undefined_message)
+        if isinstance(owner, Mapping):
+            keys = [str(key) for key in list(owner)[:MAX_KEYS_SHOWN]]
+            more = ", ..." if len(owner) > MAX_KEYS_SHOWN else ""
+            has = f"its keys are {', '.join(keys)}{more}" if keys else "it is empty"
+            return f'no key "{name}" in this mapping ({has})'
+        if isinstance(owner, Sequence) and not isinstance(owner, str) and _is_int(name):
+            return f"no item {name} in a list of {len(owner)} item(s)"
+        return f'{type(owner).__name__} value has no "{name}"'
+
+
 @lru_cache(maxsize=1)
 def _environment() -> ImmutableSandboxedEnvironment:
     env = _DataFirstEnvironment(
-        undefined=StrictUndefined,
+        undefined=_DataUndefined,
         autoescape=False,
         keep_trailing_newline=True,
         finalize=_finalize,

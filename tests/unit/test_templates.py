@@ -51,7 +51,7 @@ def test_undefined_name_is_a_spec_error_naming_where() -> None:
 
 
 def test_undefined_attribute_is_a_spec_error() -> None:
-    with pytest.raises(SpecError, match="has no attribute 'absent'"):
+    with pytest.raises(SpecError, match=r'no key "absent" in this mapping \(it is empty\)'):
         show("{{ steps.absent }}", steps={})
 
 
@@ -238,3 +238,21 @@ def test_dynamic_step_access_reads_everything() -> None:
     spec = spec_with(llm("a", "x") + llm("b", "{% for k in steps %}{{ k }}{% endfor %}"))
 
     assert analyse_spec(spec, {})["b"].reads_everything is True
+
+
+@pytest.mark.parametrize(
+    ("source", "words"),
+    [
+        ("{{ steps.clean.nope }}", 'no key "nope" in this mapping (its keys are count, titles)'),
+        ("{{ steps.clean.titles[3] }}", "no item 3 in a list of 2 item(s)"),
+        ("{{ steps.clean.count.real.nope }}", 'int value has no "nope"'),
+    ],
+)
+def test_a_missing_key_or_item_of_an_output_says_what_is_there(source: str, words: str) -> None:
+    context = {"steps": {"clean": {"count": 2, "titles": ["a", "b"]}}}
+
+    with pytest.raises(SpecError) as caught:
+        render(source, context, where='step "t" prompt')
+
+    assert words in caught.value.message
+    assert "object" not in caught.value.message  # no Python type names such as 'dict object'

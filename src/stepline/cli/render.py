@@ -230,10 +230,12 @@ def resume_command(run_id: str, workdir: Path, state: RunState | None = None) ->
 
 def print_result(console: Console, result: RunResult, workdir: Path) -> None:
     """The summary table and one closing line that says what to do next."""
-    from stepline.reports.overview import step_notes  # reads the run's files, never writes
+    from stepline.reports.overview import step_notes, usage_breakdown  # reads, never writes
     from stepline.store.rundir import RunDir
 
-    console.print(steps_table(result.state, step_notes(result.state, RunDir(result.run_dir))))
+    run_dir = RunDir(result.run_dir)
+    usage = usage_breakdown(run_dir.iter_calls()).by_step
+    console.print(steps_table(result.state, step_notes(result.state, run_dir), usage))
     resume = resume_command(result.run_id, workdir, result.state)
     status = result.status
     where = escape(str(result.run_dir))
@@ -264,10 +266,16 @@ def failed_items_note(state: RunState) -> str:
     return "; " + ", ".join(parts) if parts else ""
 
 
-def steps_table(state: RunState, notes: StepNotes | None = None) -> FittedTable:
+def steps_table(
+    state: RunState, notes: StepNotes | None = None, usage: dict[str, RunUsage] | None = None
+) -> FittedTable:
     """Each step's status, time, tokens, cost and output; at 80 columns the step id, status,
     cost and output path stay whole and the title, kind and tokens give way. ``notes`` add
-    how far unfinished fan-out steps got and which completed steps are out of date."""
+    how far unfinished fan-out steps got and which completed steps are out of date.
+
+    Tokens and cost come from ``usage`` (by step, summed from the call records: what the
+    step's requests used, replays and cache hits at nothing, failed items included), the
+    numbers the usage table and the run's totals show; a step without calls shows none."""
     titled = any(step.label and step.label != step.id for step in state.steps)
     columns = [
         Column("#", justify="right", drop=3),
@@ -291,11 +299,7 @@ def steps_table(state: RunState, notes: StepNotes | None = None) -> FittedTable:
         status = f"[{style}]{escape(words)}[/]"
         if metrics.get("items_failed"):
             status += f" [red]({metrics['items_failed']} of {metrics['items']} items failed)[/]"
-        tokens = (
-            f"{metrics['input_tokens']}/{metrics['output_tokens']}"
-            if "input_tokens" in metrics
-            else ""
-        )
+        tokens, cost = _step_usage(step.id, metrics, usage)
         table.add_row(
             str(step.number),
             escape(step.id),
@@ -304,10 +308,27 @@ def steps_table(state: RunState, notes: StepNotes | None = None) -> FittedTable:
             status,
             duration,
             tokens,
-            format_cost(metrics["cost_usd"]) if "cost_usd" in metrics else "",
+            cost,
             escape(step.output or ""),
         )
     return table
+
+
+def _step_usage(
+    step_id: str, metrics: dict[str, Any], usage: dict[str, RunUsage] | None
+) -> tuple[str, str]:
+    """A step's tokens (in/out) and cost cells: from the call records when given, else
+    from its metrics (a run folder read without its call log)."""
+    if usage is not None:
+        used = usage.get(step_id)
+        if used is None:
+            return "", ""
+        tokens = f"{used.input_tokens:,}/{used.output_tokens:,}"
+        return tokens, format_cost(used.cost_known, used.unpriced_calls)
+    if "input_tokens" not in metrics:
+        return "", ""
+    tokens = f"{metrics['input_tokens']:,}/{metrics['output_tokens']:,}"
+    return tokens, format_cost(metrics["cost_usd"]) if "cost_usd" in metrics else ""
 
 
 def format_cost(cost_usd: float | None, unpriced: int = 0) -> str:
@@ -522,7 +543,7 @@ def print_run(console: Console, overview: RunOverview, workdir: Path) -> None:
             f"  LLM       {usage.requests} request(s), {usage.input_tokens} tokens in, "
             f"{usage.output_tokens} out, cost {format_cost(usage.cost_known, usage.unpriced_calls)}"
         )
-    console.print(steps_table(state, overview.notes))
+    console.print(steps_table(state, overview.notes, overview.usage.by_step))
     if overview.timeline.bars:
         width = max(10, min(TIMELINE_WIDTH, console.width - 50))  # the bars give way at 80
         console.print(timeline_table(overview.timeline, width))
@@ -589,6 +610,7 @@ def usage_table(title: str, usage: dict[str, RunUsage]) -> FittedTable:
         Column("name"),
         Column("requests", justify="right"),
         Column("cached", justify="right", drop=2),
+        Column("replayed", justify="right", drop=3),
         Column("tokens in", justify="right", drop=1),
         Column("tokens out", justify="right", drop=1),
         Column("cost", justify="right"),
@@ -598,7 +620,8 @@ def usage_table(title: str, usage: dict[str, RunUsage]) -> FittedTable:
         table.add_row(
             escape(name),
             f"{row.requests:,}",
-            f"{row.cache_hits + row.replayed:,}",
+            f"{row.cache_hits:,}",
+            f"{row.replayed:,}",
             f"{row.input_tokens:,}",
             f"{row.output_tokens:,}",
             format_cost(row.cost_known, row.unpriced_calls),

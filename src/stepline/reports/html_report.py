@@ -95,7 +95,7 @@ def render_report(overview: RunOverview, *, generated_at: datetime) -> str:
         _header(overview),
         _problems(overview),
         _section("Timeline", "timeline", _timeline(overview.timeline)),
-        _section("Steps", "steps", _steps_table(state.steps)),
+        _section("Steps", "steps", _steps_table(state.steps, overview.usage.by_step)),
         _usage(overview),
         _section("Outputs", "outputs", "\n".join(_output(overview, s) for s in state.steps)),
     ]
@@ -221,7 +221,8 @@ def _timeline(timeline: Timeline) -> str:
     return '<div class="timeline">\n' + "\n".join(rows) + "\n</div>" + note
 
 
-def _steps_table(steps: list[StepState]) -> str:
+def _steps_table(steps: list[StepState], usage: dict[str, RunUsage]) -> str:
+    """The steps; tokens and cost from the call records, as the usage tables and totals."""
     head = "".join(
         f'<th class="num">{name}</th>' if name in _NUMERIC else f"<th>{name}</th>"
         for name in ("#", "step", "kind", "status", "duration", "attempts", "tokens in",
@@ -229,7 +230,7 @@ def _steps_table(steps: list[StepState]) -> str:
     )  # fmt: skip
     rows = [f"<tr>{head}</tr>"]
     for step in steps:
-        metrics = step.metrics
+        metrics, used = step.metrics, usage.get(step.id)
         status = step.status.value
         if metrics.get("items_failed"):
             status += f" ({metrics['items_failed']} of {metrics.get('items')} items failed)"
@@ -240,9 +241,9 @@ def _steps_table(steps: list[StepState]) -> str:
             (status, False),
             (format_duration(step.duration_s) if step.duration_s is not None else "", True),
             (str(step.attempts), True),
-            (_count(metrics.get("input_tokens")), True),
-            (_count(metrics.get("output_tokens")), True),
-            (_step_cost(metrics), True),
+            (_count(used.input_tokens) if used else "", True),
+            (_count(used.output_tokens) if used else "", True),
+            (_cost(used) if used else "", True),
             (step.output or "", False),
         ]
         row = "".join(
@@ -258,13 +259,6 @@ _NUMERIC = {"#", "duration", "attempts", "tokens in", "tokens out", "cost"}
 
 def _count(value: object) -> str:
     return f"{value:,}" if isinstance(value, int) else ""
-
-
-def _step_cost(metrics: dict[str, object]) -> str:
-    if "cost_usd" not in metrics:
-        return ""
-    cost = metrics["cost_usd"]
-    return "unknown" if not isinstance(cost, int | float) else f"${cost:.4f}"
 
 
 def _usage(overview: RunOverview) -> str:

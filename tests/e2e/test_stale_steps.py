@@ -83,6 +83,9 @@ def test_steps_downstream_of_a_step_that_re_ran_and_failed_are_shown_out_of_date
         "c": {"upstream": "b", "changed": "a"},
     }
     assert [step["status"] for step in as_json["steps"]] == ["failed", *["completed"] * 3]
+    assert cli("report", "r").exit_code == 0
+    page = (tmp_path / ".pipeline/r/report.html").read_text()
+    assert "<td>completed (out of date: a changed, via b)</td>" in page
 
     project(tmp_path)  # the edit is undone: a runs again, and so do b and c
     fixed = cli("resume", "r")

@@ -95,7 +95,7 @@ def render_report(overview: RunOverview, *, generated_at: datetime) -> str:
         _header(overview),
         _problems(overview),
         _section("Timeline", "timeline", _timeline(overview.timeline)),
-        _section("Steps", "steps", _steps_table(state.steps, overview.usage.by_step)),
+        _section("Steps", "steps", _steps_table(state.steps, overview)),
         _usage(overview),
         _section("Outputs", "outputs", "\n".join(_output(overview, s) for s in state.steps)),
     ]
@@ -221,8 +221,11 @@ def _timeline(timeline: Timeline) -> str:
     return '<div class="timeline">\n' + "\n".join(rows) + "\n</div>" + note
 
 
-def _steps_table(steps: list[StepState], usage: dict[str, RunUsage]) -> str:
-    """The steps; tokens and cost from the call records, as the usage tables and totals."""
+def _steps_table(steps: list[StepState], overview: RunOverview) -> str:
+    """The steps, their status in the words of ``pipeline show`` (how far an unfinished
+    fan-out got, out of date), tokens and cost from the call records as in the usage
+    tables and totals."""
+    usage = overview.usage.by_step
     head = "".join(
         f'<th class="num">{name}</th>' if name in _NUMERIC else f"<th>{name}</th>"
         for name in ("#", "step", "kind", "status", "duration", "attempts", "tokens in",
@@ -231,7 +234,7 @@ def _steps_table(steps: list[StepState], usage: dict[str, RunUsage]) -> str:
     rows = [f"<tr>{head}</tr>"]
     for step in steps:
         metrics, used = step.metrics, usage.get(step.id)
-        status = step.status.value
+        status = overview.notes.status(step)
         if metrics.get("items_failed"):
             status += f" ({metrics['items_failed']} of {metrics.get('items')} items failed)"
         cells = [

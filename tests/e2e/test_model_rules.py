@@ -54,7 +54,7 @@ def config(llm: dict[str, Any], **step: Any) -> str:
         (
             {"model": "claude-sonnet-5-5", "extra": {"thinking": {"type": "disabled"}}},
             {},
-            ['thinking type "disabled"', "effort:"],
+            ['thinking type "disabled"', "effort:", '"between_tools"'],
         ),
         (
             {"model": "claude-haiku-5-5", "fallback_models": ["claude-haiku-4-5"]},

@@ -173,6 +173,8 @@ def _thinking_refusals(model: str, rules: ModelRules, thinking: Any) -> Iterator
         if rules.thinking_default == "adaptive"
         else "use extra.thinking.type " + " or ".join(rules.thinking_accepted)
     )
+    if kind == "disabled" and "between_tools" in rules.thinking_accepted:
+        hint += ' (or thinking type "between_tools", the least this model thinks)'
     yield Refusal("extra", f'{model} refuses thinking type "{kind}"', hint)
 
 

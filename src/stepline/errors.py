@@ -93,12 +93,23 @@ class StepFailed(StepLineError):
         *,
         hint: str | None = None,
         artifact: str | None = None,
+        retryable: bool = True,
+        returncode: int | None = None,
     ) -> None:
         named = f'step "{step_id}"'  # a template error names its step and field already
         super().__init__(message if message.startswith(named) else f"{named}: {message}", hint=hint)
         self.step_id = step_id
         self.reason = message
         self.artifact = artifact
+        self.retryable = retryable  # whether a step's retry: may try it again
+        self.returncode = returncode  # a shell step's exit code (retry_on_exit decides)
+        self.attempts = 1  # how many times the step (or item) was tried before this failure
+
+
+class DoNotRetry(Exception):
+    """Raise it from a Python step's function to fail the step (or the item) at once, with
+    its message, however many attempts the step's ``retry:`` allows: for failures that
+    trying again cannot fix, such as a malformed record."""
 
 
 class RunInterrupted(StepLineError):

@@ -299,6 +299,10 @@ def steps_table(
         status = f"[{style}]{escape(words)}[/]"
         if metrics.get("items_failed"):
             status += f" [red]({metrics['items_failed']} of {metrics['items']} items failed)[/]"
+        if metrics.get("attempts", 1) > 1:
+            status += f" ({metrics['attempts']} attempts)"
+        if metrics.get("item_retries"):
+            status += f" ({metrics['item_retries']} item retries)"
         tokens, cost = _step_usage(step.id, metrics, usage)
         table.add_row(
             str(step.number),

@@ -35,11 +35,12 @@ from stepline.engine.fingerprint import fingerprint, spec_hash
 from stepline.engine.items import SeenKeys, item_key, resolve_items
 from stepline.engine.plan import INPUT_KEY
 from stepline.engine.references import StepNeeds
+from stepline.engine.retries import attempts_of
 from stepline.engine.streams import ItemStream
 from stepline.errors import BudgetReached, StepFailed, StepLineError
 from stepline.faults import crash_point
 from stepline.hashing import hash_value
-from stepline.spec import LLMStep, PipelineSpec, StepBase, format_duration
+from stepline.spec import LLMStep, PipelineSpec, StepBase
 from stepline.steps import StepEnvironment, StepOutcome, execute_step
 from stepline.steps.base import Item
 from stepline.store.items import LOOKUP_BATCH, ItemRecord, ItemStatus, ItemStore
@@ -95,13 +96,9 @@ async def _each(items: Generator[Item]) -> AsyncGenerator[Item]:
             yield item
 
 
-def _item_error(exc: StepLineError | TimeoutError, step: StepBase) -> str:
+def _item_error(exc: StepLineError) -> str:
     """What went wrong with one item, without the step name the step's own error adds."""
-    if isinstance(exc, StepFailed):
-        return exc.reason
-    if isinstance(exc, StepLineError):
-        return exc.message
-    return f"timed out after {format_duration(step.step_timeout or 0)}"
+    return exc.reason if isinstance(exc, StepFailed) else exc.message
 
 
 def _system_reads_item(step: LLMStep) -> bool:
@@ -197,6 +194,7 @@ class _Tally:
     metrics: dict[str, Any] = field(default_factory=dict)
     done: int = 0
     reused: int = 0
+    retries: int = 0  # attempts past the first, of the items this execution ran (retry:)
 
 
 class FanOut:
@@ -489,20 +487,23 @@ class FanOut:
             await store.start(step.id, item.key, item.index, fingerprint, self.mark)
             crash_point("item-intent-committed")
         env = replace(self.env, item=item)
-        try:
-            async with asyncio.timeout(step.step_timeout):  # per item in a fan-out step
-                outcome = await execute_step(step, env)
+        try:  # the timeout and the step's retry: apply to each item
+            outcome, attempts = await attempts_of(
+                step, lambda: execute_step(step, env), self.env.log, item_key=item.key
+            )
         except BudgetReached as exc:  # not the item's fault: stop launching, keep it unrun
             slot.release()
             self.stop_for_budget(exc)
             if self.records_intent:  # its call was never sent: no intent to report later
                 await store.forget(step.id, item.key)
             return
-        except (StepLineError, TimeoutError) as exc:
+        except StepLineError as exc:
             slot.release()
-            await self.item_failed(item, fingerprint, _item_error(exc, step))
+            self.tally.retries += getattr(exc, "attempts", 1) - 1
+            await self.item_failed(item, fingerprint, _item_error(exc))
         else:
             slot.release()
+            self.tally.retries += attempts - 1
             await self.item_done(item, fingerprint, outcome)
         self.show_progress()
 
@@ -606,6 +607,8 @@ class FanOut:
             "items_reused": tally.reused,
             "items_failed": len(failures),
         }
+        if tally.retries:
+            metrics["item_retries"] = tally.retries
         if failures:
             metrics["failed_items"] = [
                 {"item_key": key, "error": error}

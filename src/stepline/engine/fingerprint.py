@@ -29,6 +29,8 @@ _NOT_IN_FINGERPRINT = frozenset(
         "concurrency",
         "stream_items",
         "output_format",
+        "retry",
+        "retry_on_exit",
     }
 )
 

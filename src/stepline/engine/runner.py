@@ -12,7 +12,7 @@ import contextlib
 import os
 import sys
 import traceback
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from stepline.engine.fanout import FanOut, FanOutProgress, item_base_fingerprint
 from stepline.engine.fingerprint import fingerprint
 from stepline.engine.pauses import PauseMode, PausePoint
 from stepline.engine.plan import INPUT_KEY, Action, Decision
+from stepline.engine.retries import attempts_of
 from stepline.engine.streams import ItemStream
 from stepline.errors import (
     BudgetReached,
@@ -40,7 +41,7 @@ from stepline.providers.pricing import Pricer
 from stepline.providers.ratelimit import RateLimiter
 from stepline.providers.records import CallRecord
 from stepline.settings import Settings
-from stepline.spec import LLMStep, StepBase, format_duration
+from stepline.spec import LLMStep, StepBase
 from stepline.steps import StepEnvironment, StepOutcome, execute_step
 from stepline.steps.structured import schema_problem
 from stepline.store.cassette import Cassette
@@ -347,15 +348,12 @@ class Runner:
         env = self._environment(step)
         if step.fans_out:
             return await self.hooks.interrupts.guard(self._fan_out(step, env))
-        try:
-            async with asyncio.timeout(step.step_timeout):
-                return await self.hooks.interrupts.guard(execute_step(step, env))
-        except TimeoutError:
-            raise StepFailed(
-                step.id,
-                f"timed out after {format_duration(step.step_timeout or 0)}",
-                hint="raise the step's timeout: or make it faster",
-            ) from None
+        outcome, attempts = await self.hooks.interrupts.guard(
+            attempts_of(step, lambda: execute_step(step, env), env.log)
+        )
+        if attempts > 1:
+            outcome = replace(outcome, metrics={**outcome.metrics, "attempts": attempts})
+        return outcome
 
     async def _fan_out(self, step: StepBase, env: StepEnvironment) -> StepOutcome:
         needs = self.run.needs[step.id]

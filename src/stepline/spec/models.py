@@ -47,7 +47,7 @@ class _Strict(BaseModel):
 
 
 class RetrySpec(_Strict):
-    """How often and how patiently a failing LLM call is tried again."""
+    """How often and how patiently a failing LLM call, or Python or shell step, is tried again."""
 
     attempts: int = Field(default=5, ge=1, le=100)
     initial_delay: Duration = 1.0
@@ -373,6 +373,11 @@ class PythonStep(StepBase):
 
     kind: Literal["python"]
     function: str = Field(pattern=FUNCTION_PATTERN)
+    retry: RetrySpec | None = Field(
+        default=None,
+        description="Try the function again when it raises (backoff with jitter; a timeout "
+        "is a failed attempt; stepline.errors.DoNotRetry fails at once). Default: one attempt.",
+    )
 
 
 class ShellStep(StepBase):
@@ -382,6 +387,24 @@ class ShellStep(StepBase):
     command: list[str] = Field(min_length=1)
     env: dict[str, str] = Field(default_factory=dict)
     cwd: str | None = None
+    retry: RetrySpec | None = Field(
+        default=None,
+        description="Try the command again when it fails or times out (backoff with jitter). "
+        "Default: one attempt.",
+    )
+    retry_on_exit: list[int] | None = Field(
+        default=None,
+        min_length=1,
+        description="With retry: the exit codes worth trying again (default: any non-zero).",
+    )
+
+    @model_validator(mode="after")
+    def _exit_codes_need_retry(self) -> ShellStep:
+        if self.retry_on_exit is not None and self.retry is None:
+            raise ValueError("retry_on_exit needs retry: (how many attempts, how long between)")
+        if self.retry_on_exit is not None and 0 in self.retry_on_exit:
+            raise ValueError("retry_on_exit lists exit codes of failures; 0 is success")
+        return self
 
     @field_validator("command", mode="before")
     @classmethod

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stepline.errors import SpecError, StepFailed
+from stepline.errors import DoNotRetry, SpecError, StepFailed
 from stepline.hashing import as_plain_json, hash_bytes
 from stepline.spec import PythonStep
 from stepline.steps.base import InputData, StepEnvironment, StepOutcome
@@ -119,6 +119,8 @@ async def run_python_step(step: PythonStep, env: StepEnvironment) -> StepOutcome
             result = await result
     except asyncio.CancelledError:
         raise
+    except DoNotRetry as exc:
+        raise StepFailed(step.id, _describe_exception(exc), retryable=False) from exc
     except Exception as exc:
         raise StepFailed(step.id, _describe_exception(exc)) from exc
     return StepOutcome(value=_as_json_value(step, result), read_steps=frozenset(outputs.read))

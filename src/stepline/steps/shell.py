@@ -51,7 +51,11 @@ async def run_shell_step(step: ShellStep, env: StepEnvironment) -> StepOutcome:
         if env.processes is not None:
             env.processes.forget(process.pid)
     if process.returncode != 0:
-        raise StepFailed(step.id, _failure_message(argv[0], process.returncode, stderr))
+        raise StepFailed(
+            step.id,
+            _failure_message(argv[0], process.returncode, stderr),
+            returncode=process.returncode,
+        )
     return StepOutcome(value=parse_stdout(stdout.decode("utf-8", errors="replace")))
 
 
@@ -79,9 +83,13 @@ async def _start(
         )
     except FileNotFoundError as exc:
         missing = argv[0] if exc.filename in (None, argv[0]) else exc.filename
-        raise StepFailed(step.id, f"cannot run {argv[0]}: {missing} not found") from None
+        raise StepFailed(
+            step.id, f"cannot run {argv[0]}: {missing} not found", retryable=False
+        ) from None
     except PermissionError:
-        raise StepFailed(step.id, f"cannot run {argv[0]}: permission denied") from None
+        raise StepFailed(
+            step.id, f"cannot run {argv[0]}: permission denied", retryable=False
+        ) from None
     except OSError as exc:
         raise StepFailed(step.id, f"cannot run {argv[0]}: {exc.strerror or exc}") from None
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from stepline.engine.plan import INPUT_KEY, Action, Decision, StepFacts, plan_run
+from stepline.engine.plan import Action, Decision, StepFacts, plan_run
+from stepline.store.state import INPUT_KEY
 
 
 def done(step_id: str, **changes: Any) -> StepFacts:

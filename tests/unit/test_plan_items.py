@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from stepline.engine.plan import Action, Decision, StepFacts, plan_run, with_items
+from stepline.engine.plan import Action, StepFacts, plan_run
 from stepline.store.items import ItemCounts
 
 PARTWAY = ItemCounts(done=84, started=2, total=200)
@@ -32,12 +32,9 @@ def test_without_a_known_total_the_items_done_are_counted_alone() -> None:
     assert decision.reason == "unfinished: 3 items done"
 
 
-def test_with_items_rewrites_only_a_not_done_reason() -> None:
-    pending = Decision(1, "each", Action.RUN, "not run yet")
-    from_step = Decision(1, "each", Action.RUN, "--from-step")
+def test_only_a_not_done_reason_mentions_the_items() -> None:
+    facts = StepFacts(id="each", previous_status="pending", items=PARTWAY)
 
-    assert with_items(pending, "pending", PARTWAY).reason == "unfinished: 84 of 200 items done"
-    assert with_items(from_step, "pending", PARTWAY) == from_step
-    assert with_items(with_items(pending, "pending", PARTWAY), "pending", PARTWAY).reason == (
-        "unfinished: 84 of 200 items done"
-    )
+    (decision,) = plan_run([facts], from_index=0)
+
+    assert (decision.action, decision.reason) == (Action.RUN, "--from-step")

@@ -266,9 +266,7 @@ def failed_items_note(state: RunState) -> str:
     return "; " + ", ".join(parts) if parts else ""
 
 
-def steps_table(
-    state: RunState, notes: StepNotes | None = None, usage: dict[str, RunUsage] | None = None
-) -> FittedTable:
+def steps_table(state: RunState, notes: StepNotes, usage: dict[str, RunUsage]) -> FittedTable:
     """Each step's status, time, tokens, cost and output; at 80 columns the step id, status,
     cost and output path stay whole and the title, kind and tokens give way. ``notes`` add
     how far unfinished fan-out steps got and which completed steps are out of date.
@@ -291,9 +289,9 @@ def steps_table(
     table = FittedTable(columns, title=f"{state.pipeline} · {state.run_id}", title_justify="left")
     for step in state.steps:
         duration = format_duration(step.duration_s) if step.duration_s is not None else ""
-        words = notes.status(step) if notes is not None else step.status.value
+        words = notes.status(step)
         style = STATUS_STYLE.get(words.split(" ", 1)[0], "")
-        if notes is not None and step.id in notes.out_of_date:
+        if step.id in notes.out_of_date:
             style = "yellow"
         metrics = step.metrics
         status = f"[{style}]{escape(words)}[/]"
@@ -303,7 +301,7 @@ def steps_table(
             status += f" ({metrics['attempts']} attempts)"
         if metrics.get("item_retries"):
             status += f" ({metrics['item_retries']} item retries)"
-        tokens, cost = _step_usage(step.id, metrics, usage)
+        tokens, cost = _step_usage(usage.get(step.id))
         table.add_row(
             str(step.number),
             escape(step.id),
@@ -318,21 +316,12 @@ def steps_table(
     return table
 
 
-def _step_usage(
-    step_id: str, metrics: dict[str, Any], usage: dict[str, RunUsage] | None
-) -> tuple[str, str]:
-    """A step's tokens (in/out) and cost cells: from the call records when given, else
-    from its metrics (a run folder read without its call log)."""
-    if usage is not None:
-        used = usage.get(step_id)
-        if used is None:
-            return "", ""
-        tokens = f"{used.input_tokens:,}/{used.output_tokens:,}"
-        return tokens, format_cost(used.cost_known, used.unpriced_calls)
-    if "input_tokens" not in metrics:
+def _step_usage(used: RunUsage | None) -> tuple[str, str]:
+    """A step's tokens (in/out) and cost cells; blank for a step that made no calls."""
+    if used is None:
         return "", ""
-    tokens = f"{metrics['input_tokens']:,}/{metrics['output_tokens']:,}"
-    return tokens, format_cost(metrics["cost_usd"]) if "cost_usd" in metrics else ""
+    tokens = f"{used.input_tokens:,}/{used.output_tokens:,}"
+    return tokens, format_cost(used.cost_known, used.unpriced_calls)
 
 
 def format_cost(cost_usd: float | None, unpriced: int = 0) -> str:
@@ -345,13 +334,8 @@ def format_cost(cost_usd: float | None, unpriced: int = 0) -> str:
 
 def print_plan(console: Console, preview: Preview) -> None:
     """The --dry-run plan: what each step would do and why, then the LLM steps' outlook."""
-    from stepline.engine.plan import with_items  # loaded by the preview
-    from stepline.reports.overview import item_progress
-
     prepared = preview.prepared
     records = prepared.state.steps
-    unfinished = [step.id for step in records if step.status != StepStatus.COMPLETED]
-    items = item_progress(prepared.run_dir, unfinished)
     titled = any(step.label and step.label != step.id for step in prepared.state.steps)
     columns = [
         Column("#", justify="right", drop=1),
@@ -365,8 +349,6 @@ def print_plan(console: Console, preview: Preview) -> None:
     )
     style = {Action.RUN: "cyan", Action.REUSE: "green", Action.SKIP: "dim", Action.STOP: "dim"}
     for decision, step in zip(prepared.decisions, records, strict=True):
-        if step.id in items:
-            decision = with_items(decision, step.status.value, items[step.id])
         table.add_row(
             str(decision.number),
             escape(step.id),

@@ -33,7 +33,6 @@ from stepline import clock
 from stepline.engine.batching import BatchedItems
 from stepline.engine.fingerprint import fingerprint, spec_hash
 from stepline.engine.items import SeenKeys, item_key, resolve_items
-from stepline.engine.plan import INPUT_KEY
 from stepline.engine.references import StepNeeds
 from stepline.engine.retries import attempts_of
 from stepline.engine.streams import ItemStream
@@ -45,6 +44,7 @@ from stepline.steps import StepEnvironment, StepOutcome, execute_step
 from stepline.steps.base import Item
 from stepline.store.items import LOOKUP_BATCH, ItemRecord, ItemStatus, ItemStore
 from stepline.store.jsonl import RowStream
+from stepline.store.state import INPUT_KEY
 from stepline.templates import ITEM_NAMES, references
 
 SUMMED_METRICS = (
@@ -94,6 +94,16 @@ async def _each(items: Generator[Item]) -> AsyncGenerator[Item]:
     with contextlib.closing(items):
         for item in items:
             yield item
+
+
+def collected_failure(key: str, error: str | None) -> dict[str, Any]:
+    """What ``on_item_error: collect`` puts in a failed item's place in the output."""
+    return {"error": error, "item_key": key}
+
+
+def is_collected_failure(value: Any) -> bool:
+    """Whether an output element is one ``collected_failure`` made."""
+    return isinstance(value, dict) and set(value) == {"error", "item_key"}
 
 
 def _item_error(exc: StepLineError) -> str:
@@ -424,7 +434,7 @@ class FanOut:
         """With ``collect`` a failed item's error record flows on, as it would in the output."""
         if self.step.on_item_error == "collect":
             error = self.tally.failures[item.index][1]
-            await self._emit(item.index, {"error": error, "item_key": item.key})
+            await self._emit(item.index, collected_failure(item.key, error))
 
     async def _run_all(self, arrivals: AsyncGenerator[Item]) -> None:
         """Launch items as they come, at most ``concurrency`` at once, until done or stopping."""
@@ -622,7 +632,7 @@ class FanOut:
             if record.status is ItemStatus.DONE:
                 yield record.result
             elif self.step.on_item_error == "collect":
-                yield {"error": record.error, "item_key": record.key}
+                yield collected_failure(record.key, record.error)
 
     def show_progress(self) -> None:
         if self.show is None:

@@ -90,8 +90,21 @@ def spec_parts(
     """A short hash of each part of the step's spec (``prompt``, ``llm.model``, ``source``,
     ``vars.top_k``...), kept in the step's record so that the next plan can say which part
     changed instead of only that something did."""
+    return _parts_of(_spec_fields(spec, step, needs, variables))
+
+
+def spec_identity(
+    spec: PipelineSpec, step: StepBase, needs: StepNeeds, variables: Mapping[str, Any]
+) -> tuple[str, dict[str, str]]:
+    """``spec_hash`` and ``spec_parts`` together, from one reading of the spec (a Python
+    step's module is read and hashed once)."""
+    fields = _spec_fields(spec, step, needs, variables)
+    return hash_value(fields), _parts_of(fields)
+
+
+def _parts_of(fields: Mapping[str, Any]) -> dict[str, str]:
     parts: dict[str, str] = {}
-    for key, value in _spec_fields(spec, step, needs, variables).items():
+    for key, value in fields.items():
         if key in ("llm", "vars"):
             parts.update({f"{key}.{name}": _short(each) for name, each in value.items()})
         else:

@@ -8,13 +8,11 @@ same decisions the runner then follows, so the plan never disagrees with the run
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from stepline.store.items import ItemCounts
-
-INPUT_KEY = "@input"
-"""The key under which a step's ``reads`` records the run's input (step ids cannot start with @)."""
+from stepline.store.state import INPUT_KEY
 
 
 class Action(StrEnum):
@@ -123,14 +121,6 @@ def _not_done_reason(status: str | None, items: ItemCounts | None = None) -> str
         "failed": "failed last time",
         "skipped": "not run yet",
     }.get(status, "not run yet")
-
-
-def with_items(decision: Decision, previous_status: str | None, items: ItemCounts) -> Decision:
-    """The decision, saying how far the step's items got when it runs because it did not
-    complete (for a plan made without ``StepFacts.items``)."""
-    if decision.action is not Action.RUN or decision.reason != _not_done_reason(previous_status):
-        return decision
-    return replace(decision, reason=_not_done_reason(previous_status, items))
 
 
 def _changed_reason(key: str) -> str:

@@ -15,8 +15,8 @@ from typing import Any
 
 from stepline.engine.contract import PreparedRun
 from stepline.engine.estimates import BudgetOutlook, LLMEstimate
-from stepline.engine.fingerprint import changed_parts, spec_hash, spec_parts
-from stepline.engine.plan import INPUT_KEY, Action, Decision, StepFacts, plan_run
+from stepline.engine.fingerprint import changed_parts, spec_identity
+from stepline.engine.plan import Action, Decision, StepFacts, plan_run
 from stepline.engine.references import analyse_spec
 from stepline.errors import InputError
 from stepline.hashing import HASH_TAG
@@ -29,7 +29,7 @@ from stepline.steps.base import check_input_size
 from stepline.steps.python import resolve_function
 from stepline.store.items import read_item_progress
 from stepline.store.rundir import RunDir
-from stepline.store.state import RunState, StepState, StepStatus
+from stepline.store.state import INPUT_KEY, RunState, StepState, StepStatus
 
 CHUNK_BYTES = 1 << 20
 
@@ -192,15 +192,12 @@ def prepare_run(
     """Check the spec against the variables, decide what runs, and bundle it for the runner."""
     variables = {**spec.vars, **state.vars, **options.variables}
     needs = analyse_spec(spec, variables, given=options.variables)
-    hashes = {  # a disabled step is neither imported nor checked for a model
-        step.id: spec_hash(spec, step, needs[step.id], variables) if step.enabled else ""
+    identities = {  # a disabled step is neither imported nor checked for a model
+        step.id: spec_identity(spec, step, needs[step.id], variables) if step.enabled else ("", {})
         for step in spec.steps
     }
-    parts = {
-        step.id: spec_parts(spec, step, needs[step.id], variables)
-        for step in spec.steps
-        if step.enabled
-    }
+    hashes = {step_id: identity[0] for step_id, identity in identities.items()}
+    parts = {step_id: identity[1] for step_id, identity in identities.items()}
     from_index = spec.step_index(options.from_step) if options.from_step else None
     to_index = spec.step_index(options.to_step) if options.to_step else None
     if from_index is not None and to_index is not None and to_index < from_index:

@@ -19,10 +19,15 @@ from typing import Any
 from stepline import clock
 from stepline.engine.contract import Hooks, PreparedRun, RunResult
 from stepline.engine.events import Event, EventLog, EventType, step_logger
-from stepline.engine.fanout import FanOut, FanOutProgress, item_base_fingerprint
+from stepline.engine.fanout import (
+    FanOut,
+    FanOutProgress,
+    is_collected_failure,
+    item_base_fingerprint,
+)
 from stepline.engine.fingerprint import fingerprint
 from stepline.engine.pauses import PauseMode, PausePoint
-from stepline.engine.plan import INPUT_KEY, Action, Decision
+from stepline.engine.plan import Action, Decision
 from stepline.engine.retries import attempts_of
 from stepline.engine.streams import ItemStream
 from stepline.errors import (
@@ -49,7 +54,7 @@ from stepline.store.items import ItemStore
 from stepline.store.journal import StateJournal
 from stepline.store.jsonl import RowStream, hash_output
 from stepline.store.runs import RunStore
-from stepline.store.state import RunStatus, StepState, StepStatus, now
+from stepline.store.state import INPUT_KEY, RunStatus, StepState, StepStatus, now
 from stepline.threads import run_in_thread
 
 PROGRESS_EVERY_S = 0.2
@@ -65,6 +70,8 @@ class Runner:
         self._unsaved = False  # the state in memory is ahead of what is saved
         self.journal = StateJournal(prepared.run_dir.state_path)
         self.events = EventLog(prepared.run_dir, hooks.listener)
+        # What the run made so far, from the call log: a killed runner saved less than it made.
+        prepared.state.usage = prepared.run_dir.calls_usage()
         self.providers = ProviderPool(settings, hooks.provider_factory)
         self.cache = RunStore(settings.workdir).cache()
         self.llm = LLMCaller(
@@ -81,7 +88,7 @@ class Runner:
             rate_limit=RateLimiter(prepared.spec.rate_limit) if prepared.spec.rate_limit else None,
             budget=None
             if prepared.budget_usd is None
-            else CostBudget(prepared.budget_usd, prepared.run_dir.calls_cost_usd()),
+            else CostBudget(prepared.budget_usd, prepared.state.usage.cost_usd),
         )
         self._cassettes: dict[Path, Cassette] = {}
         self.items = ItemStore(prepared.run_dir.items_path)
@@ -131,7 +138,6 @@ class Runner:
             None,
         )
         state.paused_after = state.pause_reason = None
-        state.usage = self.run.run_dir.calls_usage()  # a killed runner saved less than it made
         self.journal.snapshot(state)
         self._emit(
             EventType.RUN_STARTED, data={"plan": [d.action.value for d in self.run.decisions]}
@@ -529,7 +535,7 @@ class Runner:
             replies = [
                 (f"item {number} ", reply)
                 for number, reply in enumerate(value, start=1)
-                if not _failure(reply, collected)
+                if not (collected and is_collected_failure(reply))
             ]
         else:
             replies = [("", value)]
@@ -616,9 +622,4 @@ def _forget_output(record: StepState) -> None:
     the state stops pointing at it, so nothing reads a stale value as this run's result.
     """
     record.output = record.output_hash = record.fingerprint = record.spec_hash = None
-    record.reads, record.metrics = {}, {}
-
-
-def _failure(value: Any, collected: bool) -> bool:
-    """Whether a fan-out result is a collected failure (``{"error", "item_key"}``)."""
-    return collected and isinstance(value, dict) and set(value) == {"error", "item_key"}
+    record.reads, record.metrics, record.spec_parts = {}, {}, {}

@@ -19,6 +19,7 @@ from stepline.store.items import ItemCounts, read_item_progress
 from stepline.store.rundir import RunDir
 from stepline.store.runs import effective_status, run_duration
 from stepline.store.state import (
+    INPUT_KEY,
     RunState,
     RunStatus,
     RunUsage,
@@ -28,7 +29,6 @@ from stepline.store.state import (
     now,
 )
 
-INPUT_KEY = "@input"  # engine.plan.INPUT_KEY: what a step's reads call the run's input
 MIN_GAP_S = 1.0
 """Idle time between steps longer than this (or than a tenth of the busy time, if more) is
 cut down to it on the timeline: a run paused for a day would otherwise squash every bar."""
@@ -128,15 +128,10 @@ def step_notes(state: RunState, run_dir: RunDir, *, running: bool = False) -> St
     ]
     stopped = () if running else (s.id for s in state.steps if s.status == StepStatus.RUNNING)
     return StepNotes(
-        items=item_progress(run_dir, unfinished),
+        items=read_item_progress(run_dir.items_path, run_dir.events_path, unfinished),
         out_of_date=out_of_date(state),
         stopped=frozenset(stopped),
     )
-
-
-def item_progress(run_dir: RunDir, steps: list[str]) -> dict[str, ItemCounts]:
-    """How far each of ``steps`` that has item checkpoints got in its latest execution."""
-    return read_item_progress(run_dir.items_path, run_dir.events_path, steps)
 
 
 @dataclass(frozen=True)

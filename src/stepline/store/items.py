@@ -31,6 +31,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
+from stepline.store.rundir import records_newest_first
 from stepline.store.sqlite import Database
 
 MIGRATIONS = (
@@ -129,7 +130,6 @@ class ItemCounts:
 
 
 T = TypeVar("T")
-EVENTS_CHUNK = 64 * 1024  # how much of events.jsonl is read at a time, from its end
 _LATEST_COUNTS = (
     "SELECT status, COUNT(*) FROM items WHERE step = ? AND mark IS "
     "(SELECT mark FROM items WHERE step = ? ORDER BY updated_at DESC LIMIT 1) GROUP BY status"
@@ -172,7 +172,7 @@ def _item_totals(events_path: Path, steps: set[str]) -> dict[str, int]:
     hold only the items that ran. The file is read from its end, a chunk at a time, and only
     as far back as those events are."""
     totals: dict[str, int] = {}
-    for event in _events_backwards(events_path) if steps else ():
+    for event in records_newest_first(events_path) if steps else ():
         step, total = event.get("step"), _progress_total(event)
         if isinstance(step, str) and step in steps and total is not None:
             totals.setdefault(step, total)
@@ -188,35 +188,6 @@ def _progress_total(event: dict[str, Any]) -> int | None:
         return None
     total = data.get("total")
     return total if isinstance(total, int) else None
-
-
-def _events_backwards(path: Path) -> Iterator[dict[str, Any]]:
-    """The events of ``events.jsonl``, newest first; torn or foreign lines are skipped."""
-    try:
-        handle = path.open("rb")
-    except FileNotFoundError:
-        return
-    with handle:
-        end = handle.seek(0, 2)
-        tail = b""
-        while end > 0:
-            start = max(0, end - EVENTS_CHUNK)
-            handle.seek(start)
-            lines = (handle.read(end - start) + tail).split(b"\n")
-            tail = lines.pop(0) if start > 0 else b""  # may be cut: joined to the next chunk
-            for line in reversed(lines):
-                event = _event(line)
-                if event is not None:
-                    yield event
-            end = start
-
-
-def _event(line: bytes) -> dict[str, Any] | None:
-    try:
-        event = json.loads(line)
-    except ValueError:  # blank, torn, or not UTF-8
-        return None
-    return event if isinstance(event, dict) else None
 
 
 def read_checkpoints(items_path: Path, step: str, keys: Sequence[str]) -> dict[str, ItemRecord]:

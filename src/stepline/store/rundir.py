@@ -293,3 +293,37 @@ def _iter_lines(path: Path) -> Iterator[dict[str, Any]]:
                 continue
             if isinstance(record, dict):
                 yield record
+
+
+NEWEST_FIRST_CHUNK = 64 * 1024  # how much of a log is read at a time, from its end
+
+
+def records_newest_first(path: Path) -> Iterator[dict[str, Any]]:
+    """The JSON object lines of a log (``events.jsonl``), last first, read from the end a
+    chunk at a time: a reader that wants the newest records stops long before the start of
+    a large file. Torn and foreign lines are skipped."""
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        return
+    with handle:
+        end = handle.seek(0, 2)
+        tail = b""
+        while end > 0:
+            start = max(0, end - NEWEST_FIRST_CHUNK)
+            handle.seek(start)
+            lines = (handle.read(end - start) + tail).split(b"\n")
+            tail = lines.pop(0) if start > 0 else b""  # may be cut: joined to the next chunk
+            for line in reversed(lines):
+                record = _record(line)
+                if record is not None:
+                    yield record
+            end = start
+
+
+def _record(line: bytes) -> dict[str, Any] | None:
+    try:
+        record = json.loads(line)
+    except ValueError:  # blank, torn, or not UTF-8
+        return None
+    return record if isinstance(record, dict) else None

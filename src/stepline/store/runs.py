@@ -12,7 +12,6 @@ each accepts the same shorthands: ``last`` for the newest run, and a unique pref
 from __future__ import annotations
 
 import difflib
-import json
 import secrets
 import shutil
 from collections.abc import Callable
@@ -24,12 +23,11 @@ from typing import Any, TypeVar
 from stepline.errors import InputError, RunStoreError
 from stepline.store.cache import CACHE_FILE, ResponseCache
 from stepline.store.lock import RunLock, is_locked
-from stepline.store.rundir import RunDir, check_run_id, new_run_id
+from stepline.store.rundir import RunDir, check_run_id, new_run_id, records_newest_first
 from stepline.store.state import RunState, RunStatus, StepStatus, load_state, now
 
 _T = TypeVar("_T")
 _NEVER = datetime.min.replace(tzinfo=UTC)
-_PROGRESS_TAIL_BYTES = 64 * 1024  # how far back from the end of events.jsonl to look
 REMOVING = ".removing-"  # a run folder being deleted: renamed out of the run ids first
 LAST_RUN = "last"  # names the newest run by start time: the first row of ``pipeline list``
 _LISTED_MATCHES = 10  # an ambiguous prefix names at most this many of the runs it matches
@@ -229,19 +227,9 @@ def _progress(state: RunState, run_dir: RunDir) -> dict[str, Any]:
 
 def _item_progress(run_dir: RunDir, step: str) -> tuple[int, int] | None:
     """(done, total) from the newest event of ``step`` if it is an ``item_progress``; None
-    when the step has shown none since it started (or the file's tail has no event of it)."""
-    try:
-        with run_dir.events_path.open("rb") as handle:
-            handle.seek(max(0, handle.seek(0, 2) - _PROGRESS_TAIL_BYTES))
-            lines = handle.read().decode("utf-8", errors="replace").splitlines()
-    except FileNotFoundError:
-        return None
-    for line in reversed(lines):
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a torn line, or the first one cut by the seek
-        if not isinstance(event, dict) or event.get("step") != step:
+    when the step has shown none since it started."""
+    for event in records_newest_first(run_dir.events_path):
+        if event.get("step") != step:
             continue
         data = event.get("data") or {}
         if event.get("type") != "item_progress" or "total" not in data:  # EventType.ITEM_PROGRESS

@@ -50,6 +50,10 @@ class RunStatus(StrEnum):
     INTERRUPTED = "interrupted"
 
 
+INPUT_KEY = "@input"
+"""The key under which a step's ``reads`` records the run's input (step ids cannot start with @)."""
+
+
 class StepStatus(StrEnum):
     PENDING = "pending"
     RUNNING = "running"

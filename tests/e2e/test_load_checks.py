@@ -379,3 +379,22 @@ def test_a_step_id_with_capitals_and_spaces(cli, tmp_path: Path):
         "lowercase letters, digits",
         'did you mean "clean-text"?',
     )
+
+
+@pytest.mark.parametrize(
+    ("keys", "words"),
+    [
+        ("retry_on_exit: [3]", "retry_on_exit needs retry:"),
+        ("retry: {attempts: 2}, retry_on_exit: [0, 3]", "0 is success"),
+        ("retry: {attempts: 0}", "attempts"),
+    ],
+)
+def test_bad_retry_keys_are_refused_at_load_with_the_line(
+    cli, tmp_path: Path, keys: str, words: str
+) -> None:
+    write(
+        tmp_path / "pipeline-config.yaml",
+        f"name: r\nsteps:\n  - {{id: s, kind: shell, command: [echo, hi], {keys}}}\n",
+    )
+
+    assert_clean_error(cli("validate"), 2, "pipeline-config.yaml:3", words)

@@ -32,7 +32,7 @@ from stepline.engine import api
 from stepline.engine.contract import Hooks, RunResult
 from stepline.engine.events import Event, EventType
 from stepline.engine.interrupts import Interrupts
-from stepline.engine.pauses import PauseMode
+from stepline.engine.pauses import PauseMode, Pauser
 from stepline.engine.prepare import RunOptions
 from stepline.settings import Settings
 from stepline.store.items import ItemStore
@@ -116,6 +116,9 @@ class InProcess:
         self.settings = Settings(workdir=folder / ".pipeline")
         self.events: list[Event] = []
         self.interrupts = Interrupts()  # this run's; a test may ``interrupt()`` it
+        self.pause_mode = PauseMode.NEVER  # a test that asks at pause points sets both
+        self.pauser: Pauser | None = None
+        self.on_event: Callable[[Event], None] | None = None  # told each event as it comes
 
     def write(self, name: str, text: str) -> Path:
         """A file next to the config (a Python step's module, a prompt file)."""
@@ -126,11 +129,17 @@ class InProcess:
     def hooks(self) -> Hooks:
         self.interrupts = Interrupts()
         return Hooks(
-            listener=self.events.append,
-            pause_mode=PauseMode.NEVER,
+            listener=self._listen,
+            pause_mode=self.pause_mode,
+            pauser=self.pauser,
             provider_factory=self.provider.factory,
             interrupts=self.interrupts,
         )
+
+    def _listen(self, event: Event) -> None:
+        self.events.append(event)
+        if self.on_event is not None:
+            self.on_event(event)
 
     def interrupt(self) -> None:
         """What Ctrl-C does to the run in progress (its signal handler's call)."""

@@ -54,6 +54,21 @@ steps:
     prompt: "Summarise {{ steps.shout | length }} items: {{ steps.shout | join(', ') }}"
 """
 
+# The same work as a graph: "tag" runs beside "ask", so a kill lands with two fan-outs (and
+# their items) in flight at once.
+GRAPH = CONFIG.replace(
+    "  - id: shout\n",
+    """  - id: tag
+    kind: llm
+    for_each: "{{ steps.make }}"
+    item_key: "{{ item }}"
+    prompt: "Tag {{ item }}"
+  - id: shout
+""",
+)
+REQUESTS = {CONFIG: 25, GRAPH: 49}  # an uninterrupted run's: 24 items (per fan-out) + 1
+IN_FLIGHT = {CONFIG: 4, GRAPH: 8}  # at most, at a kill: concurrency 4 per fan-out running
+
 HELPERS = """
 def make(ctx):
     return [f"thing-{number}" for number in range(24)]
@@ -102,11 +117,12 @@ def outputs(folder: Path, run_id: str) -> dict[str, object]:
     return {path.name: json.loads(path.read_text()) for path in sorted(steps.glob("*.json"))}
 
 
+@pytest.mark.parametrize("config", [CONFIG, GRAPH], ids=["chain", "graph"])
 @pytest.mark.parametrize("seed", range(SEEDS))
 def test_runs_killed_at_random_moments_finish_with_the_same_outputs(
-    fake_llm: FakeLLMServer, tmp_path: Path, seed: int
+    fake_llm: FakeLLMServer, tmp_path: Path, seed: int, config: str
 ):
-    write(tmp_path / "pipeline-config.yaml", CONFIG)
+    write(tmp_path / "pipeline-config.yaml", config)
     write(tmp_path / "helpers.py", HELPERS)
     write(tmp_path / "in.txt", "x")
     counting = Counting()
@@ -147,4 +163,4 @@ def test_runs_killed_at_random_moments_finish_with_the_same_outputs(
     assert outputs(tmp_path, "crashy") == expected
     over = {prompt: count for prompt, count in counting.counts.items() if count > 1 + kills}
     assert not over, f"requests sent more than once plus once per kill ({kills}): {over}"
-    assert sum(counting.counts.values()) <= 25 + kills * 4  # 24 items + 1 summary; 4 in flight
+    assert sum(counting.counts.values()) <= REQUESTS[config] + kills * IN_FLIGHT[config]

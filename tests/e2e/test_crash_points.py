@@ -35,6 +35,7 @@ steps:
     for_each: input.lines
     item_key: "{{ item }}"
     prompt: "Each {{ item }}"
+    needs: [first]  # one step at a time: each point below is the n-th of one sequence
   - id: last
     kind: python
     function: helpers:last
@@ -60,6 +61,25 @@ def project(tmp_path: Path, fake_llm: FakeLLMServer) -> Path:
     write(tmp_path / "helpers.py", HELPERS)
     write(tmp_path / "in.txt", "a\nb\nc\n")
     return tmp_path
+
+
+# Three steps that start together, then one that needs them all.
+PARALLEL = """
+name: points
+concurrency: 1
+llm:
+  model: claude-haiku-4-5
+  retry: {attempts: 1}
+steps:
+  - {id: one, kind: llm, prompt: "One {{ input.text | length }}"}
+  - {id: each, kind: llm, for_each: input.lines, item_key: "{{ item }}", prompt: "Each {{ item }}"}
+  - {id: two, kind: llm, prompt: "Two {{ input.text | length }}"}
+  - {id: last, kind: python, function: helpers:all_three, needs: [one, each, two]}
+"""
+PARALLEL_HELPERS = """
+def all_three(ctx):
+    return [ctx.steps["one"], ctx.steps["each"], ctx.steps["two"]]
+"""
 
 
 def crash_at(
@@ -164,3 +184,40 @@ def test_after_a_kill_and_a_resume_every_view_counts_the_calls_that_were_made(
     assert resumed.returncode == 0, resumed.stderr
     assert views() == (4, 4, 4)
     assert load_state(project / ".pipeline/r/state.json").usage.requests == 4
+
+
+@pytest.mark.parametrize(
+    ("point", "after", "running"),
+    [
+        # the third step's start dies as it is appended: the first two are marked running
+        # (every start is written before any of their requests goes out)
+        ("before-append:state-changes.jsonl", 2, ["one", "each"]),
+        # the run's final snapshot dies before its rename: the log holds every LLM step's
+        # end; the last step's end was to be saved with that snapshot, so it runs again
+        ("before-rename:state.json", 1, ["last"]),
+    ],
+)
+def test_a_crash_with_steps_running_at_once_loses_nothing_and_sends_nothing_twice(
+    tmp_path: Path, fake_llm: FakeLLMServer, point: str, after: int, running: list[str]
+):
+    fake_llm.responder = lambda request: Reply(text=f"re: {request.prompt}")
+    write(tmp_path / "pipeline-config.yaml", PARALLEL)
+    write(tmp_path / "helpers.py", PARALLEL_HELPERS)
+    write(tmp_path / "in.txt", "a\nb\nc\n")
+
+    crashed = crash_at(tmp_path, point, after)
+
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    run = tmp_path / ".pipeline" / "r"
+    state = load_state(run / "state.json")
+    assert [step.id for step in state.steps if step.status == "running"] == running
+
+    resumed = run_pipeline_process("resume", "r", cwd=tmp_path)
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((run / "steps" / "04-last.json").read_text()) == [
+        "re: One 6",
+        ["re: Each a", "re: Each b", "re: Each c"],
+        "re: Two 6",
+    ]
+    assert requests(fake_llm) == Counter(["One 6", "Each a", "Each b", "Each c", "Two 6"])

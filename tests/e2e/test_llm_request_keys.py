@@ -176,7 +176,8 @@ def test_step_keys_override_llm_defaults_and_extra_merges(
     result = cli("run", "notes.txt")
 
     assert result.exit_code == 0, result.output
-    own, inherits = (request.body for request in model_requests(fake_llm))
+    bodies = {request.prompt: request.body for request in model_requests(fake_llm)}
+    own, inherits = bodies["first"], bodies["second"]  # the two steps run at once
     assert own["stop_sequences"] == ["B"]  # a list is replaced, not merged
     assert (own["output_config"], own["max_tokens"]) == ({"effort": "high"}, 64)
     assert (own["service_tier"], own["container"]) == ("standard_only", "c1")
@@ -360,7 +361,8 @@ def test_prompt_version_on_one_step_re_runs_only_that_step(
     }
     resumed = cli("resume", "r")
     assert resumed.exit_code == 0, resumed.output
-    assert [request.prompt for request in model_requests(fake_llm)] == ["one", "two", "two"]
+    prompts = [request.prompt for request in model_requests(fake_llm)]
+    assert (sorted(prompts[:2]), prompts[2:]) == (["one", "two"], ["two"])
     after = {step["id"]: step["spec_hash"] for step in state(tmp_path, "r")["steps"]}
     assert after["first"] == before["first"] and after["show"] == before["show"]
     assert after["second"] != before["second"]
@@ -450,7 +452,9 @@ def test_extra_with_a_yaml_date_is_a_config_error(cli, fake_llm: FakeLLMServer, 
 def record_two_steps(cli, fake_llm: FakeLLMServer, tmp_path: Path, **llm: Any) -> Path:
     """Run a two-step pipeline in conf/ against the fake, recording conf/recorded.jsonl."""
     numbered_replies(fake_llm)
-    steps = (llm_step("first", "one {{ input.text }}"), llm_step("second", "two"))
+    # "second" waits for "first", so the fake numbers their replies in this order
+    first, second = llm_step("first", "one {{ input.text }}"), llm_step("second", "two")
+    steps = (first, {**second, "needs": ["first"]})
     config = write_config(tmp_path, *steps, llm=llm, name="conf/pipeline.yaml")
     recorded = cli(
         "run", "notes.txt", "-c", str(config), "--run-id", "live", "--record", "conf/recorded.jsonl"

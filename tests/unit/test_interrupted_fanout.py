@@ -158,5 +158,6 @@ def test_a_kill_reads_as_a_ctrl_c_does(cli, tmp_path: Path, fake_llm: FakeLLMSer
 
 
 def _why(plan: str, step: str) -> str:
+    """The last cell of ``step``'s row in the dry run's plan table (a wide terminal)."""
     row = next(line for line in plan.splitlines() if f" {step} " in line)
-    return row.split("│")[4].strip()
+    return row.split("│")[-2].strip()

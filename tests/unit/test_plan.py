@@ -55,13 +55,14 @@ def test_disabled_step_is_skipped() -> None:
     assert decisions[2].action is Action.REUSE
 
 
-def test_from_step_forces_that_step_and_later_ones_to_run() -> None:
-    decisions = plan_run([done("a"), done("b"), done("c")], from_index=1)
+def test_from_step_forces_the_steps_it_names_to_run_and_reuses_the_rest() -> None:
+    decisions = plan_run([done("a"), done("b"), done("c"), done("d")], from_step={"b", "d"})
 
     assert actions(decisions) == [
-        ("a", Action.REUSE, "before --from-step"),
+        ("a", Action.REUSE, "not downstream of --from-step"),
         ("b", Action.RUN, "--from-step"),
-        ("c", Action.RUN, "--from-step"),
+        ("c", Action.REUSE, "not downstream of --from-step"),
+        ("d", Action.RUN, "--from-step"),
     ]
 
 
@@ -75,22 +76,24 @@ def test_from_step_reuses_earlier_completed_steps_even_when_changed() -> None:
     )
     never_run = StepFacts(id="b")
 
-    decisions = plan_run([changed, never_run, done("c")], from_index=2)
+    decisions = plan_run([changed, never_run, done("c")], from_step={"c"})
 
     assert actions(decisions) == [
-        ("a", Action.REUSE, "before --from-step"),
+        ("a", Action.REUSE, "not downstream of --from-step"),
         ("b", Action.RUN, "not run yet"),
         ("c", Action.RUN, "--from-step"),
     ]
 
 
-def test_to_step_stops_after_that_step() -> None:
-    decisions = plan_run([StepFacts(id="a"), StepFacts(id="b"), StepFacts(id="c")], to_index=0)
+def test_to_step_stops_every_step_it_does_not_name() -> None:
+    steps = [StepFacts(id="a"), StepFacts(id="b"), StepFacts(id="c")]
+
+    decisions = plan_run(steps, to_step={"a", "c"})
 
     assert actions(decisions) == [
         ("a", Action.RUN, "not run yet"),
-        ("b", Action.STOP, "after --to-step"),
-        ("c", Action.STOP, "after --to-step"),
+        ("b", Action.STOP, "not needed by --to-step"),
+        ("c", Action.RUN, "not run yet"),
     ]
 
 

@@ -35,6 +35,6 @@ def test_without_a_known_total_the_items_done_are_counted_alone() -> None:
 def test_only_a_not_done_reason_mentions_the_items() -> None:
     facts = StepFacts(id="each", previous_status="pending", items=PARTWAY)
 
-    (decision,) = plan_run([facts], from_index=0)
+    (decision,) = plan_run([facts], from_step={"each"})
 
     assert (decision.action, decision.reason) == (Action.RUN, "--from-step")

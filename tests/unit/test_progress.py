@@ -80,3 +80,30 @@ def test_fan_out_progress_in_batch_mode_counts_the_batches_requests():
     assert text == (
         "30/151 items, 1 failed · 2 batches (1 open): 120 processing, 30 succeeded, 1 expired"
     )
+
+
+def test_every_running_step_has_its_own_live_line_in_step_order():
+    screen = io.StringIO()
+    terminal = Console(file=screen, force_terminal=True, width=120, color_system=None)
+    printer = ProgressPrinter(terminal)
+
+    def of(number: int, title: str, kind: EventType, **fields: object) -> Event:
+        return Event(type=kind, run_id="r", step=title.lower(), number=number, total=3,
+                     title=title, **fields)  # fmt: skip
+
+    printer(of(3, "Check", EventType.STEP_STARTED))
+    printer(of(2, "Ask", EventType.STEP_STARTED))
+    printer(of(3, "Check", EventType.LOG, message="hello", data={"level": "info"}))
+    both = screen.getvalue()
+    printer(of(2, "Ask", EventType.STEP_COMPLETED, data={"duration_s": 1.0}))
+    after = screen.getvalue()[len(both) :]
+    printer(of(3, "Check", EventType.STEP_COMPLETED, data={"duration_s": 2.0}))
+
+    # a print while steps run redraws the live lines under it: both, the earlier step first
+    shown = both[both.index("check: hello") :]
+    assert shown.index("[2/3] Ask...") < shown.index("[3/3] Check...")
+    # when one ends its line goes and the other's stays
+    assert "✓ [2/3] Ask" in after
+    assert "[3/3] Check..." in after[after.index("✓ [2/3] Ask") :]
+    assert "[2/3] Ask..." not in after[after.index("✓ [2/3] Ask") :]
+    assert "✓ [3/3] Check" in screen.getvalue()

@@ -15,8 +15,11 @@ from stepline.store.state import RunStatus, StepStatus
 from tests.fakes.scripted import ScriptedProvider, by_prompt, rate_limited, reply
 from tests.inprocess import InProcess
 
+# One step at a time, in list order ("three" waits for nothing): these tests are about what
+# happens inside a step and between steps; tests/unit/test_scheduler.py runs steps at once.
 THREE_STEPS = """
 name: three
+max_parallel_steps: 1
 llm: {model: claude-haiku-4-5, max_tokens: 1000, cache: {enabled: false}, retry: RETRY}
 steps:
   - {id: one, kind: llm, prompt: "One {{ input.text }}"}
@@ -181,7 +184,9 @@ def test_resume_reuses_the_completed_steps_without_asking_the_provider_again(
 
 
 @pytest.mark.parametrize("selector", ["two", "2"])
-def test_from_step_reruns_that_step_and_the_ones_after_it(tmp_path: Path, selector: str) -> None:
+def test_from_step_reruns_that_step_and_the_steps_that_wait_for_it(
+    tmp_path: Path, selector: str
+) -> None:
     provider = ScriptedProvider()
     harness = three_steps(tmp_path, provider)
     assert harness.run(run_id="r").status == RunStatus.COMPLETED
@@ -190,9 +195,10 @@ def test_from_step_reruns_that_step_and_the_ones_after_it(tmp_path: Path, select
     result = harness.resume("r", from_step=selector)
 
     assert result.status == RunStatus.COMPLETED
-    assert provider.prompts[3:] == ["Two echo: One x", "Three"]
-    assert [d.action.value for d in result.decisions] == ["reuse", "run", "run"]
-    assert [s.attempts for s in harness.state("r").steps] == [1, 2, 2]
+    # "three" reads neither "two" nor anything after it: it is reused, not asked again
+    assert provider.prompts[3:] == ["Two echo: One x"]
+    assert [d.action.value for d in result.decisions] == ["reuse", "run", "reuse"]
+    assert [s.attempts for s in harness.state("r").steps] == [1, 2, 1]
 
 
 def test_a_step_timeout_fails_the_step_at_exactly_that_time(tmp_path: Path) -> None:

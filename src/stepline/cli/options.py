@@ -117,6 +117,19 @@ ConcurrencyOption = Annotated[
         show_default=False,
     ),
 ]
+JobsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--jobs",
+        "-j",
+        min=1,
+        max=64,
+        metavar="N",
+        help="Steps at once, when they do not wait for each other (default: the config's "
+        "max_parallel_steps, 4); 1 runs them in list order.",
+        show_default=False,
+    ),
+]
 SkipFailedOption = Annotated[
     bool,
     typer.Option(

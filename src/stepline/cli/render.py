@@ -98,6 +98,16 @@ class _Running:
         return Group(self.spinner, self.bar)
 
 
+class _RunningSteps:
+    """Every running step's live line, in step order (steps may run at once)."""
+
+    def __init__(self) -> None:
+        self.lines: dict[int, _Running] = {}
+
+    def __rich__(self) -> RenderableType:
+        return Group(*(self.lines[number] for number in sorted(self.lines)))
+
+
 class ProgressPrinter:
     """An event listener that shows step progress on the error console."""
 
@@ -105,22 +115,23 @@ class ProgressPrinter:
         self.console = console
         self.plain = is_plain(console)
         self._live: Live | None = None
-        self._running: _Running | None = None
+        self._steps = _RunningSteps()
         self._last_plain = time.monotonic()
 
     def __call__(self, event: Event) -> None:
         label = f"[{event.number}/{event.total}] {escape(event.title or event.step or '')}"
         message = escape(event.message or "")
+        running = self._steps.lines.get(event.number or 0)
         if event.type is EventType.LLM_PROGRESS:
-            if self._running is not None:  # plain output skips it: one line per token is noise
+            if running is not None:  # plain output skips it: one line per token is noise
                 tokens = event.data.get("output_tokens", 0)
-                self._running.detail = f"{message} streaming, ~{tokens:,} tokens"
+                running.detail = f"{message} streaming, ~{tokens:,} tokens"
         elif event.type is EventType.ITEM_PROGRESS:
-            self._items(label, event.data)
+            self._items(label, running, event.data)
         elif event.type is EventType.STEP_STARTED:
-            self._start(label)
+            self._start(event.number or 0, label)
         elif event.type in MARK:
-            self._stop()
+            self._stop(event.number or 0)
             self.console.print(f"{MARK[event.type]} {label}{self._suffix(event)}")
             if event.data.get("hint"):
                 self.console.print(f"  [dim]hint:[/] {escape(event.data['hint'])}")
@@ -131,34 +142,43 @@ class ProgressPrinter:
         elif event.type is EventType.LOG:
             self.console.print(f"  [dim]{escape(event.step or '')}: {message}[/]")
         elif event.type.value.startswith("run_"):
-            self._stop()
+            self._stop_all()
 
-    def _items(self, label: str, progress: dict[str, Any]) -> None:
+    def _items(self, label: str, running: _Running | None, progress: dict[str, Any]) -> None:
         """Fan-out progress: a bar under the live line, or a plain line every few seconds."""
         text = fan_out_progress_text(progress)
-        if self._running is not None:
-            self._running.detail = text
+        if running is not None:
+            running.detail = text
             total = max(progress["total"], 1)  # a streamed step learns its total as it goes
-            if self._running.bar is None:
-                self._running.bar = ProgressBar(total=total, width=40)
-            self._running.bar.update(progress["done"] + progress["failed"], total=total)
+            if running.bar is None:
+                running.bar = ProgressBar(total=total, width=40)
+            running.bar.update(progress["done"] + progress["failed"], total=total)
         elif self.plain and time.monotonic() - self._last_plain >= PLAIN_PROGRESS_EVERY_S:
             self._last_plain = time.monotonic()
             self.console.print(f"{label}: {text}")
 
-    def _start(self, label: str) -> None:
-        self._stop()
+    def _start(self, number: int, label: str) -> None:
         if self.plain:
             self.console.print(f"{label}...")
             return
-        self._running = _Running(f"{label}...")
-        self._live = Live(self._running, console=self.console, refresh_per_second=8, transient=True)
-        self._live.start()
+        self._steps.lines[number] = _Running(f"{label}...")
+        if self._live is None:
+            self._live = Live(
+                self._steps, console=self.console, refresh_per_second=8, transient=True
+            )
+            self._live.start()
 
-    def _stop(self) -> None:
+    def _stop(self, number: int) -> None:
+        """A step ended: its live line goes; the display goes with the last one."""
+        self._steps.lines.pop(number, None)
+        if not self._steps.lines:
+            self._stop_all()
+
+    def _stop_all(self) -> None:
+        self._steps.lines.clear()
         if self._live is not None:
             self._live.stop()
-            self._live = self._running = None
+            self._live = None
 
     @staticmethod
     def _suffix(event: Event) -> str:
@@ -333,15 +353,17 @@ def format_cost(cost_usd: float | None, unpriced: int = 0) -> str:
 
 
 def print_plan(console: Console, preview: Preview) -> None:
-    """The --dry-run plan: what each step would do and why, then the LLM steps' outlook."""
+    """The --dry-run plan: what each step would do, why, and what it waits for; which steps
+    can run together and the critical path; then the LLM steps' outlook."""
     prepared = preview.prepared
     records = prepared.state.steps
     titled = any(step.label and step.label != step.id for step in prepared.state.steps)
     columns = [
         Column("#", justify="right", drop=1),
         Column("step"),
-        *([Column("title", wrap=True, drop=2, max_width=40)] if titled else []),
+        *([Column("title", wrap=True, drop=3, max_width=40)] if titled else []),
         Column("action"),
+        Column("waits for", wrap=True, drop=2, max_width=30),
         Column("why", wrap=True),
     ]
     table = FittedTable(
@@ -354,14 +376,43 @@ def print_plan(console: Console, preview: Preview) -> None:
             escape(step.id),
             *([escape(step.label or "")] if titled else []),
             f"[{style[decision.action]}]{decision.action.value}[/]",
+            escape(_waits_for_text(preview, decision.id, decision.number)),
             escape(decision.reason),
         )
     console.print(table)
+    print_graph(console, preview)
     if preview.estimates:
         print_estimates(console, preview)
     for warning in preview.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}")
     console.print("[dim]Dry run: nothing was written.[/]")
+
+
+def _waits_for_text(preview: Preview, step_id: str, number: int) -> str:
+    """``extract, context``; ``all before`` for a step that waits for every earlier one."""
+    waits_for = preview.waits_for(step_id)
+    if not waits_for:
+        return "-"
+    if step_id in preview.prepared.graph.waits_for_all and number > 2:
+        return "all before"
+    return ", ".join(waits_for)
+
+
+def print_graph(console: Console, preview: Preview) -> None:
+    """Which of the steps that run can run together, and the chain that takes longest."""
+    together = [wave for wave in preview.waves if len(wave) > 1]
+    path = preview.critical_path
+    if together:
+        groups = "; ".join(", ".join(wave) for wave in together)
+        console.print(
+            f"Can run together: {escape(groups)} "
+            f"[dim](at most {preview.max_parallel_steps} steps at once)[/]"
+        )
+    if len(path) > 1:
+        console.print(
+            f"Critical path: {escape(' → '.join(path))} "
+            f"[dim]({len(path)} of the {len(preview.running)} steps that run)[/]"
+        )
 
 
 def print_estimates(console: Console, preview: Preview) -> None:

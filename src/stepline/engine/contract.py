@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from stepline.engine.events import Listener
+from stepline.engine.graph import StepGraph
 from stepline.engine.interrupts import Interrupts
 from stepline.engine.pauses import PauseMode, Pauser
 from stepline.engine.plan import Decision
@@ -46,6 +47,7 @@ class PreparedRun:
     spec_hashes: dict[str, str]
     variables: dict[str, Any]
     decisions: list[Decision]
+    graph: StepGraph  # which steps wait for which
     refresh_cache: bool = False  # --no-cache: skip cache reads, store fresh replies
     replay: Path | None = None  # --replay: answer LLM steps from this cassette only
     record: Path | None = None  # --record: append real completions to this cassette
@@ -54,6 +56,8 @@ class PreparedRun:
     fresh_items: bool = False  # --fresh-items: ignore item checkpoints, redo every item
     budget_usd: float | None = None  # --max-cost, else budget.max_usd: what LLM calls may cost
     spec_parts: dict[str, dict[str, str]] = field(default_factory=dict)  # by step: see fingerprint
+    to_step: str | None = None  # --to-step: the id of the last step that runs
+    jobs: int | None = None  # --jobs: steps at once (else the config's max_parallel_steps)
 
 
 @dataclass

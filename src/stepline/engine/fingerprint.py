@@ -21,6 +21,7 @@ _NOT_IN_FINGERPRINT = frozenset(
         "label",
         "pause",
         "critical",
+        "needs",
         "enabled",
         "timeout",
         "prompt_file",

@@ -7,7 +7,7 @@ same decisions the runner then follows, so the plan never disagrees with the run
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -51,14 +51,18 @@ class Decision:
 def plan_run(
     steps: Sequence[StepFacts],
     *,
-    from_index: int | None = None,
-    to_index: int | None = None,
+    from_step: Collection[str] | None = None,
+    to_step: Collection[str] | None = None,
 ) -> list[Decision]:
-    """Decide each step in order; a step re-runs when anything it depends on re-runs."""
+    """Decide each step in order; a step re-runs when anything it depends on re-runs.
+
+    ``from_step`` is what ``--from-step`` re-runs (the step and every step that waits for
+    it); ``to_step`` what ``--to-step`` runs at most (the step and every step it waits for).
+    """
     decisions: list[Decision] = []
     rerunning: set[str] = set()
     for index, facts in enumerate(steps):
-        action, reason = _decide(index, facts, rerunning, from_index, to_index)
+        action, reason = _decide(facts, rerunning, from_step, to_step)
         if action is Action.RUN:
             rerunning.add(facts.id)
         decisions.append(Decision(index + 1, facts.id, action, reason))
@@ -66,20 +70,19 @@ def plan_run(
 
 
 def _decide(
-    index: int,
     facts: StepFacts,
     rerunning: set[str],
-    from_index: int | None,
-    to_index: int | None,
+    from_step: Collection[str] | None,
+    to_step: Collection[str] | None,
 ) -> tuple[Action, str]:
-    if to_index is not None and index > to_index:
-        return Action.STOP, "after --to-step"
+    if to_step is not None and facts.id not in to_step:
+        return Action.STOP, "not needed by --to-step"
     if not facts.enabled:
         return Action.SKIP, "disabled in the config"
-    if from_index is not None and index >= from_index:
+    if from_step is not None and facts.id in from_step:
         return Action.RUN, "--from-step"
-    if from_index is not None and facts.previous_status == "completed" and facts.output_present:
-        return Action.REUSE, "before --from-step"
+    if from_step is not None and facts.previous_status == "completed" and facts.output_present:
+        return Action.REUSE, "not downstream of --from-step"
     if facts.previous_status != "completed":
         return Action.RUN, _not_done_reason(facts.previous_status, facts.items)
     if not facts.output_present:

@@ -16,6 +16,7 @@ from typing import Any
 from stepline.engine.contract import PreparedRun
 from stepline.engine.estimates import BudgetOutlook, LLMEstimate
 from stepline.engine.fingerprint import changed_parts, spec_identity
+from stepline.engine.graph import StepGraph, step_graph
 from stepline.engine.plan import Action, Decision, StepFacts, plan_run
 from stepline.engine.references import analyse_spec
 from stepline.errors import InputError
@@ -41,9 +42,9 @@ class RunOptions:
     ``stepline.run`` / ``resume`` / ``plan`` build this one type, and nothing renames them
     on the way to the runner.
 
-    ``model``, ``provider``, ``batch``, ``variables``, ``max_cost``, ``replay`` and
-    ``concurrency`` stick to the run: a resume without them uses what the run was started
-    (or last resumed) with, so the resume command a run prints always works.
+    ``model``, ``provider``, ``batch``, ``variables``, ``max_cost``, ``replay``,
+    ``concurrency`` and ``jobs`` stick to the run: a resume without them uses what the run was
+    started (or last resumed) with, so the resume command a run prints always works.
     """
 
     run_id: str | None = None  # run only: the new run's id (default: generated)
@@ -53,6 +54,7 @@ class RunOptions:
     model: str | None = None  # forced on every LLM step
     provider: str | None = None  # forced on every LLM step
     concurrency: int | None = None  # items at once in every fan-out step
+    jobs: int | None = None  # steps at once (else the config's max_parallel_steps)
     max_cost: float | None = None  # the run's LLM budget in USD
     batch: bool = False  # fan-out LLM steps go through the provider's batch API
     no_cache: bool = False  # skip response cache reads (fresh replies are still stored)
@@ -91,7 +93,9 @@ class RunOptions:
         state.replay = None if replay is None else str(replay.resolve())
         concurrency = self.concurrency if self.concurrency is not None else state.concurrency
         state.concurrency = concurrency
-        return replace(self, replay=replay, concurrency=concurrency)
+        jobs = self.jobs if self.jobs is not None else state.jobs
+        state.jobs = jobs
+        return replace(self, replay=replay, concurrency=concurrency, jobs=jobs)
 
     @property
     def overrides(self) -> dict[str, str]:
@@ -113,15 +117,51 @@ class Preview:
     estimates: list[LLMEstimate] = field(default_factory=list)
     budget: BudgetOutlook | None = None  # the run's budget beside the estimate, when it has one
 
+    @property
+    def running(self) -> list[str]:
+        """The ids of the steps that would run, in list order."""
+        return [d.id for d in self.prepared.decisions if d.action is Action.RUN]
+
+    @property
+    def waves(self) -> list[list[str]]:
+        """The steps that would run, grouped into those that can run together."""
+        return self.prepared.graph.waves(self.running)
+
+    @property
+    def critical_path(self) -> list[str]:
+        """The longest chain of steps that would run, one after another."""
+        return self.prepared.graph.critical_path(self.running)
+
+    @property
+    def max_parallel_steps(self) -> int:
+        return self.prepared.jobs or self.prepared.spec.max_parallel_steps
+
+    def waits_for(self, step_id: str) -> list[str]:
+        """The steps ``step_id`` waits for, in list order."""
+        graph = self.prepared.graph
+        return [other for other in graph.order if other in graph.dependencies[step_id]]
+
     def to_json(self) -> dict[str, Any]:
-        """What ``--dry-run --json`` prints: the plan, the warnings, the LLM outlook."""
+        """What ``--dry-run --json`` prints: the plan, the graph, the warnings, the LLM
+        outlook."""
         prepared, budget = self.prepared, self.budget
         return {
             "run_id": prepared.state.run_id,
             "plan": [
-                {"number": d.number, "step": d.id, "action": d.action.value, "reason": d.reason}
+                {
+                    "number": d.number,
+                    "step": d.id,
+                    "action": d.action.value,
+                    "reason": d.reason,
+                    "waits_for": self.waits_for(d.id),
+                }
                 for d in prepared.decisions
             ],
+            "graph": {
+                "max_parallel_steps": self.max_parallel_steps,
+                "waves": self.waves,
+                "critical_path": self.critical_path,
+            },
             "warnings": self.warnings,
             "llm": [asdict(estimate) for estimate in self.estimates],
             "budget": None
@@ -198,12 +238,11 @@ def prepare_run(
     }
     hashes = {step_id: identity[0] for step_id, identity in identities.items()}
     parts = {step_id: identity[1] for step_id, identity in identities.items()}
-    from_index = spec.step_index(options.from_step) if options.from_step else None
-    to_index = spec.step_index(options.to_step) if options.to_step else None
-    if from_index is not None and to_index is not None and to_index < from_index:
-        raise InputError("--to-step comes before --from-step")
+    graph = step_graph(spec, needs)
+    from_step, to_step = _from_and_to(spec, graph, options)
     # Outputs that --from-step replaces are not read: a broken hand edit there is no obstacle.
-    on_disk = current_output_hashes(state.steps[:from_index], run_dir)
+    kept = [record for record in state.steps if from_step is None or record.id not in from_step]
+    on_disk = current_output_hashes(kept, run_dir)
     on_disk[INPUT_KEY] = input.hash
     unfinished = [record.id for record in state.steps if record.status != StepStatus.COMPLETED]
     items = read_item_progress(run_dir.items_path, run_dir.events_path, unfinished)
@@ -241,17 +280,44 @@ def prepare_run(
         spec_hashes=hashes,
         spec_parts=parts,
         variables=variables,
-        decisions=plan_run(facts, from_index=from_index, to_index=to_index),
+        decisions=plan_run(facts, from_step=from_step, to_step=to_step),
+        graph=graph,
+        to_step=options.to_step and spec.steps[spec.step_index(options.to_step)].id,
         refresh_cache=options.no_cache,
         replay=options.replay,
         record=options.record,
         concurrency=options.concurrency,
+        jobs=options.jobs,
         skip_failed=options.skip_failed,
         fresh_items=options.fresh_items,
         budget_usd=state.max_cost_usd
         if state.max_cost_usd is not None
         else (spec.budget.max_usd if spec.budget else None),
     )
+
+
+def _from_and_to(
+    spec: PipelineSpec, graph: StepGraph, options: RunOptions
+) -> tuple[frozenset[str] | None, frozenset[str] | None]:
+    """The steps ``--from-step`` re-runs (it and every step that waits for it) and those
+    ``--to-step`` runs at most (it and every step it waits for); None when not given."""
+    from_step = to_step = None
+    if options.from_step:
+        first = spec.steps[spec.step_index(options.from_step)].id
+        from_step = graph.downstream(first) | {first}
+    if options.to_step:
+        last = spec.steps[spec.step_index(options.to_step)].id
+        to_step = graph.upstream(last) | {last}
+    if from_step is not None and to_step is not None and not from_step & to_step:
+        first_index = spec.step_index(options.from_step or "")
+        if spec.step_index(options.to_step or "") < first_index:
+            raise InputError("--to-step comes before --from-step")
+        raise InputError(
+            f"--to-step {options.to_step} does not wait for --from-step {options.from_step}, "
+            "so nothing would re-run",
+            hint="see which steps each waits for with --dry-run",
+        )
+    return from_step, to_step
 
 
 def current_output_hashes(records: list[StepState], run_dir: RunDir) -> dict[str, str]:

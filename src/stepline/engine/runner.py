@@ -12,7 +12,8 @@ import contextlib
 import os
 import sys
 import traceback
-from dataclasses import asdict, replace
+from collections.abc import Coroutine
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from stepline.engine.fingerprint import fingerprint
 from stepline.engine.pauses import PauseMode, PausePoint
 from stepline.engine.plan import Action, Decision
 from stepline.engine.retries import attempts_of
+from stepline.engine.schedule import Schedule, Unit, units_of
 from stepline.engine.streams import ItemStream
 from stepline.errors import (
     BudgetReached,
@@ -68,6 +70,7 @@ class Runner:
         self.hooks = hooks
         self.debug = settings.debug
         self._unsaved = False  # the state in memory is ahead of what is saved
+        self._asking = False  # a pause point waits for its answer (steps may still run)
         self.journal = StateJournal(prepared.run_dir.state_path)
         self.events = EventLog(prepared.run_dir, hooks.listener)
         # What the run made so far, from the call log: a killed runner saved less than it made.
@@ -98,6 +101,8 @@ class Runner:
         self.outputs: dict[str, Any] = {}
         self.output_hashes: dict[str, str] = {}
         self.total = len(prepared.spec.steps)
+        self._index = {step_id: index for index, step_id in enumerate(prepared.spec.step_ids)}
+        self._running: dict[int, str] = {}  # the running steps' ids, by number
 
     def _cassette(self, name: str) -> Cassette:
         """The cassette a ``provider: replay`` step names, relative to the config's folder."""
@@ -111,7 +116,7 @@ class Runner:
         per token, and never kept in events.jsonl)."""
         if not self._due(f"llm:{step_id}"):
             return
-        step = self.run.spec.steps[self.run.spec.step_ids.index(step_id)]
+        step = self.run.spec.steps[self._index[step_id]]
         data = {"output_tokens": progress.output_tokens, "elapsed_s": progress.elapsed_s}
         self._emit(EventType.LLM_PROGRESS, step, message=progress.model, data=data)
 
@@ -178,55 +183,135 @@ class Runner:
             self.run.run_dir.close()
 
     async def _follow_plan(self) -> RunResult:
-        decisions = self.run.decisions
-        position = 0
-        while position < len(decisions):
-            decision = decisions[position]
-            if self._unsaved and decision.action is not Action.RUN:
-                self._save()  # a step's end waits for the next step's start only
-            self.hooks.interrupts.check()
-            step = self.run.spec.steps[decision.number - 1]
-            record = self.run.state.steps[decision.number - 1]
-            if decision.action is Action.STOP:
-                return self._stop_at_to_step(decision)
-            if decision.action is Action.SKIP:
-                _forget_output(record)
-                record.status = StepStatus.SKIPPED
-                self._save()
-                self._emit(EventType.STEP_SKIPPED, step, message=decision.reason)
-                position += 1
-                continue
-            if decision.action is Action.REUSE:
-                self._reuse(step, record)
-                position += 1
-                continue
-            streamed = self._streamed_next(position)
-            if streamed is not None:
-                failed_step, failure = await self._run_chain(decision, streamed)
-                position += 2
-            else:
-                failed_step, failure = step, await self._run_step(step, record, decision)
-                position += 1
-            if failure is not None and failed_step.critical:
-                return self._finish(RunStatus.FAILED, failure.message, 1, hint=failure.hint)
-            last = streamed or decision
-            last_step = self.run.spec.steps[last.number - 1]
-            last_record = self.run.state.steps[last.number - 1]
-            if (
-                failure is None
-                and last_step.pause
-                and await self._pause_stops(last_step, last_record)
-            ):
-                return self._pause(last_step, reason="review")
-        return self._finish(RunStatus.COMPLETED, None, 0)
+        """Start each unit of the plan as soon as the steps it waits for are done, at most
+        ``--jobs`` (``max_parallel_steps``) at once, and end the run once nothing runs.
 
-    def _streamed_next(self, position: int) -> Decision | None:
-        """The next step's decision when it runs too and streams this step's items."""
-        decisions = self.run.decisions
-        if position + 1 >= len(decisions) or decisions[position + 1].action is not Action.RUN:
-            return None
-        following = self.run.spec.steps[decisions[position + 1].number - 1]
-        return decisions[position + 1] if following.stream_items else None
+        What stops the run stops only new starts: steps already running finish and are
+        recorded first (a critical failure, a pause answered with stop, a full budget); a
+        signal interrupts them all, and each is left pending for the resume.
+        """
+        spec = self.run.spec
+        schedule = Schedule(
+            units_of(self.run.decisions, [step.stream_items for step in spec.steps]),
+            self.run.graph,
+            self.run.jobs or spec.max_parallel_steps,
+        )
+        tasks: dict[asyncio.Future[UnitEnd], Unit] = {}
+        ending = _Ending()
+        try:
+            while True:
+                started = self._start_ready(schedule)
+                if len(started) == 1 and not tasks:  # alone: nothing can start until it ends
+                    unit, work = started[0]
+                    await self._after_unit(unit, await _ended(work), schedule, ending)
+                    continue
+                for unit, work in started:
+                    tasks[asyncio.ensure_future(work)] = unit
+                if not tasks:
+                    break
+                if self._unsaved:  # nothing starts now: the ends recorded so far go to disk
+                    self._save()
+                finished, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                for task in sorted(finished, key=lambda task: tasks[task].decisions[0].number):
+                    unit = tasks.pop(task)
+                    await self._after_unit(unit, _result_of(task), schedule, ending)
+        except BaseException:
+            await self._abandon(tasks)
+            raise
+        return self._end_run(ending, stopped=bool(schedule.stopped))
+
+    def _start_ready(self, schedule: Schedule) -> list[tuple[Unit, Coroutine[Any, Any, UnitEnd]]]:
+        """Start every unit that may start now, in list order, and return the work of those
+        that run; a reused or skipped step is done at once, which may let the next start."""
+        started: list[tuple[Unit, Coroutine[Any, Any, UnitEnd]]] = []
+        try:
+            while (unit := schedule.next_ready()) is not None:
+                work = self._start(unit, schedule)
+                if work is not None:
+                    started.append((unit, work))
+        except BaseException:  # a signal, or a refused write: what began is not running
+            for unit, work in started:
+                work.close()
+                for decision in unit.decisions:
+                    record = self.run.state.steps[decision.number - 1]
+                    record.status, record.started_at = StepStatus.PENDING, None
+                    self._stopped_running(record)
+            raise
+        return started
+
+    def _start(self, unit: Unit, schedule: Schedule) -> Coroutine[Any, Any, UnitEnd] | None:
+        """Skip or reuse ``unit`` now (None), or begin its steps and return their work."""
+        if self._unsaved and unit.action is not Action.RUN:
+            self._save()  # a step's end waits for the next step's start only
+        self.hooks.interrupts.check()
+        steps = [self.run.spec.steps[d.number - 1] for d in unit.decisions]
+        records = [self.run.state.steps[d.number - 1] for d in unit.decisions]
+        if unit.action is Action.SKIP:
+            _forget_output(records[0])
+            records[0].status = StepStatus.SKIPPED
+            self._save()
+            self._emit(EventType.STEP_SKIPPED, steps[0], message=unit.decisions[0].reason)
+        elif unit.action is Action.REUSE:
+            self._reuse(steps[0], records[0])
+        else:
+            for step, record, decision in zip(steps, records, unit.decisions, strict=True):
+                self._begin_step(step, record, decision)
+            if len(steps) == 2:
+                return self._run_chain(*unit.decisions)
+            return self._run_step(steps[0], records[0])
+        schedule.finish(unit)
+        return None
+
+    async def _after_unit(
+        self, unit: Unit, result: UnitEnd | BaseException, schedule: Schedule, ending: _Ending
+    ) -> None:
+        """Take in how a unit ended: a stop, a failure, or a pause point to ask at; once a
+        stop or a critical failure is known, nothing more starts."""
+        schedule.finish(unit)
+        try:
+            if isinstance(result, RunInterrupted | BudgetReached | asyncio.CancelledError):
+                ending.stop = ending.stop or result
+                return
+            if isinstance(result, BaseException):  # a bug, or a refused write: not a step's
+                raise result
+            failed_step, failure = result
+            if failure is not None:
+                if failed_step.critical and ending.failure is None:
+                    ending.failure = failure
+                return
+            last_step = self.run.spec.steps[unit.decisions[-1].number - 1]
+            last_record = self.run.state.steps[unit.decisions[-1].number - 1]
+            pausing = last_step.pause and not ending.stops_starts
+            if pausing and await self._pause_stops(last_step, last_record):
+                ending.paused_after = last_step
+        finally:
+            schedule.holding = ending.stops_starts
+
+    async def _abandon(self, tasks: dict[asyncio.Future[UnitEnd], Unit]) -> None:
+        """Cancel the units still running (the run itself was cancelled, or failed inside)
+        and wait for each to record itself; one cancelled before it began is left pending."""
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for unit in tasks.values():
+            for decision in unit.decisions:
+                record = self.run.state.steps[decision.number - 1]
+                if record.status == StepStatus.RUNNING:
+                    record.status, record.started_at = StepStatus.PENDING, None
+                    self._stopped_running(record)
+
+    def _end_run(self, ending: _Ending, *, stopped: bool) -> RunResult:
+        """The run's status once nothing runs: interrupted, failed, paused, or done."""
+        if ending.stop is not None:
+            raise ending.stop
+        if ending.failure is not None:
+            failure = ending.failure
+            return self._finish(RunStatus.FAILED, failure.message, 1, hint=failure.hint)
+        if ending.paused_after is not None:
+            return self._pause(ending.paused_after, reason="review")
+        if stopped:
+            return self._stop_at_to_step()
+        return self._finish(RunStatus.COMPLETED, None, 0)
 
     async def _run_chain(
         self, first: Decision, second: Decision
@@ -240,10 +325,8 @@ class Runner:
         up, down = (self.run.spec.steps[d.number - 1] for d in (first, second))
         up_record, down_record = (self.run.state.steps[d.number - 1] for d in (first, second))
         stream = ItemStream(up.id, 2 * self._concurrency(down))
-        self._streams = {up.id: stream, down.id: stream}
+        self._streams.update({up.id: stream, down.id: stream})
         try:
-            self._begin_step(up, up_record, first)
-            self._begin_step(down, down_record, second)
             started = clock.monotonic()
             results = await asyncio.gather(
                 self._execute_streaming(up, stream, producer=True),
@@ -251,13 +334,15 @@ class Runner:
                 return_exceptions=True,
             )
         finally:
-            self._streams = {}
+            self._streams.pop(up.id, None)
+            self._streams.pop(down.id, None)
         elapsed = clock.monotonic() - started
         stops = RunInterrupted | BudgetReached | asyncio.CancelledError
         stop = next((r for r in results if isinstance(r, stops)), None)
         if stop is not None:  # not either step's failure: both wait, pending, for the resume
             for record in (up_record, down_record):
                 record.status, record.started_at = StepStatus.PENDING, None
+            self._stopped_running(up_record, down_record)
             raise stop
         up_failure = self._end_step_with(up, up_record, results[0], elapsed)
         down_failure = self._end_step_with(down, down_record, results[1], elapsed)
@@ -295,23 +380,23 @@ class Runner:
         self._emit(EventType.STEP_REUSED, step)
 
     async def _run_step(
-        self, step: StepBase, record: StepState, decision: Decision
-    ) -> StepLineError | None:
-        """Run one step and record the result; return the failure of a step that failed."""
-        self._begin_step(step, record, decision)
+        self, step: StepBase, record: StepState
+    ) -> tuple[StepBase, StepLineError | None]:
+        """Run one begun step and record the result, with the failure of a step that failed."""
         started = clock.monotonic()
         try:
             result: StepOutcome | BaseException = await self._execute(step)
         except StepLineError as exc:
             result = exc
-        return self._end_step_with(step, record, result, clock.monotonic() - started)
+        return step, self._end_step_with(step, record, result, clock.monotonic() - started)
 
     def _begin_step(self, step: StepBase, record: StepState, decision: Decision) -> None:
         _forget_output(record)
         record.status, record.error = StepStatus.RUNNING, None
         record.started_at, record.finished_at, record.duration_s = now(), None, None
         record.attempts += 1
-        self.run.state.current_step = step.id
+        self._running[record.number] = record.id
+        self._note_current_step()
         self._save()
         self._emit(EventType.STEP_STARTED, step, message=decision.reason)
 
@@ -325,6 +410,7 @@ class Runner:
         """Record a step's outcome or failure; an interruption leaves it pending and goes on."""
         if isinstance(result, RunInterrupted | BudgetReached | asyncio.CancelledError):
             record.status, record.started_at = StepStatus.PENDING, None
+            self._stopped_running(record)
             raise result
         if isinstance(result, StepLineError):
             if self.debug:  # where the step's error came from: the provider's or user's code
@@ -350,6 +436,15 @@ class Runner:
                 step.id,
                 f'needs the output of step "{missing[0]}", which has none in this run',
                 hint=f'fix step "{missing[0]}" first (see pipeline show)',
+            )
+        failed = [
+            name for name in step.needs or () if self._record_of(name).status == StepStatus.FAILED
+        ]
+        if failed:
+            raise StepFailed(
+                step.id,
+                f'needs step "{failed[0]}", which failed in this run',
+                hint=f'fix step "{failed[0]}" first (see pipeline show)',
             )
         env = self._environment(step)
         if step.fans_out:
@@ -403,13 +498,25 @@ class Runner:
         if self._due(f"items:{step.id}") or finished:
             self._emit(EventType.ITEM_PROGRESS, step, data=asdict(progress))
 
+    def _record_of(self, step_id: str) -> StepState:
+        return self.run.state.steps[self._index[step_id]]
+
+    def _visible(self, step: StepBase) -> dict[str, Any]:
+        """The outputs ``step`` may read: those of the steps it waits for. A step that ran
+        at the same time, or a later one that finished first, is never among them."""
+        waits_for = self.run.graph.dependencies[step.id]
+        return {name: value for name, value in self.outputs.items() if name in waits_for}
+
     def _environment(self, step: StepBase) -> StepEnvironment:
+        index = self._index[step.id]
         return StepEnvironment(
             spec=self.run.spec,
             run_id=self.run.state.run_id,
             run_dir=self.run.run_dir.path.resolve(),
             input=self.run.input,
-            outputs=dict(self.outputs),
+            outputs=self._visible(step),
+            undeclared=frozenset(self.run.spec.step_ids[:index])
+            - self.run.graph.dependencies[step.id],
             vars=self.run.variables,
             llm=self.llm,
             log=step_logger(step.id, lambda message, level: self._log(step, message, level)),
@@ -456,8 +563,22 @@ class Runner:
         steps is the next one's start, a moment later: one durable write per step, not two.
         Every other way on (a pause, a reused or skipped step, the run's end) saves first."""
         record.status, record.finished_at, record.duration_s = status, now(), round(elapsed, 3)
-        self.run.state.current_step = None
-        self._unsaved = True
+        self._stopped_running(record)
+        if self._asking:  # the scheduler waits for a person: nothing else would save it soon
+            self._save()
+        else:
+            self._unsaved = True
+
+    def _stopped_running(self, *records: StepState) -> None:
+        """``records`` left status running: ``current_step`` names the first step in the list
+        that still runs, if any does."""
+        for record in records:
+            self._running.pop(record.number, None)
+        self._note_current_step()
+
+    def _note_current_step(self) -> None:
+        running = self._running
+        self.run.state.current_step = running[min(running)] if running else None
 
     def _reads(self, step: StepBase, outcome: StepOutcome) -> dict[str, str]:
         """The hashes of everything the step read, keyed by step id (and @input)."""
@@ -465,7 +586,7 @@ class Runner:
         if outcome.read_steps is not None:
             names: set[str] = set(outcome.read_steps)
         elif needs.reads_everything:
-            names = set(self.outputs)
+            names = set(self._visible(step))
         else:
             names = set(needs.steps)
         reads = {name: self.output_hashes[name] for name in sorted(names)}
@@ -501,15 +622,21 @@ class Runner:
             "after this one ask, and the cassette has no replies for that; to edit, stop (q) "
             "and resume with --no-replay and an API key",
         )
-        while True:
-            keep_going = await self.hooks.interrupts.guard(run_in_thread(self.hooks.pauser, point))
-            if not keep_going:
-                return True
-            try:
-                self._accept_edits(step, record)
-                return False
-            except RunStoreError as exc:
-                point = PausePoint(**{**point.__dict__, "problem": exc.message})
+        self._asking = True  # steps running beside it save their ends at once meanwhile
+        try:
+            while True:
+                keep_going = await self.hooks.interrupts.guard(
+                    run_in_thread(self.hooks.pauser, point)
+                )
+                if not keep_going:
+                    return True
+                try:
+                    self._accept_edits(step, record)
+                    return False
+                except RunStoreError as exc:
+                    point = PausePoint(**{**point.__dict__, "problem": exc.message})
+        finally:
+            self._asking = False
 
     def _accept_edits(self, step: StepBase, record: StepState) -> None:
         """Re-read an output a person may have edited at a pause point; an edit that breaks
@@ -552,10 +679,11 @@ class Runner:
         self.run.state.paused_after, self.run.state.pause_reason = step.id, reason
         return self._finish(RunStatus.PAUSED, f'paused after step "{step.id}" for review', 3)
 
-    def _stop_at_to_step(self, decision: Decision) -> RunResult:
-        previous = self.run.spec.steps[decision.number - 2]
-        self.run.state.paused_after, self.run.state.pause_reason = previous.id, "to_step"
-        return self._finish(RunStatus.PAUSED, f'stopped after step "{previous.id}" (--to-step)', 0)
+    def _stop_at_to_step(self) -> RunResult:
+        last = self.run.to_step
+        assert last is not None  # steps stop only for --to-step
+        self.run.state.paused_after, self.run.state.pause_reason = last, "to_step"
+        return self._finish(RunStatus.PAUSED, f'stopped after step "{last}" (--to-step)', 0)
 
     def _finish(
         self, status: RunStatus, message: str | None, exit_code: int, *, hint: str | None = None
@@ -600,7 +728,7 @@ class Runner:
         message: str | None = None,
         data: dict[str, Any] | None = None,
     ) -> None:
-        number = self.run.spec.step_ids.index(step.id) + 1 if step else None
+        number = self._index[step.id] + 1 if step else None
         self.events.emit(
             Event(
                 type=kind,
@@ -613,6 +741,37 @@ class Runner:
                 data=data or {},
             )
         )
+
+
+UnitEnd = tuple[StepBase, StepLineError | None]
+"""How a unit ended: the step to report and its failure, if it failed."""
+
+
+async def _ended(work: Coroutine[Any, Any, UnitEnd]) -> UnitEnd | BaseException:
+    """The end of a unit awaited in place, a stop among them (as a task would give it)."""
+    try:
+        return await work
+    except (RunInterrupted, BudgetReached, asyncio.CancelledError) as exc:
+        return exc
+
+
+def _result_of(task: asyncio.Future[UnitEnd]) -> UnitEnd | BaseException:
+    if task.cancelled():
+        return asyncio.CancelledError()
+    return task.exception() or task.result()
+
+
+@dataclass
+class _Ending:
+    """What will end the run once nothing runs any more, as units report in."""
+
+    stop: BaseException | None = None  # a signal, a full budget, a cancelled run
+    failure: StepLineError | None = None  # the first critical step's failure
+    paused_after: StepBase | None = None  # a pause point answered with stop
+
+    @property
+    def stops_starts(self) -> bool:
+        return self.stop is not None or self.failure is not None or self.paused_after is not None
 
 
 def _forget_output(record: StepState) -> None:

@@ -30,6 +30,7 @@ from stepline.spec.models import (
     PipelineSpec,
     check_json_schema,
 )
+from stepline.spec.needs import check_needs
 from stepline.spec.reading import (
     MAX_CONFIG_BYTES,
     MAX_STEP_FILE_BYTES,
@@ -74,6 +75,7 @@ def parse_spec(
         raise SpecError(_describe(exc, data, lines, label)) from None
     spec._attach_source(text, source, base_dir)
     spec = _read_step_files(spec, lines, label)
+    check_needs(spec, lines, label)
     check_spec_models(spec, lines, label)
     check_shell_commands(spec, lines, label)
     return spec

@@ -218,6 +218,9 @@ FailureLimit = Annotated[
     ),
 ]
 """``max_failed_items``: a count of items, or a percentage of them such as ``"10%"``."""
+MAX_PARALLEL_STEPS = 4
+"""Steps at once by default: enough for the branches of a typical pipeline, few enough that
+their fan-outs (``concurrency`` items each) do not multiply into a provider's rate limit."""
 ITEM_SOURCES = ("input.lines", "input.records")
 """``for_each`` values that read the input item by item instead of evaluating a template."""
 
@@ -230,6 +233,13 @@ class StepBase(_Strict):
     enabled: bool = True
     critical: bool = True
     pause: bool = False
+    needs: list[str] | None = Field(
+        default=None,
+        description="Steps that must be done before this one starts, beyond those its "
+        "templates read. A Python or shell step without needs: waits for every step "
+        "before it; with it (even needs: []), only for these, and a Python step may read "
+        "only these.",
+    )
     timeout: Duration | None = None
     for_each: str | None = None
     item_key: str | None = None
@@ -516,6 +526,13 @@ class PipelineSpec(_Strict):
     vars: dict[str, VarValue] = Field(default_factory=dict)
     pricing: dict[str, ModelPrice] = Field(default_factory=dict)
     concurrency: int = Field(default=8, ge=1, le=1000)
+    max_parallel_steps: int = Field(
+        default=MAX_PARALLEL_STEPS,
+        ge=1,
+        le=64,
+        description="At most this many steps run at once (--jobs on the command line wins); "
+        "1 runs them one at a time in list order.",
+    )
     rate_limit: Rate | None = None  # LLM requests per second across the run, from "50/min"
     budget: Budget | None = None
     steps: list[StepSpec] = Field(min_length=1)

@@ -132,11 +132,14 @@ class StepEnvironment:
     run_id: str
     run_dir: Path
     input: InputData
-    outputs: Mapping[str, Any]
+    outputs: Mapping[str, Any]  # of the steps this one waits for
     vars: Mapping[str, Any]
     llm: LLMCaller
     log: logging.Logger
     item: Item | None = None  # set for each run of a fan-out step
+    # Earlier steps it does not wait for (its needs: leave them out): a Python step that
+    # reads one fails, since that step may not have run yet.
+    undeclared: frozenset[str] = frozenset()
     processes: ProcessGroups | None = None  # where shell steps note their process groups
 
     def template_context(self) -> dict[str, Any]:

@@ -27,14 +27,33 @@ from stepline.steps.modules import import_user_module
 from stepline.threads import run_in_thread
 
 
-class RecordingMapping(Mapping[str, Any]):
-    """Earlier step outputs, remembering which ones were read."""
+class UndeclaredRead(Exception):
+    """A Python step read the output of an earlier step it does not wait for (not in its
+    ``needs:``). Not a ``KeyError``: ``ctx.steps.get(name)`` must not hide it as None."""
 
-    def __init__(self, outputs: Mapping[str, Any]) -> None:
+    def __init__(self, step_id: str, read: str) -> None:
+        super().__init__(f'reads ctx.steps["{read}"], but "{read}" is not in its needs:')
+        self.hint = (
+            f'add "{read}" to the needs: of step "{step_id}"; it may run at the same time '
+            f'as "{read}", or before it'
+        )
+
+
+class RecordingMapping(Mapping[str, Any]):
+    """Earlier step outputs, remembering which ones were read; reading one of the steps in
+    ``undeclared`` (earlier, but not waited for) raises ``UndeclaredRead``."""
+
+    def __init__(
+        self, outputs: Mapping[str, Any], step_id: str, undeclared: frozenset[str]
+    ) -> None:
         self._outputs = outputs
+        self._step_id = step_id
+        self._undeclared = undeclared
         self.read: set[str] = set()
 
     def __getitem__(self, key: str) -> Any:
+        if key in self._undeclared:
+            raise UndeclaredRead(self._step_id, key)
         if key not in self._outputs:
             known = ", ".join(self._outputs) or "none yet"
             raise KeyError(f"no output of step {key!r} (outputs available: {known})")
@@ -97,7 +116,7 @@ def function_source_hash(step: PythonStep, base_dir: Path) -> str | None:
 
 async def run_python_step(step: PythonStep, env: StepEnvironment) -> StepOutcome:
     function = resolve_function(step, env.spec.base_dir)
-    outputs = RecordingMapping(env.outputs)
+    outputs = RecordingMapping(env.outputs, step.id, env.undeclared)
     context = StepContext(
         step_id=step.id,
         input=env.input,
@@ -121,6 +140,8 @@ async def run_python_step(step: PythonStep, env: StepEnvironment) -> StepOutcome
         raise
     except DoNotRetry as exc:
         raise StepFailed(step.id, _describe_exception(exc), retryable=False) from exc
+    except UndeclaredRead as exc:
+        raise StepFailed(step.id, str(exc), hint=exc.hint, retryable=False) from None
     except Exception as exc:
         raise StepFailed(step.id, _describe_exception(exc)) from exc
     return StepOutcome(value=_as_json_value(step, result), read_steps=frozenset(outputs.read))

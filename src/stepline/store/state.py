@@ -170,6 +170,7 @@ class RunState(BaseModel):
     max_cost_usd: float | None = None  # --max-cost, kept for resumes (wins over budget:)
     replay: str | None = None  # --replay's cassette, kept for resumes (--no-replay: live)
     concurrency: int | None = None  # --concurrency, kept for resumes
+    jobs: int | None = None  # --jobs, kept for resumes
     usage: RunUsage = Field(default_factory=RunUsage)
     log_seq: int = 0  # the last change-log line this state holds
     steps: list[StepState] = Field(default_factory=list)

@@ -99,4 +99,3 @@ def test_stopped_steps_never_start_and_holding_starts_nothing() -> None:
     held.holding = True
     assert drain(held) == []
     assert [unit.ids for unit in held.waiting] == [("a",), ("c",)]
-

@@ -207,6 +207,19 @@ def evaluate(source: str, context: dict[str, Any], *, where: str) -> Any:
         raise SpecError(f"{where}: template error: {type(exc).__name__}: {exc}") from None
 
 
+FALSE_WORDS = frozenset({"", "false", "no", "off", "0", "none"})
+"""Text that counts as false in ``when`` and ``filter``: ``--set`` values are text, so
+``when: "{{ vars.publish }}"`` with ``--set publish=false`` must skip the step."""
+
+
+def truthy(value: Any) -> bool:
+    """Whether a condition's value means true: Python's truth, except that text is false
+    when it is one of ``FALSE_WORDS`` (any case, around spaces)."""
+    if isinstance(value, str):
+        return value.strip().lower() not in FALSE_WORDS
+    return bool(value)
+
+
 @lru_cache(maxsize=128)
 def _expression(source: str) -> Any:
     return _environment().compile_expression(source, undefined_to_none=False)

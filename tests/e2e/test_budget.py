@@ -20,6 +20,7 @@ CONFIG = """
 name: budgeted
 BUDGET
 llm: {model: claude-haiku-4-5, max_tokens: 1000, cache: {enabled: false}}
+max_parallel_steps: 1  # one at a time: the call the budget refuses is the third one
 steps:
   - {id: one, kind: llm, prompt: "One"}
   - {id: two, kind: llm, prompt: "Two"}

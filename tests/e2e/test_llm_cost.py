@@ -24,6 +24,7 @@ steps:
   - id: second
     kind: llm
     prompt: two
+    needs: [first]  # after it, so the scripted replies reach them in this order
 """
 
 

@@ -398,3 +398,42 @@ def test_bad_retry_keys_are_refused_at_load_with_the_line(
     )
 
     assert_clean_error(cli("validate"), 2, "pipeline-config.yaml:3", words)
+
+
+@pytest.mark.parametrize(
+    ("keys", "words"),
+    [
+        ('when: "true"', "when must be a single {{ expression }}"),
+        ('filter: "{{ item }}"', "filter needs for_each"),
+        ('for_each: input.lines, filter: "{{ item"', "filter must be a single"),
+        ("needs: [s]", "a step cannot need itself"),
+        ("needs: first", "needs"),
+        ("for_each: input.lines, group_size: 0", "group_size"),
+        ("for_each: input.lines, flatten: maybe", "flatten"),
+        ('when: "{{ item }}"', 'step "s": unknown template variable "item"'),
+    ],
+)
+def test_bad_graph_keys_are_refused_at_load_with_the_line(
+    cli, tmp_path: Path, keys: str, words: str
+) -> None:
+    write(
+        tmp_path / "pipeline-config.yaml",
+        f"name: g\nsteps:\n  - {{id: s, kind: shell, command: [echo, hi], {keys}}}\n",
+    )
+
+    assert_clean_error(cli("validate"), 2, "pipeline-config.yaml:3", words)
+
+
+def test_a_problem_found_in_a_steps_templates_points_at_the_steps_line(cli, tmp_path: Path):
+    write(
+        tmp_path / "pipeline-config.yaml",
+        "name: g\nsteps:\n  - {id: a, kind: shell, command: [echo], for_each: input.lines}\n"
+        '  - {id: b, kind: shell, command: [echo], for_each: "{{ steps.a }}",\n'
+        "     stream_items: true, group_size: 2}\n",
+    )
+
+    assert_clean_error(
+        cli("validate"),
+        2,
+        'pipeline-config.yaml:4: step "b": group_size cannot be used with stream_items',
+    )

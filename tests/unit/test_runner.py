@@ -272,6 +272,7 @@ def test_an_llm_step_timeout_limits_each_request_and_the_timed_out_attempt_is_re
 
 BUDGETED = """
 name: budgeted
+max_parallel_steps: 1  # one at a time: which call the budget refuses is the third in the list
 llm: {model: claude-haiku-4-5, max_tokens: 1000, cache: {enabled: false}}
 steps:
   - {id: one, kind: llm, prompt: "One"}

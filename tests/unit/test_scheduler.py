@@ -14,7 +14,7 @@ from stepline.engine.events import Event, EventType
 from stepline.engine.pauses import PauseMode, PausePoint
 from stepline.providers.base import LLMRequest
 from stepline.store.state import RunStatus, StepStatus
-from tests.fakes.scripted import ScriptedProvider
+from tests.fakes.scripted import ScriptedProvider, reply
 from tests.inprocess import InProcess
 
 LLM = "llm: {model: claude-haiku-4-5, max_tokens: 100, cache: {enabled: false}}"
@@ -440,3 +440,34 @@ def test_a_python_step_sees_only_the_steps_it_waits_for_never_one_that_ran_besid
         "early": harness.state("r").steps[0].output_hash,
         "@input": harness.state("r").input_hash,
     }
+
+
+def test_a_full_budget_stops_new_starts_and_the_run_pauses_once_running_steps_settle(
+    tmp_path: Path,
+) -> None:
+    # each reply costs $0.006; a call is let go only while spent + held + its most ($0.005
+    # plus its input) fits: a and b go out together, c is refused, the join never starts
+    provider = ScriptedProvider(
+        latency=0.5, script=reply("ok", input_tokens=1000, output_tokens=1000)
+    )
+    harness = InProcess(
+        tmp_path, FAN_IN.replace("max_tokens: 100", "max_tokens: 1000"), "x", provider=provider
+    )
+
+    paused = harness.run(run_id="r", max_cost=0.0125)
+
+    assert (paused.status, paused.exit_code) == (RunStatus.PAUSED, 3)
+    assert harness.provider.prompts == ["A x", "B x"]
+    state = harness.state("r")
+    assert state.pause_reason == "budget"
+    assert [s.status for s in state.steps] == [
+        StepStatus.COMPLETED,
+        StepStatus.COMPLETED,
+        StepStatus.PENDING,
+        StepStatus.PENDING,
+    ]
+
+    again = harness.resume("r", max_cost=1.0)
+
+    assert again.status == RunStatus.COMPLETED
+    assert harness.provider.prompts[2:] == ["C x", "Join ok ok ok"]

@@ -145,8 +145,9 @@ def test_unknown_step_reference_suggests_a_close_one() -> None:
     with pytest.raises(SpecError) as caught:
         analyse_spec(spec, {})
 
-    assert caught.value.message == (
-        'step "sum" uses steps.extarct, but there is no step "extarct"; did you mean "extract"?'
+    assert caught.value.message == (  # the line where step "sum" begins
+        '<config>:8: step "sum" uses steps.extarct, but there is no step "extarct"; '
+        'did you mean "extract"?'
     )
 
 

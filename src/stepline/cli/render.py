@@ -196,6 +196,8 @@ def fan_out_progress_text(progress: dict[str, Any]) -> str:
     parts = [f"{progress['done']:,}/{progress['total']:,} items"]
     if progress["failed"]:
         parts[0] += f", {progress['failed']:,} failed"
+    if progress.get("filtered"):
+        parts[0] += f" ({progress['filtered']:,} filtered out)"
     if progress.get("rate_per_s"):
         parts.append(f"{progress['rate_per_s']:.1f}/s")
     if progress.get("eta_s") is not None and progress["done"] < progress["total"]:
@@ -317,6 +319,8 @@ def steps_table(state: RunState, notes: StepNotes, usage: dict[str, RunUsage]) -
         status = f"[{style}]{escape(words)}[/]"
         if metrics.get("items_failed"):
             status += f" [red]({metrics['items_failed']} of {metrics['items']} items failed)[/]"
+        if metrics.get("items_filtered"):
+            status += f" ({metrics['items_filtered']:,} filtered out)"
         if metrics.get("attempts", 1) > 1:
             status += f" ({metrics['attempts']} attempts)"
         if metrics.get("item_retries"):

@@ -241,7 +241,8 @@ def _plan_items(
     as the run would read them, so duplicate keys or a bad for_each show up here too; items
     the checkpoints answer are left out)."""
     try:
-        count, items = resolve_items(step, _KnownItems(prepared.input, context))
+        resolved = resolve_items(step, _KnownItems(prepared.input, context))
+        count, items = resolved.count, resolved.items
         done = _Reused(prepared, step, context)
         left = done.left(items)
         first_items = list(itertools.islice(left, CHECKED_ITEMS))

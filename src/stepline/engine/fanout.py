@@ -32,7 +32,7 @@ from typing import Any
 from stepline import clock
 from stepline.engine.batching import BatchedItems
 from stepline.engine.fingerprint import fingerprint, spec_hash
-from stepline.engine.items import SeenKeys, item_key, resolve_items
+from stepline.engine.items import SeenKeys, item_key, keeps, resolve_items
 from stepline.engine.references import StepNeeds
 from stepline.engine.retries import attempts_of
 from stepline.engine.streams import ItemStream
@@ -57,6 +57,10 @@ SUMMED_METRICS = (
 MAX_LISTED_FAILURES = 20
 CONFIRM_BATCH = 500  # reused items confirmed per commit
 JSONL_ABOVE_ITEMS = 10_000
+FLATTENED_STRIDE = 1_000_000
+"""A flattened result's elements stream on at ``item index x this + their place``: positions
+that keep the output's order however the items finish (the receiving step cannot use
+``item_index``, which these positions are not)."""
 """Without ``output_format``, a fan-out output over this many items is written as JSON Lines,
 streamed from the checkpoints, instead of one JSON list built in memory."""
 
@@ -78,6 +82,7 @@ class FanOutProgress:
     done: int
     failed: int
     reused: int
+    filtered: int = 0  # left out by the step's filter (not in total)
     rate_per_s: float | None = None
     eta_s: float | None = None
     input_tokens: int = 0
@@ -263,6 +268,7 @@ class FanOut:
         # (2,845 tasks for a no-op step over a million records at concurrency 8, 14 MiB).
         self._max_tasks = 2 * self.concurrency + COMMITS_WAITING
         self._total = 0
+        self._filtered = 0  # items the step's filter left out
         self._started = clock.monotonic()
         self.batch_counts: dict[str, int] | None = None
         self._batched = self._batch_mode()
@@ -313,7 +319,8 @@ class FanOut:
         # A step with no checkpoints yet (its first execution) looks none up item by item.
         self.reuse_items = self.reuse_items and self.store.has_rows(self.step.id)
         if self.inbound is None:
-            self._total, items = resolve_items(self.step, self.env)
+            resolved = resolve_items(self.step, self.env)
+            self._total, self._filtered, items = resolved.count, resolved.filtered, resolved.items
             arrivals: AsyncGenerator[Item] = _each(
                 self._looking_up(items) if self.reuse_items else items
             )
@@ -352,6 +359,9 @@ class FanOut:
         base = self.env.template_context()  # the same for every item
         with contextlib.closing(SeenKeys()) as seen:
             async for index, value in inbound:
+                if self.step.filter is not None and not keeps(self.step, base, value, index):
+                    self._filtered += 1
+                    continue
                 key = item_key(self.step, base, value, index)
                 item = Item(value, index, key)
                 first = seen.add(item.key, index)
@@ -427,8 +437,25 @@ class FanOut:
         await asyncio.gather(*batch)
 
     async def _emit(self, index: int, value: Any) -> None:
-        if self.outbound is not None:
+        """Hand a result to the step that streams this one's items; with ``flatten``, each
+        element of a list, at a position that keeps them in the output's order."""
+        if self.outbound is None:
+            return
+        if not self.step.flatten:
             await self.outbound.put(index, value)
+            return
+        if not isinstance(value, list):
+            await self.outbound.put(index * FLATTENED_STRIDE, value)
+            return
+        if len(value) > FLATTENED_STRIDE:
+            raise StepFailed(
+                self.step.id,
+                f"item {index + 1} gave {len(value):,} results to flatten into a streamed step, "
+                f"more than {FLATTENED_STRIDE:,}",
+                hint="split it into more items, or remove stream_items from the next step",
+            )
+        for offset, element in enumerate(value):
+            await self.outbound.put(index * FLATTENED_STRIDE + offset, element)
 
     async def _emit_failure(self, item: Item) -> None:
         """With ``collect`` a failed item's error record flows on, as it would in the output."""
@@ -617,6 +644,8 @@ class FanOut:
             "items_reused": tally.reused,
             "items_failed": len(failures),
         }
+        if step.filter is not None:
+            metrics["items_filtered"] = self._filtered
         if tally.retries:
             metrics["item_retries"] = tally.retries
         if failures:
@@ -630,7 +659,10 @@ class FanOut:
         """This execution's results in input order, read back from the checkpoints."""
         for record in self.store.marked(self.step.id, self.mark):
             if record.status is ItemStatus.DONE:
-                yield record.result
+                if self.step.flatten and isinstance(record.result, list):
+                    yield from record.result
+                else:
+                    yield record.result
             elif self.step.on_item_error == "collect":
                 yield collected_failure(record.key, record.error)
 
@@ -648,6 +680,7 @@ class FanOut:
                 done=tally.done + tally.reused,
                 failed=len(tally.failures),
                 reused=tally.reused,
+                filtered=self._filtered,
                 rate_per_s=rate,
                 eta_s=remaining / rate if rate and self.batch_counts is None else None,
                 input_tokens=tally.metrics.get("input_tokens", 0),

@@ -22,6 +22,7 @@ _NOT_IN_FINGERPRINT = frozenset(
         "pause",
         "critical",
         "needs",
+        "when",
         "enabled",
         "timeout",
         "prompt_file",
@@ -65,6 +66,9 @@ _ADDED_LATER: dict[str, Any] = {
     "item_key": None,
     "on_item_error": "fail",
     "cached_prefix": None,
+    "filter": None,
+    "group_size": None,
+    "flatten": False,
 }
 """Keys added after the first release, with the value that means "not set"."""
 
@@ -150,7 +154,11 @@ def _spec_fields(
     *,
     for_items: bool = False,
 ) -> dict[str, Any]:
-    excluded = set(_NOT_IN_FINGERPRINT) | ({"on_item_error"} if for_items else set())
+    # an item's result depends neither on what the step does with failures, nor on which
+    # other items the filter keeps, nor on how the results are spliced into the output
+    excluded = set(_NOT_IN_FINGERPRINT) | (
+        {"on_item_error", "filter", "flatten"} if for_items else set()
+    )
     fields = _set_keys(step.model_dump(exclude=excluded))
     if isinstance(step, LLMStep):
         for key in LLMDefaults.model_fields:
@@ -158,7 +166,8 @@ def _spec_fields(
         fields["llm"] = _set_keys(spec.llm_params(step).model_dump(exclude=set(_HOW_NOT_WHAT)))
     if isinstance(step, PythonStep):
         fields["source"] = function_source_hash(step, spec.base_dir)
-    fields["vars"] = {name: variables[name] for name in sorted(needs.vars) if name in variables}
+    names = needs.item_vars if for_items else needs.vars
+    fields["vars"] = {name: variables[name] for name in sorted(names) if name in variables}
     return fields
 
 

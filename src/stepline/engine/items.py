@@ -14,6 +14,7 @@ import csv
 import json
 import sqlite3
 from collections.abc import Callable, Generator, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,7 +23,7 @@ from stepline.hashing import hash_value
 from stepline.spec import StepBase
 from stepline.steps.base import InputData, Item, item_context
 from stepline.store.jsonl import JsonLines
-from stepline.templates import evaluate, render
+from stepline.templates import evaluate, render, truthy
 
 
 class ItemSource(Protocol):
@@ -35,17 +36,30 @@ class ItemSource(Protocol):
     def template_context(self) -> dict[str, Any]: ...
 
 
-def resolve_items(step: StepBase, env: ItemSource) -> tuple[int, Generator[Item]]:
-    """How many items the step has, and the items with their stable keys, in order.
+@dataclass(frozen=True)
+class ResolvedItems:
+    """A fan-out step's items: how many run (groups, with ``group_size``), how many its
+    ``filter`` left out, and the items themselves (read lazily, in order; each keeps its
+    position in the ``for_each`` list)."""
 
-    Two passes over the values: the first counts them and refuses duplicate keys (before any
-    item runs), the second hands them out. Keys are checked in a temporary on-disk table, and
-    the input sources are read a line at a time, so neither pass holds the items in memory.
+    count: int
+    filtered: int
+    items: Generator[Item]
+
+
+def resolve_items(step: StepBase, env: ItemSource) -> ResolvedItems:
+    """The items of ``step`` that its ``filter`` keeps, with their stable keys, in order.
+
+    Two passes over the values: the first asks the filter, counts the items and refuses
+    duplicate keys (before any item runs), the second hands them out. Keys are checked in a
+    temporary on-disk table, and the input sources are read a line at a time, so neither
+    pass holds the items in memory. An item keeps its position in the list (``item_index``),
+    so leaving one out never changes another's.
     """
     values = _item_values(step, env)
     seen = SeenKeys()
     try:
-        count = _check_keys(step, env, values(), seen)
+        count, filtered = _check_keys(step, env, values(), seen)
     except BaseException:
         seen.close()
         raise
@@ -54,23 +68,59 @@ def resolve_items(step: StepBase, env: ItemSource) -> tuple[int, Generator[Item]
         # The keys the first pass rendered, read back in order: rendering each twice was a
         # good part of a large step's start (and of a resume's time to its first request).
         with contextlib.closing(seen):
-            pairs = zip(enumerate(values()), seen.in_order(), strict=True)
-            for (index, value), key in pairs:
-                yield Item(value, index, key)
+            kept = seen.in_order()
+            position, key = next(kept, (None, ""))
+            for index, value in enumerate(values()):
+                if index == position:
+                    yield Item(value, index, key)
+                    position, key = next(kept, (None, ""))
 
-    return count, keyed()
+    if step.group_size is not None:
+        groups = -(-count // step.group_size)  # rounded up
+        return ResolvedItems(groups, filtered, grouped(keyed(), step.group_size))
+    return ResolvedItems(count, filtered, keyed())
 
 
-def _check_keys(step: StepBase, env: ItemSource, values: Iterable[Any], seen: SeenKeys) -> int:
-    """Count the items, remembering their keys; fail naming the duplicates if any repeats."""
+def grouped(items: Generator[Item], size: int) -> Generator[Item]:
+    """``items`` ``size`` at a time, each group one item: its value the members' values, its
+    index the group's number, its key ``first..last`` of the members' keys (unique, since
+    theirs are and groups never overlap)."""
+    try:
+        for number, members in enumerate(_chunks(items, size)):
+            key = members[0].key if len(members) == 1 else f"{members[0].key}..{members[-1].key}"
+            yield Item([member.value for member in members], number, key)
+    finally:
+        items.close()  # a step that stops early closes the input with it
+
+
+def _chunks(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
+    chunk: list[Item] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _check_keys(
+    step: StepBase, env: ItemSource, values: Iterable[Any], seen: SeenKeys
+) -> tuple[int, int]:
+    """Count the items the filter keeps and those it leaves out, remembering the kept ones'
+    keys; fail naming the duplicates if any repeats."""
     duplicates: list[str] = []
-    count = 0
+    count = filtered = 0
     base = env.template_context()  # the same for every item; only the item's names change
-    for count, value in enumerate(values, start=1):
-        key = item_key(step, base, value, count - 1)
-        first = seen.add(key, count - 1)
+    for index, value in enumerate(values):
+        if step.filter is not None and not keeps(step, base, value, index):
+            filtered += 1
+            continue
+        count += 1
+        key = item_key(step, base, value, index)
+        first = seen.add(key, index)
         if first is not None:
-            duplicates.append(f'"{key}" (items {first + 1} and {count})')
+            duplicates.append(f'"{key}" (items {first + 1} and {index + 1})')
     if duplicates:
         raise StepFailed(
             step.id,
@@ -81,7 +131,16 @@ def _check_keys(step: StepBase, env: ItemSource, values: Iterable[Any], seen: Se
             if step.item_key is None
             else "make item_key unique per item",
         )
-    return count
+    return count, filtered
+
+
+def keeps(step: StepBase, base: dict[str, Any], value: Any, index: int) -> bool:
+    """Whether ``step``'s ``filter`` keeps the item (``item`` and ``item_index`` over
+    ``base``, the step's template context); false words count as false, as in ``when``."""
+    assert step.filter is not None
+    context = {**base, "item": value, "item_index": index}
+    result = evaluate(step.filter, context, where=f'step "{step.id}" filter (item {index + 1})')
+    return truthy(result)
 
 
 class SeenKeys:
@@ -106,10 +165,10 @@ class SeenKeys:
             return int(first)
         return None
 
-    def in_order(self) -> Iterator[str]:
-        """The keys by position, read from disk as they are consumed."""
-        for (key,) in self._db.execute("SELECT key FROM keys ORDER BY position"):
-            yield key
+    def in_order(self) -> Iterator[tuple[int, str]]:
+        """The positions and keys in order, read from disk as they are consumed."""
+        for position, key in self._db.execute("SELECT position, key FROM keys ORDER BY position"):
+            yield int(position), key
 
     def close(self) -> None:
         self._db.close()

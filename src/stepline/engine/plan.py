@@ -38,6 +38,11 @@ class StepFacts:
     depends_on: frozenset[str] = frozenset()
     failed_items: int = 0  # fan-out items that failed last time and should be tried again
     items: ItemCounts | None = None  # an unfinished fan-out step's checkpoints
+    # when: what it gives with the outputs on disk now (None: no condition, or not known
+    # before the run), the steps it reads, and what it gave last time
+    condition: bool | None = None
+    condition_reads: frozenset[str] = frozenset()
+    previous_condition: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -79,10 +84,18 @@ def _decide(
         return Action.STOP, "not needed by --to-step"
     if not facts.enabled:
         return Action.SKIP, "disabled in the config"
+    if facts.condition is not None and not facts.condition_reads & rerunning:
+        if not facts.condition:
+            ran = facts.previous_status == "completed"
+            return Action.SKIP, "when now gives false" if ran else "when gives false"
+        if facts.previous_condition is False:
+            return Action.RUN, "when now gives true"
     if from_step is not None and facts.id in from_step:
         return Action.RUN, "--from-step"
     if from_step is not None and facts.previous_status == "completed" and facts.output_present:
         return Action.REUSE, "not downstream of --from-step"
+    if facts.previous_status == "skipped" and facts.previous_condition is False:
+        return Action.RUN, "when gave false last time; asked again"
     if facts.previous_status != "completed":
         return Action.RUN, _not_done_reason(facts.previous_status, facts.items)
     if not facts.output_present:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from stepline.engine.conditions import condition_reads, known_now
 from stepline.engine.contract import PreparedRun
 from stepline.engine.estimates import BudgetOutlook, LLMEstimate
 from stepline.engine.fingerprint import changed_parts, spec_identity
@@ -24,11 +25,12 @@ from stepline.hashing import HASH_TAG
 from stepline.providers import check_credentials
 from stepline.providers.requests import targets
 from stepline.settings import Settings
-from stepline.spec import LLMStep, PipelineSpec, PythonStep, config_hash
+from stepline.spec import LLMStep, PipelineSpec, PythonStep, StepBase, config_hash
 from stepline.steps import InputData
 from stepline.steps.base import check_input_size
 from stepline.steps.python import resolve_function
 from stepline.store.items import read_item_progress
+from stepline.store.jsonl import hash_output
 from stepline.store.rundir import RunDir
 from stepline.store.state import INPUT_KEY, RunState, StepState, StepStatus
 
@@ -247,6 +249,7 @@ def prepare_run(
     unfinished = [record.id for record in state.steps if record.status != StepStatus.COMPLETED]
     items = read_item_progress(run_dir.items_path, run_dir.events_path, unfinished)
     facts = []
+    records = {record.id: record for record in state.steps}
     for index, (step, record) in enumerate(zip(spec.steps, state.steps, strict=True)):
         own = needs[step.id]
         if own.reads_everything and not isinstance(step, PythonStep):
@@ -269,6 +272,7 @@ def prepare_run(
                 depends_on=frozenset(depends_on),
                 failed_items=0 if options.skip_failed else record.metrics.get("items_failed", 0),
                 items=items.get(record.id),
+                **_condition_facts(step, index, spec, records, run_dir, input, variables),
             )
         )
     return PreparedRun(
@@ -320,11 +324,34 @@ def _from_and_to(
     return from_step, to_step
 
 
+def _condition_facts(
+    step: StepBase,
+    index: int,
+    spec: PipelineSpec,
+    records: dict[str, StepState],
+    run_dir: RunDir,
+    input: InputData,
+    variables: dict[str, Any],
+) -> dict[str, Any]:
+    """What the plan knows of ``step``'s ``when`` (see ``StepFacts``)."""
+    if step.when is None or not step.enabled:
+        return {}
+    reads = condition_reads(step)
+    return {
+        "condition": known_now(step, records, run_dir, input, variables),
+        "condition_reads": frozenset(spec.step_ids[:index]) if reads is None else reads,
+        "previous_condition": records[step.id].when,
+    }
+
+
 def current_output_hashes(records: list[StepState], run_dir: RunDir) -> dict[str, str]:
-    """Hash of each completed step's output as it is on disk now (edits included)."""
+    """Hash of each completed step's output as it is on disk now (edits included); a step
+    its ``when`` skipped has none, which is what the steps after it read."""
     hashes: dict[str, str] = {}
     for record in records:
-        if record.status == StepStatus.COMPLETED and record.output:
+        if record.status == StepStatus.SKIPPED and record.when is False:
+            hashes[record.id] = hash_output(None)
+        elif record.status == StepStatus.COMPLETED and record.output:
             current = run_dir.output_hash(record.output)
             if current is not None:
                 hashes[record.id] = current

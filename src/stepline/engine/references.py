@@ -43,12 +43,19 @@ class StepNeeds:
     item_source: frozenset[str] = frozenset()
     input_via_items: bool = False
     uses_item_index: bool = False
+    # The variables an item's result depends on: those its templates read, but not when and
+    # filter (which decide which items run, not what each gives).
+    item_vars: frozenset[str] = frozenset()
 
 
 def template_fields(step: StepBase) -> Iterator[tuple[str, str]]:
     """Each templated field of a step as (field name, template source)."""
+    if step.when is not None:
+        yield "when", step.when
     if step.for_each is not None and step.for_each not in ITEM_SOURCES:
         yield "for_each", step.for_each
+    if step.filter is not None:
+        yield "filter", step.filter
     if step.item_key is not None:
         yield "item_key", step.item_key
     if isinstance(step, LLMStep):
@@ -81,7 +88,7 @@ def analyse_spec(
     ``vars:``, which is what ``validate`` and a new run pass; a resume passes only the names
     of its own command line, so variables recorded by an earlier command are never refused.
     """
-    step_refs = [_checked_references(spec, index) for index in range(len(spec.steps))]
+    step_refs = [_located(spec, index) for index in range(len(spec.steps))]
     names = set(variables) - set(spec.vars) if given is None else given
     check_given_vars(spec, step_refs, names)  # before a missing one: "topk" may be "top_k"
     needs: dict[str, StepNeeds] = {}
@@ -98,9 +105,20 @@ def analyse_spec(
             vars=frozenset(variables)
             if isinstance(step, PythonStep) or refs.dynamic_vars
             else frozenset(refs.vars),
-            **_item_needs(step),
+            **_item_needs(step, variables),
         )
     return needs
+
+
+def _located(spec: PipelineSpec, index: int) -> ReferenceSet:
+    """``_checked_references``, with a problem pointing at the step's line in the config."""
+    try:
+        return _checked_references(spec, index)
+    except SpecError as exc:
+        where = spec.where(spec.steps[index].id)
+        if where is not None and not exc.message.startswith(where.rsplit(":", 1)[0]):
+            exc.message = f"{where}: {exc.message}"
+        raise
 
 
 def _checked_references(spec: PipelineSpec, index: int) -> ReferenceSet:
@@ -112,22 +130,33 @@ def _checked_references(spec: PipelineSpec, index: int) -> ReferenceSet:
         _check_input(step, field_name, found.input_attributes)
         refs.add(found)
     _check_names(step, refs)
-    _check_cached_prefix(step)
+    _check_item_free(step)
     _check_steps(spec, index, refs)
     _check_streaming(spec, index)
     return refs
 
 
-def _item_needs(step: StepBase) -> dict[str, Any]:
+def _item_needs(step: StepBase, variables: Mapping[str, object]) -> dict[str, Any]:
     """What each item of a fan-out step depends on, beyond its own value (see StepNeeds)."""
     if step.for_each is None:
         return {}
     others = ReferenceSet()
     for field_name, source in template_fields(step):
-        if field_name != "for_each":
+        if field_name not in ("for_each", "when", "filter"):  # which items run, not how
             others.add(references(source, where=f'step "{step.id}" {field_name}'))
     is_python = isinstance(step, PythonStep)
-    item_needs: dict[str, Any] = {"uses_item_index": is_python or "item_index" in others.names}
+    # for_each's variables too: an item fingerprint made before when and filter existed
+    # must stay the same, or an upgrade would redo finished items
+    valued = ReferenceSet()
+    for field_name, source in template_fields(step):
+        if field_name not in ("when", "filter"):
+            valued.add(references(source, where=f'step "{step.id}" {field_name}'))
+    item_needs: dict[str, Any] = {
+        "uses_item_index": is_python or "item_index" in others.names,
+        "item_vars": frozenset(variables)
+        if is_python or valued.dynamic_vars
+        else frozenset(valued.vars),
+    }
     if step.for_each in ITEM_SOURCES:
         item_needs["input_via_items"] = "input" not in others.names and not is_python
         return item_needs
@@ -201,6 +230,29 @@ def _check_streaming(spec: PipelineSpec, index: int) -> None:
             f'step "{step.id}": stream_items cannot follow step "{previous.id}", which pauses',
             hint="a pause waits for the whole output; remove one of the two",
         )
+    if step.group_size is not None:
+        raise SpecError(
+            f'step "{step.id}": group_size cannot be used with stream_items',
+            hint="items that stream in arrive in any order, so their groups would change "
+            "from run to run; group them in the step before",
+        )
+    uses_index = any(
+        "item_index" in references(source, where="").names for _, source in template_fields(step)
+    )
+    if previous.flatten and uses_index:
+        raise SpecError(
+            f'step "{step.id}" streams the items of "{previous.id}", which flattens its '
+            "results: item_index is unknown while they stream in",
+            hint="use item_key, or remove stream_items",
+        )
+    conditional = next((s for s in (previous, step) if s.when is not None), None)
+    if conditional is not None:
+        raise SpecError(
+            f'step "{step.id}": stream_items cannot be used with when: (on step '
+            f'"{conditional.id}")',
+            hint="two steps that stream items start together; put the condition on a step "
+            "before them",
+        )
     for field_name, source in template_fields(step):
         if field_name != "for_each" and previous.id in references(source, where="").steps:
             raise SpecError(
@@ -209,16 +261,22 @@ def _check_streaming(spec: PipelineSpec, index: int) -> None:
             )
 
 
-def _check_cached_prefix(step: StepBase) -> None:
-    """``cached_prefix`` is shared by every item, so it cannot read one."""
-    if not isinstance(step, LLMStep) or step.cached_prefix is None:
-        return
-    used = references(step.cached_prefix, where=f'step "{step.id}" cached_prefix').names
-    if used & ITEM_NAMES:
-        raise SpecError(
-            f'step "{step.id}": cached_prefix cannot use {sorted(used & ITEM_NAMES)[0]}',
-            hint="cached_prefix is the part every item shares; put per-item text in prompt",
+def _check_item_free(step: StepBase) -> None:
+    """``when`` decides for the whole step, and ``cached_prefix`` is the part every item
+    shares: neither can read an item."""
+    fields = {"when": (step.when, "when decides whether the whole step runs; to leave out "
+                       "some items, use filter:")}  # fmt: skip
+    if isinstance(step, LLMStep):
+        fields["cached_prefix"] = (
+            step.cached_prefix,
+            "cached_prefix is the part every item shares; put per-item text in prompt",
         )
+    for name, (source, hint) in fields.items():
+        used = references(source, where=f'step "{step.id}" {name}').names if source else set()
+        if used & ITEM_NAMES:
+            raise SpecError(
+                f'step "{step.id}": {name} cannot use {sorted(used & ITEM_NAMES)[0]}', hint=hint
+            )
 
 
 def _check_steps(spec: PipelineSpec, index: int, refs: ReferenceSet) -> None:

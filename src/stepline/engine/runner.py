@@ -12,12 +12,13 @@ import contextlib
 import os
 import sys
 import traceback
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from stepline import clock
+from stepline.engine import conditions
 from stepline.engine.contract import Hooks, PreparedRun, RunResult
 from stepline.engine.events import Event, EventLog, EventType, step_logger
 from stepline.engine.fanout import (
@@ -246,21 +247,64 @@ class Runner:
         self.hooks.interrupts.check()
         steps = [self.run.spec.steps[d.number - 1] for d in unit.decisions]
         records = [self.run.state.steps[d.number - 1] for d in unit.decisions]
-        if unit.action is Action.SKIP:
+        if unit.action is Action.RUN:
+            work = self._begin(unit, steps, records)
+            if work is not None:
+                return work
+        elif unit.action is Action.REUSE:
+            self._reuse(steps[0], records[0])
+        elif steps[0].enabled and steps[0].when is not None:  # the plan asked its condition
+            self._skip_by_condition(steps[0], records[0], unit.decisions[0].reason)
+        else:
             _forget_output(records[0])
             records[0].status = StepStatus.SKIPPED
             self._save()
             self._emit(EventType.STEP_SKIPPED, steps[0], message=unit.decisions[0].reason)
-        elif unit.action is Action.REUSE:
-            self._reuse(steps[0], records[0])
-        else:
-            for step, record, decision in zip(steps, records, unit.decisions, strict=True):
-                self._begin_step(step, record, decision)
-            if len(steps) == 2:
-                return self._run_chain(*unit.decisions)
-            return self._run_step(steps[0], records[0])
         schedule.finish(unit)
         return None
+
+    def _begin(
+        self, unit: Unit, steps: Sequence[StepBase], records: Sequence[StepState]
+    ) -> Coroutine[Any, Any, UnitEnd] | None:
+        """Begin the steps of ``unit`` and return their work; None when the step's ``when``,
+        asked now, skips it (a condition that fails is the step's failure)."""
+        if len(steps) == 1 and steps[0].when is not None:
+            asked = self._ask_condition(steps[0], records[0], unit.decisions[0])
+            if asked is False:
+                return None
+            if asked is not True:
+                return _already(steps[0], asked)
+        for step, record, decision in zip(steps, records, unit.decisions, strict=True):
+            self._begin_step(step, record, decision)
+        if len(steps) == 2:
+            return self._run_chain(*unit.decisions)
+        return self._run_step(steps[0], records[0])
+
+    def _ask_condition(
+        self, step: StepBase, record: StepState, decision: Decision
+    ) -> bool | StepFailed:
+        """Ask ``step``'s ``when`` with the outputs it sees: True runs it; False, and the step
+        is recorded skipped; a condition that fails fails the step (begun, so it is recorded
+        like any failure), and that failure comes back."""
+        try:
+            if conditions.holds(step, self._environment(step).template_context()):
+                record.when = True
+                return True
+        except StepLineError as exc:
+            self._begin_step(step, record, decision)
+            failure = StepFailed(step.id, exc.message, hint=exc.hint, retryable=False)
+            self._record_failure(step, record, failure, 0.0)
+            return failure
+        self._skip_by_condition(step, record, "when gave false")
+        return False
+
+    def _skip_by_condition(self, step: StepBase, record: StepState, reason: str) -> None:
+        """Record ``step`` skipped by its ``when``: the steps after it read none."""
+        _forget_output(record)
+        record.status, record.when, record.error = StepStatus.SKIPPED, False, None
+        self._remember(step.id, None)
+        self._save()
+        self._emit(EventType.STEP_SKIPPED, step, message=reason)
 
     async def _after_unit(
         self, unit: Unit, result: UnitEnd | BaseException, schedule: Schedule, ending: _Ending
@@ -745,6 +789,11 @@ class Runner:
 
 UnitEnd = tuple[StepBase, StepLineError | None]
 """How a unit ended: the step to report and its failure, if it failed."""
+
+
+async def _already(step: StepBase, failure: StepLineError) -> UnitEnd:
+    """The end of a unit that failed before it started (its condition failed)."""
+    return step, failure
 
 
 async def _ended(work: Coroutine[Any, Any, UnitEnd]) -> UnitEnd | BaseException:

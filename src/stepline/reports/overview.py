@@ -81,6 +81,8 @@ class StepNotes:
             status += f" ({self.items[step.id].summary})"
         if step.id in self.out_of_date:
             status += f" (out of date: {self.out_of_date[step.id].summary})"
+        if step.status.value == "skipped" and step.when is False:
+            status += " (when gave false)"
         return status
 
 

@@ -74,6 +74,11 @@ def parse_spec(
     except ValidationError as exc:
         raise SpecError(_describe(exc, data, lines, label)) from None
     spec._attach_source(text, source, base_dir)
+    spec._step_lines = {
+        step.id: line
+        for index, step in enumerate(spec.steps)
+        if (line := lines.get(("steps", index))) is not None
+    }
     spec = _read_step_files(spec, lines, label)
     check_needs(spec, lines, label)
     check_spec_models(spec, lines, label)

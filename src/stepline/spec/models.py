@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -240,10 +241,36 @@ class StepBase(_Strict):
         "before it; with it (even needs: []), only for these, and a Python step may read "
         "only these.",
     )
+    when: str | None = Field(
+        default=None,
+        description='Run the step only when this {{ expression }} is true, e.g. "{{ '
+        "steps.classify.kind == 'bug' }}\"; false skips it (status skipped), and templates "
+        "that read it get none.",
+    )
     timeout: Duration | None = None
     for_each: str | None = None
+    filter: str | None = Field(
+        default=None,
+        description="Fan-out steps: run only the items for which this {{ expression }} of "
+        "item (and item_index) is true, e.g. \"{{ item.priority == 'high' }}\"; the others "
+        "are left out before they run and counted as filtered.",
+    )
     item_key: str | None = None
     concurrency: int | None = Field(default=None, ge=1, le=1000)
+    group_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000,
+        description="Fan-out steps: run the items this many at a time, so one call sees up to "
+        "N of them: item is the list, item_index the group's number, item_key the group's "
+        "key. Checkpoints are per group.",
+    )
+    flatten: bool = Field(
+        default=False,
+        description="Fan-out steps: splice each item's result into the output when it is a "
+        "list (one level), so a step that splits documents into chunks feeds a step over the "
+        "chunks.",
+    )
     on_item_error: ItemErrorStrategy = "fail"
     # Left out of model_dump, so of the fingerprints: it decides whether the step fails, not
     # what it or any item outputs, so setting or changing it re-runs nothing.
@@ -266,10 +293,24 @@ class StepBase(_Strict):
             return match.group(1).strip()
         return value
 
+    @field_validator("when", "filter")
+    @classmethod
+    def _one_expression(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and one_expression(value) is None:
+            name = info.field_name
+            example = "steps.classify.kind == 'bug'" if name == "when" else "item.rank > 2"
+            raise ValueError(
+                f'{name} must be a single {{{{ expression }}}}, e.g. "{{{{ {example} }}}}"'
+            )
+        return value
+
     @model_validator(mode="after")
     def _fan_out_keys_need_for_each(self) -> StepBase:
         if self.for_each is None:
             fan_out_keys = {
+                "filter",
+                "group_size",
+                "flatten",
                 "item_key",
                 "concurrency",
                 "on_item_error",
@@ -540,6 +581,7 @@ class PipelineSpec(_Strict):
     _source_path: Path | None = PrivateAttr(default=None)
     _source_text: str = PrivateAttr(default="")
     _base_dir: Path | None = PrivateAttr(default=None)
+    _step_lines: dict[str, int] = PrivateAttr(default_factory=dict)  # step id -> its line
     # step id -> (step, llm defaults, merged params): a fan-out asks once per item. Entries
     # hold the objects they were merged from, so a copy of the spec (which shares this dict)
     # never gets another spec's settings: every part is frozen, so identity means equality.
@@ -576,6 +618,14 @@ class PipelineSpec(_Strict):
 
     def _attach_source(self, text: str, path: Path | None, base_dir: Path | None) -> None:
         self._source_text, self._source_path, self._base_dir = text, path, base_dir
+
+    def where(self, step_id: str) -> str | None:
+        """``file:line`` of the step ``step_id`` in the config it was loaded from, if known
+        (errors found after loading, in its templates, point there)."""
+        line = self._step_lines.get(step_id)
+        if line is None:
+            return None
+        return f"{self._source_path or '<config>'}:{line}"
 
     @property
     def step_ids(self) -> list[str]:

@@ -84,6 +84,7 @@ class StepState(BaseModel):
     reads: dict[str, str] = Field(default_factory=dict)
     error: str | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
+    when: bool | None = None  # what the step's when: gave last time (None: none, or not asked)
 
     # Whether a field was set since the record was last saved: the change log holds only the
     # steps that changed. Fields are only ever replaced, never changed in place.

@@ -74,7 +74,10 @@ class ItemResponder:
     """Answers "NAME=[x]" prompts with "about x"; counts how many calls overlap.
 
     ``delays`` hold the reply (per name, else ``hold``) inside the responder, so ``peak`` is
-    the largest number of requests the server was answering at once. ``fail`` names get a 400;
+    the largest number of requests the server was answering at once; with ``gather``, the first
+    replies also wait (up to 10 s) until that many requests are in, so ``peak`` reaches it
+    however slowly the client sends them, if the client sends that many at once at all.
+    ``fail`` names get a 400;
     while ``hang`` is set, names outside ``fast`` get a reply delayed for a minute (cut short
     when the server stops).
     """
@@ -85,8 +88,11 @@ class ItemResponder:
         hold: float = 0.0,
         delays: dict[str, float] | None = None,
         fail: frozenset[str] = frozenset(),
+        gather: int = 0,
     ) -> None:
         self.hold = hold
+        self.gather = gather
+        self.gathered = threading.Event()
         self.delays = delays or {}
         self.fail = set(fail)
         self.hang = threading.Event()
@@ -107,7 +113,11 @@ class ItemResponder:
         with self.lock:
             self.active += 1
             self.peak = max(self.peak, self.active)
+            if self.active >= self.gather:
+                self.gathered.set()
         try:
+            if self.gather:
+                self.gathered.wait(10)
             time.sleep(self.delays.get(name, self.hold))
         finally:
             with self.lock:
@@ -289,7 +299,7 @@ def test_concurrency_bounds_the_requests_in_flight(
     ask_pipeline(tmp_path, NAMES, extra=extra)
     config = tmp_path / "pipeline-config.yaml"
     config.write_text(config.read_text().replace("name: fan\n", "name: fan\n" + top_level))
-    responder = ItemResponder(hold=0.12)
+    responder = ItemResponder(hold=0.12, gather=limit)
     fake_llm.responder = responder
 
     result = cli("run", "in.txt", "--run-id", "r", *args)
@@ -304,7 +314,7 @@ def test_concurrency_bounds_the_requests_in_flight(
 
 def test_default_concurrency_is_eight(cli, fake_llm: FakeLLMServer, tmp_path: Path):
     ask_pipeline(tmp_path, NAMES)
-    responder = ItemResponder(hold=0.15)
+    responder = ItemResponder(hold=0.15, gather=8)
     fake_llm.responder = responder
 
     result = cli("run", "in.txt", "--run-id", "r")

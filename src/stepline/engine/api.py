@@ -22,17 +22,18 @@ from stepline.engine.prepare import (
     new_state,
     preflight,
     prepare_run,
+    resume_spec,
 )
 from stepline.engine.references import analyse_spec
 from stepline.engine.runner import Runner
 from stepline.errors import InputError
 from stepline.settings import Settings
-from stepline.spec import LLMStep, PipelineSpec, PythonStep, config_hash, load_spec, parse_spec
+from stepline.spec import LLMStep, PipelineSpec, PythonStep, config_hash, load_spec
 from stepline.steps.python import resolve_function
 from stepline.store.lock import RunLock
 from stepline.store.rundir import RunDir
 from stepline.store.runs import RunStore
-from stepline.store.state import RunState, load_state
+from stepline.store.state import load_state
 
 
 def validate_config(config_path: Path, variables: dict[str, str] | None = None) -> PipelineSpec:
@@ -185,18 +186,6 @@ def _plan_resume(
     data = input_data(run_dir.resolve(state.input_copy), Path(state.input_path).name)
     spec = spec.with_llm_overrides(state.overrides)
     return prepare_run(spec, state, run_dir, data, options), options
-
-
-def resume_spec(state: RunState, run_dir: RunDir, config_path: Path | None) -> PipelineSpec:
-    """The config to resume with: -c, else the recorded path, else the run's snapshot."""
-    if config_path is not None:
-        return load_spec(config_path)
-    recorded = Path(state.config_path) if state.config_path else None
-    if recorded is not None and recorded.is_file():
-        return load_spec(recorded)
-    base_dir = recorded.parent if recorded is not None and recorded.parent.is_dir() else None
-    text = run_dir.config_path.read_text(encoding="utf-8")
-    return parse_spec(text, source=run_dir.config_path.resolve(), base_dir=base_dir)
 
 
 def _preview(prepared: PreparedRun, settings: Settings, options: RunOptions) -> Preview:

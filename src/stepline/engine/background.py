@@ -10,6 +10,7 @@ provider batches (batch mode).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import signal
@@ -19,14 +20,20 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from stepline.errors import InputError, RunStoreError, StepLineError
+from stepline.errors import InputError, ProviderError, RunStoreError, StepLineError
 from stepline.processes import ProcessGroups
 from stepline.settings import Settings
+from stepline.spec import LLMStep
 from stepline.store.lock import holder, is_locked
 from stepline.store.rundir import RunDir
 from stepline.store.runs import effective_status
 from stepline.store.state import RunStatus, load_state
+
+if TYPE_CHECKING:
+    from stepline.spec import PipelineSpec
+    from stepline.store.batches import BatchLedger, SubmittedBatch
 
 DETACHED_LOG = "detached.log"  # relative to the run folder; the last detached start's output
 START_TIMEOUT_S = 60.0
@@ -163,8 +170,6 @@ def cancel_run(
         ProcessGroups(run_dir.processes_dir).stop_all()
     if settings is None:
         return stopped
-    from stepline.engine.batching import cancel_open_batches  # imports the SDK: only here
-
     batches = tuple(cancel_open_batches(run_dir, settings))
     return replace(stopped, batches=batches)
 
@@ -229,3 +234,65 @@ def detached_log_tail(run_dir: RunDir, lines: int = 20) -> list[str]:
     except FileNotFoundError:
         return []
     return text.rstrip().splitlines()[-lines:]
+
+
+def cancel_open_batches(run_dir: RunDir, settings: Settings) -> list[str]:
+    """Ask the provider to cancel every batch of the run still open (``pipeline cancel``).
+
+    The provider then ends them with their unprocessed requests canceled; a resume collects
+    what was processed and treats the rest as failed items (``on_item_error``). Each step's
+    provider and endpoint come from the config a resume would use (the recorded path, else
+    the run's snapshot, with relative files found beside the original).
+    """
+    from stepline.engine.prepare import resume_spec  # the config a resume would use
+    from stepline.store.batches import BatchLedger
+    from stepline.store.items import ItemStore
+
+    if not run_dir.items_path.exists():
+        return []
+    store = ItemStore(run_dir.items_path)
+    try:
+        ledger = BatchLedger(store)
+        # an ended batch cannot be canceled: its results only wait to be collected
+        running = [b for b in ledger.batches() if b.is_open and b.status != "ended"]
+        if not running:
+            return []
+        state = load_state(run_dir.state_path)
+        spec = resume_spec(state, run_dir, None).with_llm_overrides(state.overrides)
+        return asyncio.run(_cancel(running, spec, ledger, settings))
+    finally:
+        store.close()
+
+
+async def _cancel(
+    batches: list[SubmittedBatch], spec: PipelineSpec, ledger: BatchLedger, settings: Settings
+) -> list[str]:
+    from stepline.providers.pool import ProviderPool  # the SDK comes with it: only here
+    from stepline.providers.requests import targets
+
+    pool = ProviderPool(settings)
+    steps = {step.id: step for step in spec.steps if isinstance(step, LLMStep)}
+    canceled: list[str] = []
+    try:
+        for batch in batches:
+            step = steps.get(batch.step)
+            if step is None or batch.batch_id is None:
+                continue  # the step is gone from the config: nothing knows its endpoint
+            target = targets(spec.llm_params(step))[0]
+            provider = pool.get(target.provider, target.base_url)
+            if not hasattr(provider, "cancel_batch"):
+                continue
+            try:
+                status = await provider.cancel_batch(batch.batch_id)
+            except ProviderError as exc:
+                raise ProviderError(
+                    f"could not cancel batch {batch.batch_id} of step {batch.step}: {exc.message}",
+                    hint=exc.hint or "try again, or cancel it in the provider's console",
+                ) from exc
+            await ledger.progress(
+                batch.step, batch.submission, status.processing_status, status.counts
+            )
+            canceled.append(batch.batch_id)
+    finally:
+        await pool.aclose()
+    return canceled

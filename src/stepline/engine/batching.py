@@ -26,13 +26,13 @@ requests read it instead of each writing their own.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
+from stepline.engine.executors import ItemBook, LiveItems
 from stepline.errors import BudgetReached, ProviderError, StepFailed, StepLineError
 from stepline.faults import crash_point
 from stepline.providers.base import LLMRequest
@@ -44,22 +44,14 @@ from stepline.providers.batches import (
     custom_ids,
 )
 from stepline.providers.caller import BatchSent
-from stepline.providers.pool import ProviderPool
 from stepline.providers.records import CallSite
-from stepline.providers.requests import targets
 from stepline.providers.retry import Attempt, with_retries
 from stepline.providers.tokens import request_characters
-from stepline.settings import Settings
-from stepline.spec import LLMParams, LLMStep, PipelineSpec
+from stepline.spec import LLMParams, LLMStep
 from stepline.steps.base import Item
 from stepline.steps.llm import build_request, finish_llm_step
-from stepline.store.batches import BatchLedger, SubmittedBatch
-from stepline.store.items import ItemRecord, ItemStatus, ItemStore
-from stepline.store.rundir import RunDir
-from stepline.store.state import load_state
-
-if TYPE_CHECKING:
-    from stepline.engine.fanout import FanOut
+from stepline.store.batches import BatchLedger
+from stepline.store.items import ItemRecord, ItemStatus
 
 FIRST_POLL_S = 1.0
 MAX_BATCH_BYTES = 200 * 1024 * 1024
@@ -87,76 +79,75 @@ class _OpenBatch:
 
 
 class BatchedItems:
-    """One execution of a fan-out step in batch mode (the ``FanOut`` does the bookkeeping
-    of items: reuse, commits, tallies, output)."""
+    """The executor of a fan-out step in batch mode: its items' requests go to the provider
+    in batches, which are polled until they end; an item the cache answers, the first one
+    with ``cache_prompt`` (it writes the cache the batch reads) and, with ``batch_fallback:
+    live``, one whose batch request failed are run live instead (``LiveItems``)."""
 
-    def __init__(self, fan: FanOut, provider: BatchProvider, params: LLMParams) -> None:
-        assert isinstance(fan.step, LLMStep)
-        self.fan = fan
-        self.step: LLMStep = fan.step
+    def __init__(
+        self, book: ItemBook, live: LiveItems, provider: BatchProvider, params: LLMParams
+    ) -> None:
+        assert isinstance(book.step, LLMStep)
+        self.book = book
+        self.live = live
+        live.warm_up = False  # a batch warms the cache up itself: see take
+        self.step: LLMStep = book.step
         self.provider = provider
         self.params = params
-        self.ledger = BatchLedger(fan.store)
-        self.log = fan.env.log
+        self.ledger = BatchLedger(book.store)
+        self.log = book.env.log
         self._earlier = {batch.submission: batch for batch in self.ledger.batches(self.step.id)}
         self._open: dict[int, _OpenBatch] = {}
         self._next_submission = max(self._earlier, default=0) + 1
-        self._limit = asyncio.Semaphore(fan.concurrency)  # items answered live
         self._counts: dict[int, dict[str, int]] = {}  # by submission, this execution's
         self._warm_up = params.cache_prompt
+        self._chunk: list[_Pending] = []
+        self._chunk_bytes = 0
 
-    async def run(self, arrivals: AsyncGenerator[Item]) -> None:
-        """Submit the items that need a request, then poll until every batch is collected."""
-        fan = self.fan
-        chunk: list[_Pending] = []
-        chunk_bytes = 0
+    async def take(self, item: Item, fingerprint: str) -> bool:
+        """Put the item's request in the next batch (submitted once full), or run it live."""
+        book = self.book
+        if book.stopping:
+            return False
+        request = self._request(item)
+        if book.env.llm.has_answer(request, self.params):
+            return await self.live.take(item, fingerprint)  # the cache answers it
+        if self._warm_up:  # one live request writes the cache the batch reads
+            self._warm_up = False
+            return await self.live.take(item, fingerprint, alone=True)
         try:
-            async with contextlib.aclosing(arrivals):
-                async for item in arrivals:
-                    fingerprint = fan.fingerprint(item)
-                    record = fan.checkpoint(item, fingerprint)
-                    if self._in_earlier_batch(item, fingerprint, record):
-                        continue
-                    if await fan.reused(item, record):
-                        fan.show_progress()
-                        continue
-                    if fan.stopping:
-                        break
-                    request = self._request(item)
-                    if fan.env.llm.has_answer(request, self.params):
-                        await self._live(item, fingerprint)  # the cache answers it
-                        continue
-                    if self._warm_up:  # one live request writes the cache the batch reads
-                        self._warm_up = False
-                        task = await fan.launch(item, fingerprint, self._limit)
-                        if task is not None:
-                            await asyncio.wait({task})
-                        continue
-                    try:
-                        held = fan.env.llm.hold_for_batch(request, self.params, self.log)
-                    except BudgetReached as exc:
-                        fan.stop_for_budget(exc)
-                        break
-                    chunk.append(_Pending(item, fingerprint, held, request))
-                    chunk_bytes += 2 * request_characters(request) + 1024
-                    if len(chunk) >= self.params.batch_size or chunk_bytes >= MAX_BATCH_BYTES:
-                        await self._submit(chunk)
-                        chunk, chunk_bytes = [], 0
-            if chunk and fan.failed_item is None:  # a failure under on_item_error: fail
-                await self._submit(chunk)  # stops the step: send no more requests for it
-            for pending in chunk if fan.failed_item is not None else ():
-                fan.env.llm.release_hold(pending.held_usd)
-            await self._poll()
-            await fan.settled()
-        except BaseException:
-            await fan.cancel_in_flight()
-            raise
+            held = book.env.llm.hold_for_batch(request, self.params, self.log)
+        except BudgetReached as exc:
+            book.stop_for_budget(exc)
+            return False
+        self._chunk.append(_Pending(item, fingerprint, held, request))
+        self._chunk_bytes += 2 * request_characters(request) + 1024
+        if len(self._chunk) >= self.params.batch_size or self._chunk_bytes >= MAX_BATCH_BYTES:
+            await self._submit(self._chunk)
+            self._chunk, self._chunk_bytes = [], 0
+        return True
+
+    async def finish(self) -> None:
+        """Submit the last batch, then poll until every batch is collected."""
+        chunk, self._chunk = self._chunk, []
+        if chunk and self.book.failed_item is None:  # a failure under on_item_error: fail
+            await self._submit(chunk)  # stops the step: send no more requests for it
+        for pending in chunk if self.book.failed_item is not None else ():
+            self.book.env.llm.release_hold(pending.held_usd)
+        await self._poll()
+        await self.live.finish()
+
+    async def cancel(self) -> None:
+        await self.live.cancel()
+
+    def cancel_others(self) -> None:
+        self.live.cancel_others()
 
     def _request(self, item: Item) -> LLMRequest:
-        context = replace(self.fan.env, item=item).template_context()
+        context = replace(self.book.env, item=item).template_context()
         return build_request(self.step, self.params, context)
 
-    def _in_earlier_batch(self, item: Item, fingerprint: str, record: ItemRecord | None) -> bool:
+    def claims(self, item: Item, fingerprint: str, record: ItemRecord | None) -> bool:
         """Whether the item waits in a batch an earlier execution submitted: it is then
         collected from there, never sent again."""
         if not self._earlier or record is None or record.status is not ItemStatus.STARTED:
@@ -178,12 +169,12 @@ class BatchedItems:
 
     async def _submit(self, chunk: list[_Pending]) -> None:
         """Record the submission, create the batch, record its id; in that order."""
-        fan, step = self.fan, self.step
+        book, step = self.book, self.step
         submission, self._next_submission = self._next_submission, self._next_submission + 1
         ids = custom_ids(pending.item.key for pending in chunk)
         await asyncio.gather(
             *(
-                fan.store.start(step.id, p.item.key, p.item.index, p.fingerprint, fan.mark)
+                book.store.start(step.id, p.item.key, p.item.index, p.fingerprint, book.mark)
                 for p in chunk
             )
         )
@@ -209,8 +200,8 @@ class BatchedItems:
         """The provider refused the batch, so nothing was sent: forget the intents."""
         await self.ledger.refused(self.step.id, submission)
         for pending in chunk:
-            await self.fan.store.forget(self.step.id, pending.item.key)
-            self.fan.env.llm.release_hold(pending.held_usd)
+            await self.book.store.forget(self.step.id, pending.item.key)
+            self.book.env.llm.release_hold(pending.held_usd)
 
     async def _poll(self) -> None:
         """Poll the open batches, backing off, and collect each one as it ends."""
@@ -257,8 +248,8 @@ class BatchedItems:
 
     async def _settle(self, pending: _Pending, result: BatchResult, opened: _OpenBatch) -> None:
         """One request's result: the item's output, its failure, or a live retry."""
-        fan, item = self.fan, pending.item
-        env = replace(fan.env, item=item)
+        book, item = self.book, pending.item
+        env = replace(book.env, item=item)
         request = self._request(item)
         sent = BatchSent(
             site=CallSite(self.step.id, item.key),
@@ -274,9 +265,9 @@ class BatchedItems:
                 outcome = await finish_llm_step(self.step, env, self.params, request, completion)
             except StepLineError as exc:
                 reason = exc.reason if isinstance(exc, StepFailed) else exc.message
-                await fan.item_failed(item, pending.fingerprint, reason)
+                await book.item_failed(item, pending.fingerprint, reason)
             else:
-                await fan.item_done(item, pending.fingerprint, outcome)
+                await book.item_done(item, pending.fingerprint, outcome)
         else:
             message = _failure_text(result)
             env.llm.batch_failed(sent, message, result.status_code)
@@ -284,11 +275,11 @@ class BatchedItems:
                 self.log.info('item "%s": %s; asking live instead', item.key, message)
                 await self._live(item, pending.fingerprint)
                 return
-            await fan.item_failed(item, pending.fingerprint, message)
-        fan.show_progress()
+            await book.item_failed(item, pending.fingerprint, message)
+        book.show_progress()
 
     async def _live(self, item: Item, fingerprint: str) -> None:
-        await self.fan.launch(item, fingerprint, self._limit)
+        await self.live.take(item, fingerprint)
 
     async def _call(self, work: Callable[[], Awaitable[T]], what: str) -> T:
         """One batch API call, retried like an LLM call; a failure fails the step (its
@@ -319,8 +310,8 @@ class BatchedItems:
         for counts in self._counts.values():
             for name, value in counts.items():
                 totals[name] = totals.get(name, 0) + value
-        self.fan.batch_counts = {**totals, "batches": len(self._counts), "open": len(self._open)}
-        self.fan.show_progress()
+        self.book.batch_counts = {**totals, "batches": len(self._counts), "open": len(self._open)}
+        self.book.show_progress()
 
 
 def _failure_text(result: BatchResult) -> str:
@@ -329,60 +320,3 @@ def _failure_text(result: BatchResult) -> str:
     if result.outcome == "canceled":
         return "the batch was canceled before this request was processed"
     return f"the batch request failed: {result.error or 'no reason given'}"
-
-
-def cancel_open_batches(run_dir: RunDir, settings: Settings) -> list[str]:
-    """Ask the provider to cancel every batch of the run still open (``pipeline cancel``).
-
-    The provider then ends them with their unprocessed requests canceled; a resume collects
-    what was processed and treats the rest as failed items (``on_item_error``). Each step's
-    provider and endpoint come from the config a resume would use (the recorded path, else
-    the run's snapshot, with relative files found beside the original).
-    """
-    from stepline.engine.api import resume_spec  # the config a resume would use
-
-    if not run_dir.items_path.exists():
-        return []
-    store = ItemStore(run_dir.items_path)
-    try:
-        ledger = BatchLedger(store)
-        # an ended batch cannot be canceled: its results only wait to be collected
-        running = [b for b in ledger.batches() if b.is_open and b.status != "ended"]
-        if not running:
-            return []
-        state = load_state(run_dir.state_path)
-        spec = resume_spec(state, run_dir, None).with_llm_overrides(state.overrides)
-        return asyncio.run(_cancel(running, spec, ledger, settings))
-    finally:
-        store.close()
-
-
-async def _cancel(
-    batches: list[SubmittedBatch], spec: PipelineSpec, ledger: BatchLedger, settings: Settings
-) -> list[str]:
-    pool = ProviderPool(settings)
-    steps = {step.id: step for step in spec.steps if isinstance(step, LLMStep)}
-    canceled: list[str] = []
-    try:
-        for batch in batches:
-            step = steps.get(batch.step)
-            if step is None or batch.batch_id is None:
-                continue  # the step is gone from the config: nothing knows its endpoint
-            target = targets(spec.llm_params(step))[0]
-            provider = pool.get(target.provider, target.base_url)
-            if not hasattr(provider, "cancel_batch"):
-                continue
-            try:
-                status = await provider.cancel_batch(batch.batch_id)
-            except ProviderError as exc:
-                raise ProviderError(
-                    f"could not cancel batch {batch.batch_id} of step {batch.step}: {exc.message}",
-                    hint=exc.hint or "try again, or cancel it in the provider's console",
-                ) from exc
-            await ledger.progress(
-                batch.step, batch.submission, status.processing_status, status.counts
-            )
-            canceled.append(batch.batch_id)
-    finally:
-        await pool.aclose()
-    return canceled

@@ -25,22 +25,21 @@ import itertools
 import math
 import secrets
 from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
 from stepline import clock
 from stepline.engine.batching import BatchedItems
+from stepline.engine.executors import ItemExecutor, LiveItems
 from stepline.engine.fingerprint import fingerprint, spec_hash
 from stepline.engine.items import SeenKeys, item_key, keeps, resolve_items
 from stepline.engine.references import StepNeeds
-from stepline.engine.retries import attempts_of
 from stepline.engine.streams import ItemStream
-from stepline.errors import BudgetReached, StepFailed, StepLineError
-from stepline.faults import crash_point
+from stepline.errors import BudgetReached, StepFailed
 from stepline.hashing import hash_value
 from stepline.spec import LLMStep, PipelineSpec, StepBase
-from stepline.steps import StepEnvironment, StepOutcome, execute_step
+from stepline.steps import StepEnvironment, StepOutcome
 from stepline.steps.base import Item
 from stepline.store.items import LOOKUP_BATCH, ItemRecord, ItemStatus, ItemStore
 from stepline.store.jsonl import RowStream
@@ -57,17 +56,12 @@ SUMMED_METRICS = (
 MAX_LISTED_FAILURES = 20
 CONFIRM_BATCH = 500  # reused items confirmed per commit
 JSONL_ABOVE_ITEMS = 10_000
+"""Without ``output_format``, a fan-out output over this many items is written as JSON Lines,
+streamed from the checkpoints, instead of one JSON list built in memory."""
 FLATTENED_STRIDE = 1_000_000
 """A flattened result's elements stream on at ``item index x this + their place``: positions
 that keep the output's order however the items finish (the receiving step cannot use
 ``item_index``, which these positions are not)."""
-"""Without ``output_format``, a fan-out output over this many items is written as JSON Lines,
-streamed from the checkpoints, instead of one JSON list built in memory."""
-
-
-COMMITS_WAITING = 256
-"""How many finished items may wait for their commit beyond those in flight: enough for the
-writer thread's transactions to stay large, few enough that memory stays flat."""
 
 
 @dataclass(frozen=True)
@@ -109,11 +103,6 @@ def collected_failure(key: str, error: str | None) -> dict[str, Any]:
 def is_collected_failure(value: Any) -> bool:
     """Whether an output element is one ``collected_failure`` made."""
     return isinstance(value, dict) and set(value) == {"error", "item_key"}
-
-
-def _item_error(exc: StepLineError) -> str:
-    """What went wrong with one item, without the step name the step's own error adds."""
-    return exc.reason if isinstance(exc, StepFailed) else exc.message
 
 
 def _system_reads_item(step: LLMStep) -> bool:
@@ -250,7 +239,6 @@ class FanOut:
         # cache_prompt: the first item runs alone and writes the prompt cache; the others
         # read it instead of each paying for a write of their own.
         caching = isinstance(step, LLMStep) and env.spec.llm_params(step).cache_prompt
-        self._warm_up = caching and concurrency > 1
         if caching and isinstance(step, LLMStep) and _system_reads_item(step):
             env.log.warning(
                 "cache_prompt: the system prompt uses item variables, so it differs from item "
@@ -258,20 +246,20 @@ class FanOut:
                 "per-item part into the prompt"
             )
         self._stopping = False
-        self._crash: Exception | None = None
         self._budget_reached: BudgetReached | None = None
         self._failed_item: str | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
         self._looked_up: dict[str, ItemRecord] | None = None  # see _looking_up
-        # An item gives its slot back before its commit, so items waiting for the writer
-        # thread are bounded apart: without a bound, quick items outpacing the writer pile up
-        # (2,845 tasks for a no-op step over a million records at concurrency 8, 14 MiB).
-        self._max_tasks = 2 * self.concurrency + COMMITS_WAITING
         self._total = 0
         self._filtered = 0  # items the step's filter left out
         self._started = clock.monotonic()
         self.batch_counts: dict[str, int] | None = None
-        self._batched = self._batch_mode()
+        self.live = LiveItems(
+            self,
+            concurrency,
+            records_intent=self.records_intent,
+            warm_up=bool(caching) and concurrency > 1,
+        )
+        self.executor: ItemExecutor = self._batch_mode() or self.live
 
     def _batch_mode(self) -> BatchedItems | None:
         """The batch run of an LLM step in ``mode: batch`` whose provider has a batch API
@@ -285,11 +273,17 @@ class FanOut:
         if provider is None:
             self.env.log.info("mode: batch: answered live (a cassette replays this step)")
             return None
-        return BatchedItems(self, provider, params)
+        return BatchedItems(self, self.live, provider, params)
 
     @property
     def stopping(self) -> bool:
-        return self._stopping
+        """Whether to start no more items: the step will fail or pause, or the step that
+        streams this one's items has given up."""
+        return self._stopping or (self.outbound is not None and self.outbound.abandoned)
+
+    def stop(self) -> None:
+        """Start no more items (a bug in one of them will surface when the rest settle)."""
+        self._stopping = True
 
     @property
     def failed_item(self) -> str | None:
@@ -327,10 +321,7 @@ class FanOut:
         else:
             arrivals = self._keyed(self.inbound)
         self.show_progress()
-        if self._batched is not None:
-            await self._batched.run(arrivals)
-        else:
-            await self._run_all(arrivals)
+        await self._run_all(arrivals)
         await self._confirmed()
         if self._budget_reached is not None:
             raise self._budget_reached
@@ -464,99 +455,39 @@ class FanOut:
             await self._emit(item.index, collected_failure(item.key, error))
 
     async def _run_all(self, arrivals: AsyncGenerator[Item]) -> None:
-        """Launch items as they come, at most ``concurrency`` at once, until done or stopping."""
-        limit = asyncio.Semaphore(self.concurrency)
+        """The item loop: reuse what the checkpoints answer, hand the rest to the executor
+        until it refuses one (the step is stopping), then wait for all it took."""
+        executor = self.executor
         try:
             async with contextlib.aclosing(arrivals):  # stopping early closes the input file
                 async for item in arrivals:
                     fingerprint = self.fingerprint(item)
                     record = self.checkpoint(item, fingerprint)
+                    if executor.claims(item, fingerprint, record):
+                        continue
                     if await self.reused(item, record):
                         self.show_progress()
                         continue
-                    task = await self.launch(item, fingerprint, limit)
-                    if task is None:
+                    if not await executor.take(item, fingerprint):
                         break
-                    if self._warm_up:
-                        self._warm_up = False
-                        await asyncio.wait({task})
-            await self.settled()
+            await executor.finish()
         except BaseException:  # Ctrl-C, or the inbound stream failed: cancel what runs
-            await self.cancel_in_flight()
+            await executor.cancel()
             raise
 
-    async def launch(
-        self, item: Item, fingerprint: str, limit: asyncio.Semaphore
-    ) -> asyncio.Task[None] | None:
-        """Start one item once a concurrency slot is free; None when the step is stopping."""
-        await limit.acquire()
-        while len(self._tasks) >= self._max_tasks:  # finished items waiting for their commit
-            await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
-        if self._stopping or (self.outbound is not None and self.outbound.abandoned):
-            limit.release()
-            return None
-        task = asyncio.create_task(self._run_one(item, fingerprint, _Slot(limit)))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    async def settled(self) -> None:
-        """Wait for every launched item; a bug in one of them surfaces here."""
-        while self._tasks:
-            await asyncio.wait(set(self._tasks))
-        if self._crash is not None:
-            raise self._crash
-
-    async def _run_one(self, item: Item, fingerprint: str, slot: _Slot) -> None:
-        try:
-            await self._run_item(item, fingerprint, slot)
-        except Exception as exc:  # a bug, not an item failure: stop and let it surface
-            self._crash = self._crash or exc
-            self._stopping = True
-        finally:
-            slot.release()
-
-    async def _run_item(self, item: Item, fingerprint: str, slot: _Slot) -> None:
-        """Run one item and commit its outcome. Its concurrency slot is given back before the
-        commit, so the next item's intent row joins this item's result in one transaction."""
-        step, store = self.step, self.store
-        if self.records_intent:
-            await store.start(step.id, item.key, item.index, fingerprint, self.mark)
-            crash_point("item-intent-committed")
-        env = replace(self.env, item=item)
-        try:  # the timeout and the step's retry: apply to each item
-            outcome, attempts = await attempts_of(
-                step, lambda: execute_step(step, env), self.env.log, item_key=item.key
-            )
-        except BudgetReached as exc:  # not the item's fault: stop launching, keep it unrun
-            slot.release()
-            self.stop_for_budget(exc)
-            if self.records_intent:  # its call was never sent: no intent to report later
-                await store.forget(step.id, item.key)
-            return
-        except StepLineError as exc:
-            slot.release()
-            self.tally.retries += getattr(exc, "attempts", 1) - 1
-            await self.item_failed(item, fingerprint, _item_error(exc))
-        else:
-            slot.release()
-            self.tally.retries += attempts - 1
-            await self.item_done(item, fingerprint, outcome)
-        self.show_progress()
-
-    async def item_failed(self, item: Item, fingerprint: str, message: str) -> None:
+    async def item_failed(
+        self, item: Item, fingerprint: str, message: str, *, attempts: int = 1
+    ) -> None:
         """Commit a failed item; with ``on_item_error: fail`` stop launching and cancel the
         items in flight."""
         step = self.step
+        self.tally.retries += attempts - 1
         self.tally.failures[item.index] = (item.key, message)
         self.env.log.warning('item "%s" failed: %s', item.key, message)
         if step.on_item_error == "fail" and not self._stopping:
             self._stopping = True
             self._failed_item = item.key
-            current = asyncio.current_task()
-            for task in list(self._tasks):
-                if task is not current:
-                    task.cancel()
+            self.executor.cancel_others()
             if self.inbound is not None:  # the step feeding this one stops launching now
                 await self.inbound.abandon()
         elif not self._stopping and self._past_limit():
@@ -578,8 +509,11 @@ class FanOut:
         if self.inbound is not None:
             await self.inbound.abandon()
 
-    async def item_done(self, item: Item, fingerprint: str, outcome: StepOutcome) -> None:
+    async def item_done(
+        self, item: Item, fingerprint: str, outcome: StepOutcome, *, attempts: int = 1
+    ) -> None:
         """Commit a finished item's result and pass it on."""
+        self.tally.retries += attempts - 1
         read_list = bool(outcome.read_steps and outcome.read_steps & set(self.list_hashes))
         await self.store.finish(
             self.step.id,
@@ -594,12 +528,6 @@ class FanOut:
         self._add_metrics(outcome.metrics)
         self.tally.done += 1
         await self._emit(item.index, outcome.value)
-
-    async def cancel_in_flight(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _add_metrics(self, metrics: dict[str, Any]) -> None:
         totals = self.tally.metrics
@@ -689,15 +617,3 @@ class FanOut:
                 batch=self.batch_counts,
             )
         )
-
-
-class _Slot:
-    """One item's hold on the step's concurrency limit, given back exactly once."""
-
-    def __init__(self, limit: asyncio.Semaphore) -> None:
-        self._limit: asyncio.Semaphore | None = limit
-
-    def release(self) -> None:
-        if self._limit is not None:
-            self._limit.release()
-            self._limit = None

@@ -25,7 +25,15 @@ from stepline.hashing import HASH_TAG
 from stepline.providers import check_credentials
 from stepline.providers.requests import targets
 from stepline.settings import Settings
-from stepline.spec import LLMStep, PipelineSpec, PythonStep, StepBase, config_hash
+from stepline.spec import (
+    LLMStep,
+    PipelineSpec,
+    PythonStep,
+    StepBase,
+    config_hash,
+    load_spec,
+    parse_spec,
+)
 from stepline.steps import InputData
 from stepline.steps.base import check_input_size
 from stepline.steps.python import resolve_function
@@ -170,6 +178,18 @@ class Preview:
             if budget is None
             else {**asdict(budget), "left_usd": budget.left_usd, "fits": budget.fits},
         }
+
+
+def resume_spec(state: RunState, run_dir: RunDir, config_path: Path | None) -> PipelineSpec:
+    """The config to resume with: -c, else the recorded path, else the run's snapshot."""
+    if config_path is not None:
+        return load_spec(config_path)
+    recorded = Path(state.config_path) if state.config_path else None
+    if recorded is not None and recorded.is_file():
+        return load_spec(recorded)
+    base_dir = recorded.parent if recorded is not None and recorded.parent.is_dir() else None
+    text = run_dir.config_path.read_text(encoding="utf-8")
+    return parse_spec(text, source=run_dir.config_path.resolve(), base_dir=base_dir)
 
 
 def input_data(path: Path, name: str) -> InputData:

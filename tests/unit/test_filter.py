@@ -67,6 +67,20 @@ def test_items_the_filter_leaves_out_never_run_and_are_counted(tmp_path: Path) -
     assert (last.data["total"], last.data["filtered"]) == (3, 2)
 
 
+def test_show_and_the_report_count_the_items_left_out(cli, tmp_path: Path) -> None:
+    harness = filtered(tmp_path)
+    harness.run(run_id="r")
+    workdir = str(harness.settings.workdir)
+
+    shown = cli("show", "r", "--workdir", workdir)
+    report = cli("report", "r", "--workdir", workdir, "-o", str(tmp_path / "r.html"))
+
+    row = next(line for line in shown.stdout.splitlines() if " label " in line)
+    assert "completed (2 filtered out)" in row
+    assert report.exit_code == 0, report.stderr
+    assert "completed (2 filtered out)" in (tmp_path / "r.html").read_text()
+
+
 def test_widening_the_filter_on_resume_runs_only_the_newly_kept_items(tmp_path: Path) -> None:
     harness = filtered(tmp_path)
     harness.run(run_id="r")

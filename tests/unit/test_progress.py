@@ -107,3 +107,32 @@ def test_every_running_step_has_its_own_live_line_in_step_order():
     assert "[3/3] Check..." in after[after.index("✓ [2/3] Ask") :]
     assert "[2/3] Ask..." not in after[after.index("✓ [2/3] Ask") :]
     assert "✓ [3/3] Check" in screen.getvalue()
+
+
+def test_the_live_lines_step_aside_while_a_pause_prompt_asks():
+    screen = io.StringIO()
+    terminal = Console(file=screen, force_terminal=True, width=120, color_system=None)
+    printer = ProgressPrinter(terminal)
+
+    def of(number: int, title: str, kind: EventType, **fields: object) -> Event:
+        return Event(type=kind, run_id="r", step=title.lower(), number=number, total=3,
+                     title=title, **fields)  # fmt: skip
+
+    printer(of(1, "Slow", EventType.STEP_STARTED))
+    before = len(screen.getvalue())
+    with printer.aside():
+        printer(of(2, "Next", EventType.STEP_STARTED))  # a step starting meanwhile
+        printer(of(1, "Slow", EventType.LOG, message="still going", data={"level": "info"}))
+        terminal.print("Press Enter to continue")
+    asked = screen.getvalue()[before:]
+    printer(of(1, "Slow", EventType.LOG, message="after", data={"level": "info"}))
+    after = screen.getvalue()[before + len(asked) :]
+    printer(of(1, "Slow", EventType.STEP_COMPLETED, data={"duration_s": 1.0}))
+    printer(of(2, "Next", EventType.STEP_COMPLETED, data={"duration_s": 1.0}))
+
+    # while asking: the question and the log line, no spinner lines drawn under them
+    assert "Press Enter to continue" in asked and "slow: still going" in asked
+    assert "[1/3] Slow..." not in asked[asked.index("Press Enter") :]
+    assert "[2/3] Next..." not in asked
+    # answered: both running steps are back on their live lines
+    assert "[1/3] Slow..." in after and "[2/3] Next..." in after

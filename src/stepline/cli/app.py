@@ -389,9 +389,10 @@ def _hooks(settings: Settings, pause: bool | None, as_json: bool) -> Hooks:
     else:
         mode = PauseMode.ASK
     interactive = sys.stdin.isatty() and err.is_terminal
+    progress = render.ProgressPrinter(err)
     return Hooks(
-        listener=render.ProgressPrinter(err),
-        pauser=render.ask_at_pause(err) if interactive else None,
+        listener=progress,
+        pauser=render.ask_at_pause(err, progress) if interactive else None,
         pause_mode=mode,
     )
 

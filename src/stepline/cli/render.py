@@ -7,10 +7,12 @@ pipe, NO_COLOR) plain lines are printed instead.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -117,8 +119,31 @@ class ProgressPrinter:
         self._live: Live | None = None
         self._steps = _RunningSteps()
         self._last_plain = time.monotonic()
+        # A pause prompt asks from a worker thread while other steps may still run and send
+        # events: the live lines step aside until it is answered (see ``aside``).
+        self._lock = threading.RLock()
+        self._aside = False
+
+    @contextlib.contextmanager
+    def aside(self) -> Iterator[None]:
+        """Hide the live lines while a person is asked something on the same terminal; they
+        come back, with whatever ran meanwhile, once the question is answered."""
+        with self._lock:
+            self._aside = True
+            self._hide()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._aside = False
+                if self._steps.lines:
+                    self._show()
 
     def __call__(self, event: Event) -> None:
+        with self._lock:
+            self._take(event)
+
+    def _take(self, event: Event) -> None:
         label = f"[{event.number}/{event.total}] {escape(event.title or event.step or '')}"
         message = escape(event.message or "")
         running = self._steps.lines.get(event.number or 0)
@@ -162,11 +187,20 @@ class ProgressPrinter:
             self.console.print(f"{label}...")
             return
         self._steps.lines[number] = _Running(f"{label}...")
+        if not self._aside:
+            self._show()
+
+    def _show(self) -> None:
         if self._live is None:
             self._live = Live(
                 self._steps, console=self.console, refresh_per_second=8, transient=True
             )
             self._live.start()
+
+    def _hide(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
 
     def _stop(self, number: int) -> None:
         """A step ended: its live line goes; the display goes with the last one."""
@@ -176,9 +210,7 @@ class ProgressPrinter:
 
     def _stop_all(self) -> None:
         self._steps.lines.clear()
-        if self._live is not None:
-            self._live.stop()
-            self._live = None
+        self._hide()
 
     @staticmethod
     def _suffix(event: Event) -> str:
@@ -220,10 +252,19 @@ def batch_counts_text(batch: dict[str, int]) -> str:
     return head + (": " + ", ".join(counts) if counts else "")
 
 
-def ask_at_pause(console: Console) -> Callable[[PausePoint], bool]:
-    """A pauser that asks on the terminal: Enter continues, q stops."""
+def ask_at_pause(
+    console: Console, progress: ProgressPrinter | None = None
+) -> Callable[[PausePoint], bool]:
+    """A pauser that asks on the terminal: Enter continues, q stops. The live lines of the
+    steps still running (``progress``) step aside while it asks."""
 
     def ask(point: PausePoint) -> bool:
+        if progress is None:
+            return _ask(point)
+        with progress.aside():
+            return _ask(point)
+
+    def _ask(point: PausePoint) -> bool:
         if point.problem:
             console.print(f"[red]{escape(point.problem)}[/]")
         console.print(
@@ -296,6 +337,8 @@ def steps_table(state: RunState, notes: StepNotes, usage: dict[str, RunUsage]) -
     Tokens and cost come from ``usage`` (by step, summed from the call records: what the
     step's requests used, replays and cache hits at nothing, failed items included), the
     numbers the usage table and the run's totals show; a step without calls shows none."""
+    from stepline.reports.overview import metric_notes  # loaded by show already
+
     titled = any(step.label and step.label != step.id for step in state.steps)
     columns = [
         Column("#", justify="right", drop=3),
@@ -317,14 +360,8 @@ def steps_table(state: RunState, notes: StepNotes, usage: dict[str, RunUsage]) -
             style = "yellow"
         metrics = step.metrics
         status = f"[{style}]{escape(words)}[/]"
-        if metrics.get("items_failed"):
-            status += f" [red]({metrics['items_failed']} of {metrics['items']} items failed)[/]"
-        if metrics.get("items_filtered"):
-            status += f" ({metrics['items_filtered']:,} filtered out)"
-        if metrics.get("attempts", 1) > 1:
-            status += f" ({metrics['attempts']} attempts)"
-        if metrics.get("item_retries"):
-            status += f" ({metrics['item_retries']} item retries)"
+        for note, problem in metric_notes(metrics):
+            status += f" [red]({escape(note)})[/]" if problem else f" ({escape(note)})"
         tokens, cost = _step_usage(usage.get(step.id))
         table.add_row(
             str(step.number),

@@ -16,7 +16,7 @@ from pathlib import Path
 from stepline import __version__
 from stepline.errors import InputError
 from stepline.reports.excerpts import output_excerpt
-from stepline.reports.overview import RunOverview, Timeline
+from stepline.reports.overview import RunOverview, Timeline, metric_notes
 from stepline.spec import format_duration
 from stepline.store.atomic import write_text_atomic
 from stepline.store.state import RunUsage, StepState
@@ -235,8 +235,7 @@ def _steps_table(steps: list[StepState], overview: RunOverview) -> str:
     for step in steps:
         metrics, used = step.metrics, usage.get(step.id)
         status = overview.notes.status(step)
-        if metrics.get("items_failed"):
-            status += f" ({metrics['items_failed']} of {metrics.get('items')} items failed)"
+        status += "".join(f" ({note})" for note, _ in metric_notes(metrics))
         cells = [
             (str(step.number), True),
             (step.label or step.id, False),

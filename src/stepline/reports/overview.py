@@ -86,6 +86,22 @@ class StepNotes:
         return status
 
 
+def metric_notes(metrics: dict[str, Any]) -> list[tuple[str, bool]]:
+    """What a step's metrics add to its status, each with whether it is a problem:
+    ``("2 of 10 items failed", True)``, ``("28 filtered out", False)``, ``("3 attempts",
+    False)``; the same words in ``show`` and the report."""
+    notes: list[tuple[str, bool]] = []
+    if metrics.get("items_failed"):
+        notes.append((f"{metrics['items_failed']} of {metrics.get('items')} items failed", True))
+    if metrics.get("items_filtered"):
+        notes.append((f"{metrics['items_filtered']:,} filtered out", False))
+    if metrics.get("attempts", 1) > 1:
+        notes.append((f"{metrics['attempts']} attempts", False))
+    if metrics.get("item_retries"):
+        notes.append((f"{metrics['item_retries']} item retries", False))
+    return notes
+
+
 @dataclass(frozen=True)
 class RunOverview:
     """A run as ``show`` and ``report`` present it."""

@@ -77,6 +77,7 @@ def test_show_and_the_report_count_the_items_left_out(cli, tmp_path: Path) -> No
 
     row = next(line for line in shown.stdout.splitlines() if " label " in line)
     assert "completed (2 filtered out)" in row
+    assert "attempts" not in row  # three items' one call each is not "3 attempts"
     assert report.exit_code == 0, report.stderr
     assert "completed (2 filtered out)" in (tmp_path / "r.html").read_text()
 

@@ -199,3 +199,42 @@ def test_bad_group_and_flatten_keys_are_config_errors(steps: str, words: str) ->
         analyse_spec(spec, {})
 
     assert words in raised.value.message
+
+
+def test_a_flattened_output_passes_its_pause_point_though_its_elements_are_not_replies(
+    tmp_path: Path,
+) -> None:
+    from stepline.engine.pauses import PauseMode, PausePoint
+    from tests.fakes.scripted import ScriptedProvider, reply
+
+    harness = InProcess(
+        tmp_path,
+        f"""
+        name: paused
+        {LLM}
+        steps:
+          - id: tag
+            kind: llm
+            for_each: input.lines
+            group_size: 2
+            flatten: true
+            pause: true
+            schema: {{type: array, items: {{type: string}}}}
+            prompt: "Tag {{{{ item | join(', ') }}}}"
+        """,
+        "a\nb\nc\n",
+        provider=ScriptedProvider(script=reply('["x", "y"]')),
+    )
+    asked: list[str | None] = []
+
+    def keep_going(point: PausePoint) -> bool:
+        asked.append(point.problem)
+        return point.problem is None  # asked again only if the output was refused
+
+    harness.pause_mode, harness.pauser = PauseMode.ASK, keep_going
+
+    result = harness.run(run_id="r")
+
+    assert result.status == RunStatus.COMPLETED
+    assert asked == [None]
+    assert harness.output_file("r", "steps/01-tag.json") == ["x", "y", "x", "y"]

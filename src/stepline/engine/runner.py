@@ -20,11 +20,11 @@ from typing import Any
 from stepline import clock
 from stepline.engine import conditions
 from stepline.engine.contract import Hooks, PreparedRun, RunResult
+from stepline.engine.edits import check_edit
 from stepline.engine.events import Event, EventLog, EventType, step_logger
 from stepline.engine.fanout import (
     FanOut,
     FanOutProgress,
-    is_collected_failure,
     item_base_fingerprint,
 )
 from stepline.engine.fingerprint import fingerprint
@@ -49,9 +49,8 @@ from stepline.providers.pricing import Pricer
 from stepline.providers.ratelimit import RateLimiter
 from stepline.providers.records import CallRecord
 from stepline.settings import Settings
-from stepline.spec import LLMStep, StepBase
+from stepline.spec import StepBase
 from stepline.steps import StepEnvironment, StepOutcome, execute_step
-from stepline.steps.structured import schema_problem
 from stepline.store.cassette import Cassette
 from stepline.store.items import ItemStore
 from stepline.store.journal import StateJournal
@@ -688,36 +687,13 @@ class Runner:
         steps after it were written for what the schema promises."""
         assert record.output is not None
         value = self.run.run_dir.read_output(record.output)
-        self._check_edit(step, record.output, value)
+        check_edit(step, self.run.run_dir.resolve(record.output), value)
         previous = record.output_hash
         self._remember(step.id, value)
         if self.output_hashes[step.id] != previous:
             record.output_hash = self.output_hashes[step.id]
             self._save()
             self._emit(EventType.OUTPUT_EDITED, step, message=record.output)
-
-    def _check_edit(self, step: StepBase, output: str, value: Any) -> None:
-        if not isinstance(step, LLMStep) or step.output_schema is None:
-            return
-        if step.fans_out:  # each item's reply was checked; collected failures are not replies
-            if not isinstance(value, list):
-                return  # a .jsonl output streams from disk: not read whole to check it
-            collected = step.on_item_error == "collect"
-            replies = [
-                (f"item {number} ", reply)
-                for number, reply in enumerate(value, start=1)
-                if not (collected and is_collected_failure(reply))
-            ]
-        else:
-            replies = [("", value)]
-        for where, reply in replies:
-            problem = schema_problem(reply, step.output_schema)
-            if problem is not None:
-                raise RunStoreError(
-                    f"{self.run.run_dir.resolve(output)}: {where}{problem.message}",
-                    hint="fix the edit to match the step's schema, or stop (q) and re-run "
-                    "the step with --from-step",
-                )
 
     def _pause(self, step: StepBase, *, reason: str) -> RunResult:
         self.run.state.paused_after, self.run.state.pause_reason = step.id, reason

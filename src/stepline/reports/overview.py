@@ -95,7 +95,7 @@ def metric_notes(metrics: dict[str, Any]) -> list[tuple[str, bool]]:
         notes.append((f"{metrics['items_failed']} of {metrics.get('items')} items failed", True))
     if metrics.get("items_filtered"):
         notes.append((f"{metrics['items_filtered']:,} filtered out", False))
-    if metrics.get("attempts", 1) > 1:
+    if metrics.get("attempts", 1) > 1 and "items" not in metrics:  # a fan-out's sum its calls'
         notes.append((f"{metrics['attempts']} attempts", False))
     if metrics.get("item_retries"):
         notes.append((f"{metrics['item_retries']} item retries", False))

@@ -15,6 +15,12 @@ def event(kind: EventType, **fields: object) -> Event:
     return Event(type=kind, run_id="r", step="ask", number=1, total=2, title="Ask", **fields)
 
 
+def of(number: int, title: str, kind: EventType, **fields: object) -> Event:
+    """An event of step ``number`` of three, titled ``title``."""
+    return Event(type=kind, run_id="r", step=title.lower(), number=number, total=3,
+                 title=title, **fields)  # fmt: skip
+
+
 def test_streamed_tokens_appear_on_the_live_line_in_a_terminal():
     screen = io.StringIO()
     printer = ProgressPrinter(Console(file=screen, force_terminal=True, width=120))
@@ -87,10 +93,6 @@ def test_every_running_step_has_its_own_live_line_in_step_order():
     terminal = Console(file=screen, force_terminal=True, width=120, color_system=None)
     printer = ProgressPrinter(terminal)
 
-    def of(number: int, title: str, kind: EventType, **fields: object) -> Event:
-        return Event(type=kind, run_id="r", step=title.lower(), number=number, total=3,
-                     title=title, **fields)  # fmt: skip
-
     printer(of(3, "Check", EventType.STEP_STARTED))
     printer(of(2, "Ask", EventType.STEP_STARTED))
     printer(of(3, "Check", EventType.LOG, message="hello", data={"level": "info"}))
@@ -113,10 +115,6 @@ def test_the_live_lines_step_aside_while_a_pause_prompt_asks():
     screen = io.StringIO()
     terminal = Console(file=screen, force_terminal=True, width=120, color_system=None)
     printer = ProgressPrinter(terminal)
-
-    def of(number: int, title: str, kind: EventType, **fields: object) -> Event:
-        return Event(type=kind, run_id="r", step=title.lower(), number=number, total=3,
-                     title=title, **fields)  # fmt: skip
 
     printer(of(1, "Slow", EventType.STEP_STARTED))
     before = len(screen.getvalue())

@@ -140,17 +140,18 @@ def _item_needs(step: StepBase, variables: Mapping[str, object]) -> dict[str, An
     """What each item of a fan-out step depends on, beyond its own value (see StepNeeds)."""
     if step.for_each is None:
         return {}
-    others = ReferenceSet()
+    # others: what an item's own templates read (for_each, when and filter pick which items
+    # run, not what each gives); valued adds for_each's variables, so an item fingerprint
+    # made before when and filter existed stays the same and an upgrade redoes nothing
+    others, valued = ReferenceSet(), ReferenceSet()
     for field_name, source in template_fields(step):
-        if field_name not in ("for_each", "when", "filter"):  # which items run, not how
-            others.add(references(source, where=f'step "{step.id}" {field_name}'))
+        if field_name in ("when", "filter"):
+            continue
+        found = references(source, where=f'step "{step.id}" {field_name}')
+        valued.add(found)
+        if field_name != "for_each":
+            others.add(found)
     is_python = isinstance(step, PythonStep)
-    # for_each's variables too: an item fingerprint made before when and filter existed
-    # must stay the same, or an upgrade would redo finished items
-    valued = ReferenceSet()
-    for field_name, source in template_fields(step):
-        if field_name not in ("when", "filter"):
-            valued.add(references(source, where=f'step "{step.id}" {field_name}'))
     item_needs: dict[str, Any] = {
         "uses_item_index": is_python or "item_index" in others.names,
         "item_vars": frozenset(variables)

@@ -40,7 +40,7 @@ CONTEXT_NAMES = frozenset({"input", "steps", "run", "vars"})
 ITEM_NAMES = frozenset({"item", "item_index", "item_key"})
 """Names a fan-out step's templates see besides ``CONTEXT_NAMES``."""
 INPUT_ATTRIBUTES = ("text", "path", "name", "json")
-"""What ``input`` has in templates (``steps.base.InputView``); ``json`` only for JSON input."""
+"""What ``input`` has in templates (``context.InputView``); ``json`` only for JSON input."""
 
 MAX_REPEATED_LENGTH = 16 * 1024 * 1024
 MAX_POWER_BITS = 100_000

@@ -66,8 +66,10 @@ GRAPH = CONFIG.replace(
   - id: shout
 """,
 )
-REQUESTS = {CONFIG: 25, GRAPH: 49}  # an uninterrupted run's: 24 items (per fan-out) + 1
-IN_FLIGHT = {CONFIG: 4, GRAPH: 8}  # at most, at a kill: concurrency 4 per fan-out running
+# The graph with its Python steps on worker processes: kills land with items on workers too.
+PROCESSES = GRAPH.replace("concurrency: 4\n", "concurrency: 4\nexecutor: processes\nworkers: 2\n")
+REQUESTS = {CONFIG: 25, GRAPH: 49, PROCESSES: 49}  # uninterrupted: 24 per fan-out + 1
+IN_FLIGHT = {CONFIG: 4, GRAPH: 8, PROCESSES: 8}  # at most, at a kill: 4 per fan-out running
 
 HELPERS = """
 def make(ctx):
@@ -117,7 +119,7 @@ def outputs(folder: Path, run_id: str) -> dict[str, object]:
     return {path.name: json.loads(path.read_text()) for path in sorted(steps.glob("*.json"))}
 
 
-@pytest.mark.parametrize("config", [CONFIG, GRAPH], ids=["chain", "graph"])
+@pytest.mark.parametrize("config", [CONFIG, GRAPH, PROCESSES], ids=["chain", "graph", "processes"])
 @pytest.mark.parametrize("seed", range(SEEDS))
 def test_runs_killed_at_random_moments_finish_with_the_same_outputs(
     fake_llm: FakeLLMServer, tmp_path: Path, seed: int, config: str

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
+from stepline.context import MAX_INPUT_BYTES, MAX_WHOLE_INPUT_BYTES
 from stepline.providers.base import MAX_REPLY_BYTES
-from stepline.steps.base import MAX_INPUT_BYTES, MAX_WHOLE_INPUT_BYTES
 from tests.e2e.test_errors import assert_clean_error
 from tests.fakes import ANTHROPIC_MESSAGES_PATH, OPENAI_CHAT_PATH, FakeLLMServer, Reply
 from tests.helpers import write

@@ -5,6 +5,7 @@ in ``--json`` (which keeps every field it had); and show, report and diff stay l
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -67,8 +68,9 @@ def test_show_json_adds_the_timeline_and_usage_and_keeps_every_field(cli, run: d
     assert [bar["step"] for bar in bars] == ["draft", "polish", "review", "wrap"]
     offsets = [bar["offset_s"] for bar in bars]
     assert offsets[0] == 0 and offsets == sorted(offsets)
-    for bar, step in zip(bars, run["steps"], strict=True):
-        assert bar["duration_s"] == pytest.approx(step["duration_s"], abs=0.05)
+    for bar, step in zip(bars, run["steps"], strict=True):  # from the recorded start and end
+        began, ended = (datetime.fromisoformat(step[key]) for key in ("started_at", "finished_at"))
+        assert bar["duration_s"] == pytest.approx((ended - began).total_seconds(), abs=0.002)
     end = bars[-1]["offset_s"] + bars[-1]["duration_s"]  # three values, each rounded to 1 ms
     assert shown["timeline"]["span_s"] >= end - 0.002
 

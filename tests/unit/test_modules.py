@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stepline.steps.modules import import_user_module
+from stepline.usercode import import_user_module
 
 
 @pytest.fixture(autouse=True)

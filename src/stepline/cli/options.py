@@ -117,6 +117,16 @@ ConcurrencyOption = Annotated[
         show_default=False,
     ),
 ]
+ExecutorOption = Annotated[
+    str | None,
+    typer.Option(
+        "--executor",
+        metavar="NAME",
+        help="Run every Python and shell step on this executor: threads or processes "
+        "(default: each step's executor:, else the config's).",
+        show_default=False,
+    ),
+]
 JobsOption = Annotated[
     int | None,
     typer.Option(

@@ -29,11 +29,11 @@ from stepline.engine.runner import Runner
 from stepline.errors import InputError
 from stepline.settings import Settings
 from stepline.spec import LLMStep, PipelineSpec, PythonStep, config_hash, load_spec
-from stepline.steps.python import resolve_function
 from stepline.store.lock import RunLock
 from stepline.store.rundir import RunDir
 from stepline.store.runs import RunStore
 from stepline.store.state import load_state
+from stepline.usercode import resolve_function
 
 
 def validate_config(config_path: Path, variables: dict[str, str] | None = None) -> PipelineSpec:
@@ -46,7 +46,7 @@ def validate_config(config_path: Path, variables: dict[str, str] | None = None) 
         if isinstance(step, LLMStep):
             spec.llm_params(step)
         elif isinstance(step, PythonStep):
-            resolve_function(step, spec.base_dir)
+            resolve_function(step.id, step.function, spec.base_dir)
     return spec
 
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TypeVar
 
+from stepline.context import Item
 from stepline.engine.executors import ItemBook, LiveItems
 from stepline.errors import BudgetReached, ProviderError, StepFailed, StepLineError
 from stepline.faults import crash_point
@@ -48,7 +49,6 @@ from stepline.providers.records import CallSite
 from stepline.providers.retry import Attempt, with_retries
 from stepline.providers.tokens import request_characters
 from stepline.spec import LLMParams, LLMStep
-from stepline.steps.base import Item
 from stepline.steps.llm import build_request, finish_llm_step
 from stepline.store.batches import BatchLedger
 from stepline.store.items import ItemRecord, ItemStatus

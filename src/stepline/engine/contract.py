@@ -58,6 +58,7 @@ class PreparedRun:
     spec_parts: dict[str, dict[str, str]] = field(default_factory=dict)  # by step: see fingerprint
     to_step: str | None = None  # --to-step: the id of the last step that runs
     jobs: int | None = None  # --jobs: steps at once (else the config's max_parallel_steps)
+    executor: str | None = None  # --executor: where every Python and shell step runs
 
 
 @dataclass

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from stepline.context import InputData, Item
 from stepline.engine.contract import PreparedRun
 from stepline.engine.fanout import ItemIdentity, item_base_fingerprint
 from stepline.engine.items import resolve_items
@@ -46,7 +47,7 @@ from stepline.providers.tokens import estimate_tokens
 from stepline.settings import Settings
 from stepline.spec import LLMParams, LLMStep
 from stepline.spec.model_rules import chars_per_token
-from stepline.steps.base import InputData, Item, item_context, template_context
+from stepline.steps.base import item_context, template_context
 from stepline.steps.llm import build_request
 from stepline.store.cache import ResponseCache
 from stepline.store.cassette import Cassette

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -145,25 +144,6 @@ class EventLog:
             timer = self._timers.pop(key, None)
             if timer is not None:
                 timer.cancel()
-
-
-def step_logger(step_id: str, log: Callable[[str, str], None]) -> logging.Logger:
-    """``ctx.log`` for a step: each record goes to ``log(message, level)``, which the runner
-    turns into a ``log`` event in events.jsonl."""
-    logger = logging.getLogger(f"stepline.step.{step_id}")
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    logger.handlers = [_StepLogHandler(log)]
-    return logger
-
-
-class _StepLogHandler(logging.Handler):
-    def __init__(self, log: Callable[[str, str], None]) -> None:
-        super().__init__()
-        self._log = log
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self._log(record.getMessage(), record.levelname.lower())
 
 
 def follow_events(

@@ -15,12 +15,13 @@ import asyncio
 from dataclasses import replace
 from typing import Protocol
 
+from stepline import clock
+from stepline.context import Item
 from stepline.engine.retries import attempts_of
-from stepline.errors import BudgetReached, StepFailed, StepLineError
+from stepline.errors import BudgetReached, SpecError, StepFailed, StepLineError
 from stepline.faults import crash_point
 from stepline.spec import StepBase
 from stepline.steps import StepEnvironment, StepOutcome, execute_step
-from stepline.steps.base import Item
 from stepline.store.items import ItemRecord, ItemStore
 
 COMMITS_WAITING = 256
@@ -109,6 +110,7 @@ class LiveItems:
         # thread are bounded apart: without a bound, quick items outpacing the writer pile up
         # (2,845 tasks for a no-op step over a million records at concurrency 8, 14 MiB).
         self._max_tasks = 2 * concurrency + COMMITS_WAITING
+        self.busy_s = 0.0  # the items' own time, retries included (a mean per item for show)
 
     def claims(self, item: Item, fingerprint: str, record: ItemRecord | None) -> bool:
         return False
@@ -166,10 +168,16 @@ class LiveItems:
             await store.start(step.id, item.key, item.index, fingerprint, book.mark)
             crash_point("item-intent-committed")
         env = replace(book.env, item=item)
+        started = clock.monotonic()
         try:  # the timeout and the step's retry: apply to each item
             outcome, attempts = await attempts_of(
-                step, lambda: execute_step(step, env), book.env.log, item_key=item.key
+                step, lambda: run_attempt(step, env), book.env.log, item_key=item.key
             )
+        except SpecError as exc:  # the step cannot run at all here: no item's fault
+            slot.release()
+            self._crash = self._crash or exc
+            book.stop()
+            return
         except BudgetReached as exc:  # not the item's fault: stop launching, keep it unrun
             slot.release()
             book.stop_for_budget(exc)
@@ -179,9 +187,11 @@ class LiveItems:
         except StepLineError as exc:
             slot.release()
             attempts = getattr(exc, "attempts", 1)
+            self.busy_s += clock.monotonic() - started
             await book.item_failed(item, fingerprint, item_error(exc), attempts=attempts)
         else:
             slot.release()
+            self.busy_s += clock.monotonic() - started
             await book.item_done(item, fingerprint, outcome, attempts=attempts)
         book.show_progress()
 
@@ -196,3 +206,10 @@ class _Slot:
         if self._limit is not None:
             self._limit.release()
             self._limit = None
+
+
+async def run_attempt(step: StepBase, env: StepEnvironment) -> StepOutcome:
+    """One attempt of one item, on the step's executor."""
+    if env.executors is None:
+        return await execute_step(step, env)
+    return await env.executors.run(step, env)

@@ -30,6 +30,7 @@ from fractions import Fraction
 from typing import Any
 
 from stepline import clock
+from stepline.context import Item
 from stepline.engine.batching import BatchedItems
 from stepline.engine.executors import ItemExecutor, LiveItems
 from stepline.engine.fingerprint import fingerprint, spec_hash
@@ -38,9 +39,8 @@ from stepline.engine.references import StepNeeds
 from stepline.engine.streams import ItemStream
 from stepline.errors import BudgetReached, StepFailed
 from stepline.hashing import hash_value
-from stepline.spec import LLMStep, PipelineSpec, StepBase
+from stepline.spec import LLMStep, PipelineSpec, PythonStep, ShellStep, StepBase
 from stepline.steps import StepEnvironment, StepOutcome
-from stepline.steps.base import Item
 from stepline.store.items import LOOKUP_BATCH, ItemRecord, ItemStatus, ItemStore
 from stepline.store.jsonl import RowStream
 from stepline.store.state import INPUT_KEY
@@ -574,6 +574,8 @@ class FanOut:
         }
         if step.filter is not None:
             metrics["items_filtered"] = self._filtered
+        if isinstance(step, PythonStep | ShellStep) and self.live.busy_s:
+            metrics["item_seconds"] = round(self.live.busy_s, 3)
         if tally.retries:
             metrics["item_retries"] = tally.retries
         if failures:

@@ -1,9 +1,10 @@
 """Step fingerprints: a hash of what a step is (its resolved spec) and of what it read.
 
-Display-only keys (label, pause, critical, timeout) and the settings that decide how an LLM
-reply is obtained (retry, fallback_models, cache, timeout, stream, repair_attempts, cassette,
-prompt caching and batch mode) are left out, so editing them never causes a re-run. For a
-Python step the module file's content is part of its spec: editing the function re-runs it.
+Display-only keys (label, pause, critical, timeout), where the work runs (executor, workers)
+and the settings that decide how an LLM reply is obtained (retry, fallback_models, cache,
+timeout, stream, repair_attempts, cassette, prompt caching and batch mode) are left out, so
+editing them never causes a re-run. For a Python step the module file's content is part of its
+spec: editing the function re-runs it.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ _NOT_IN_FINGERPRINT = frozenset(
         "output_format",
         "retry",
         "retry_on_exit",
+        "executor",
+        "workers",
     }
 )
 

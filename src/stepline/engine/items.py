@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from stepline.context import InputData, Item
 from stepline.errors import StepFailed
 from stepline.hashing import hash_value
 from stepline.spec import StepBase
-from stepline.steps.base import InputData, Item, item_context
+from stepline.steps.base import item_context
 from stepline.store.jsonl import JsonLines
 from stepline.templates import evaluate, render, truthy
 

@@ -11,8 +11,9 @@ import difflib
 import hashlib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
+from stepline.context import check_input_size
 from stepline.engine.conditions import condition_reads, known_now
 from stepline.engine.contract import PreparedRun
 from stepline.engine.estimates import BudgetOutlook, LLMEstimate
@@ -26,6 +27,7 @@ from stepline.providers import check_credentials
 from stepline.providers.requests import targets
 from stepline.settings import Settings
 from stepline.spec import (
+    ExecutorName,
     LLMStep,
     PipelineSpec,
     PythonStep,
@@ -35,12 +37,11 @@ from stepline.spec import (
     parse_spec,
 )
 from stepline.steps import InputData
-from stepline.steps.base import check_input_size
-from stepline.steps.python import resolve_function
 from stepline.store.items import read_item_progress
 from stepline.store.jsonl import hash_output
 from stepline.store.rundir import RunDir
 from stepline.store.state import INPUT_KEY, RunState, StepState, StepStatus
+from stepline.usercode import resolve_function
 
 CHUNK_BYTES = 1 << 20
 
@@ -53,8 +54,9 @@ class RunOptions:
     on the way to the runner.
 
     ``model``, ``provider``, ``batch``, ``variables``, ``max_cost``, ``replay``,
-    ``concurrency`` and ``jobs`` stick to the run: a resume without them uses what the run was
-    started (or last resumed) with, so the resume command a run prints always works.
+    ``concurrency``, ``jobs`` and ``executor`` stick to the run: a resume without them uses
+    what the run was started (or last resumed) with, so the resume command a run prints
+    always works.
     """
 
     run_id: str | None = None  # run only: the new run's id (default: generated)
@@ -65,6 +67,7 @@ class RunOptions:
     provider: str | None = None  # forced on every LLM step
     concurrency: int | None = None  # items at once in every fan-out step
     jobs: int | None = None  # steps at once (else the config's max_parallel_steps)
+    executor: str | None = None  # where every Python and shell step runs (threads, processes)
     max_cost: float | None = None  # the run's LLM budget in USD
     batch: bool = False  # fan-out LLM steps go through the provider's batch API
     no_cache: bool = False  # skip response cache reads (fresh replies are still stored)
@@ -82,6 +85,14 @@ class RunOptions:
         self.variables = {str(key): str(value) for key, value in self.variables.items()}
         if self.replay is not None and self.no_replay:
             raise InputError("--replay and --no-replay contradict each other; pass one")
+        executors = get_args(ExecutorName)
+        if self.executor is not None and self.executor not in executors:
+            close = difflib.get_close_matches(self.executor, executors, n=1)
+            raise InputError(
+                f'--executor "{self.executor}": no such executor'
+                + (f'; did you mean "{close[0]}"?' if close else ""),
+                hint="executors: " + ", ".join(executors),
+            )
 
     @classmethod
     def of(cls, **options: Any) -> RunOptions:
@@ -105,7 +116,9 @@ class RunOptions:
         state.concurrency = concurrency
         jobs = self.jobs if self.jobs is not None else state.jobs
         state.jobs = jobs
-        return replace(self, replay=replay, concurrency=concurrency, jobs=jobs)
+        executor = self.executor if self.executor is not None else state.executor
+        state.executor = executor
+        return replace(self, replay=replay, concurrency=concurrency, jobs=jobs, executor=executor)
 
     @property
     def overrides(self) -> dict[str, str]:
@@ -312,6 +325,7 @@ def prepare_run(
         record=options.record,
         concurrency=options.concurrency,
         jobs=options.jobs,
+        executor=options.executor,
         skip_failed=options.skip_failed,
         fresh_items=options.fresh_items,
         budget_usd=state.max_cost_usd
@@ -389,7 +403,7 @@ def preflight(
             continue
         step = spec.steps[decision.number - 1]
         if isinstance(step, PythonStep):
-            resolve_function(step, spec.base_dir)
+            resolve_function(step.id, step.function, spec.base_dir)
         elif isinstance(step, LLMStep):
             _check_llm_step(spec, step, settings, options)
 

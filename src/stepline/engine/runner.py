@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from stepline import clock
+from stepline.context import step_logger
 from stepline.engine import conditions
 from stepline.engine.contract import Hooks, PreparedRun, RunResult
 from stepline.engine.edits import check_edit
-from stepline.engine.events import Event, EventLog, EventType, step_logger
+from stepline.engine.events import Event, EventLog, EventType
 from stepline.engine.fanout import (
     FanOut,
     FanOutProgress,
@@ -50,7 +51,7 @@ from stepline.providers.ratelimit import RateLimiter
 from stepline.providers.records import CallRecord
 from stepline.settings import Settings
 from stepline.spec import StepBase
-from stepline.steps import StepEnvironment, StepOutcome, execute_step
+from stepline.steps import StepEnvironment, StepOutcome
 from stepline.store.cassette import Cassette
 from stepline.store.items import ItemStore
 from stepline.store.journal import StateJournal
@@ -58,6 +59,7 @@ from stepline.store.jsonl import RowStream, hash_output
 from stepline.store.runs import RunStore
 from stepline.store.state import INPUT_KEY, RunStatus, StepState, StepStatus, now
 from stepline.threads import run_in_thread
+from stepline.workers.placement import Executors
 
 PROGRESS_EVERY_S = 0.2
 
@@ -96,6 +98,7 @@ class Runner:
         self._cassettes: dict[Path, Cassette] = {}
         self.items = ItemStore(prepared.run_dir.items_path)
         self.processes = ProcessGroups(prepared.run_dir.processes_dir)
+        self.executors = Executors(prepared.spec, override=prepared.executor, groups=self.processes)
         self._streams: dict[str, ItemStream] = {}  # stream_items: step id -> its stream
         self._last_progress: dict[str, float] = {}  # progress stream -> last shown
         self.outputs: dict[str, Any] = {}
@@ -150,8 +153,8 @@ class Runner:
         if stopped := self.processes.stop_all():  # this process holds the run: none are ours
             self._emit(
                 EventType.LOG,
-                message=f"stopped {stopped} process group(s) of shell steps that the last "
-                "runner of this run left running when it was killed",
+                message=f"stopped {stopped} process group(s) of shell steps or worker "
+                "processes that the last runner of this run left running when it was killed",
                 data={"level": "warning"},
             )
         try:
@@ -176,6 +179,7 @@ class Runner:
                 self._finish(RunStatus.FAILED, message, 1)
             raise
         finally:
+            await self.executors.close()
             await self.providers.aclose()
             self.cache.close()
             self.items.close()
@@ -409,8 +413,10 @@ class Runner:
             raise
 
     def _concurrency(self, step: StepBase) -> int:
-        """Items at once: --concurrency, else the step's, else the pipeline's."""
-        return self.run.concurrency or step.concurrency or self.run.spec.concurrency
+        """Items at once: --concurrency, else the step's, else the pipeline's (on processes,
+        at most one per worker)."""
+        concurrency = self.run.concurrency or step.concurrency or self.run.spec.concurrency
+        return self.executors.items_at_once(step, concurrency)
 
     def _reuse(self, step: StepBase, record: StepState) -> None:
         assert record.output is not None  # the plan reuses only steps with an output
@@ -490,14 +496,16 @@ class Runner:
                 hint=f'fix step "{failed[0]}" first (see pipeline show)',
             )
         env = self._environment(step)
+        placed = self.executors.metrics_of(step)
         if step.fans_out:
-            return await self.hooks.interrupts.guard(self._fan_out(step, env))
+            outcome = await self.hooks.interrupts.guard(self._fan_out(step, env))
+            return replace(outcome, metrics={**outcome.metrics, **placed})
         outcome, attempts = await self.hooks.interrupts.guard(
-            attempts_of(step, lambda: execute_step(step, env), env.log)
+            attempts_of(step, lambda: self.executors.run(step, env), env.log)
         )
         if attempts > 1:
-            outcome = replace(outcome, metrics={**outcome.metrics, "attempts": attempts})
-        return outcome
+            placed["attempts"] = attempts
+        return replace(outcome, metrics={**outcome.metrics, **placed})
 
     async def _fan_out(self, step: StepBase, env: StepEnvironment) -> StepOutcome:
         needs = self.run.needs[step.id]
@@ -564,6 +572,7 @@ class Runner:
             llm=self.llm,
             log=step_logger(step.id, lambda message, level: self._log(step, message, level)),
             processes=self.processes,
+            executors=self.executors,
         )
 
     def _record_success(

@@ -6,6 +6,7 @@ from stepline.spec.models import (
     ITEM_SOURCES,
     STEP_KINDS,
     CacheSpec,
+    ExecutorName,
     FallbackModel,
     ItemErrorStrategy,
     LLMDefaults,
@@ -24,6 +25,7 @@ from stepline.spec.models import (
 __all__ = [
     "ITEM_SOURCES",
     "CacheSpec",
+    "ExecutorName",
     "ItemErrorStrategy",
     "STEP_KINDS",
     "Duration",

@@ -192,6 +192,9 @@ class LLMParams(_Strict):
 
 
 ItemErrorStrategy = Literal["fail", "skip", "collect"]
+ExecutorName = Literal["threads", "processes"]
+"""Where a Python or shell step's work runs: ``threads`` in the runner's process (async and
+I/O-bound functions), ``processes`` in a pool of worker processes (CPU-bound functions)."""
 PERCENT_PATTERN = r"^[0-9]+(\.[0-9]+)?%$"
 
 
@@ -220,6 +223,7 @@ FailureLimit = Annotated[
 ]
 """``max_failed_items``: a count of items, or a percentage of them such as ``"10%"``."""
 MAX_PARALLEL_STEPS = 4
+MAX_WORKERS = 1024
 """Steps at once by default: enough for the branches of a typical pipeline, few enough that
 their fan-outs (``concurrency`` items each) do not multiply into a provider's rate limit."""
 ITEM_SOURCES = ("input.lines", "input.records")
@@ -419,7 +423,35 @@ class LLMStep(StepBase):
         return None
 
 
-class PythonStep(StepBase):
+class _RunsOnExecutor(StepBase):
+    """Keys of the step kinds whose work may run outside the runner's process."""
+
+    executor: ExecutorName | None = Field(
+        default=None,
+        description="Where the step (each item, in a fan-out) runs: threads, in the runner's "
+        "process (async and I/O-bound work), or processes, a pool of worker processes that "
+        "uses every core and whose timeout stops a hung item. Default: the pipeline's "
+        "executor (--executor wins).",
+    )
+    workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_WORKERS,
+        description="executor: processes: at most this many worker processes, so items at "
+        "once (default: the pipeline's workers, else the CPU count).",
+    )
+
+    @model_validator(mode="after")
+    def _workers_need_a_pool(self) -> _RunsOnExecutor:
+        if self.workers is not None and self.executor == "threads":
+            raise ValueError(
+                "workers applies to executor: processes; with threads, concurrency sets "
+                "the items at once"
+            )
+        return self
+
+
+class PythonStep(_RunsOnExecutor):
     """A Python callable ``module:function`` called with a step context."""
 
     kind: Literal["python"]
@@ -431,7 +463,7 @@ class PythonStep(StepBase):
     )
 
 
-class ShellStep(StepBase):
+class ShellStep(_RunsOnExecutor):
     """A command run without a shell; stdout is the output (parsed when it is JSON)."""
 
     kind: Literal["shell"]
@@ -573,6 +605,18 @@ class PipelineSpec(_Strict):
         le=64,
         description="At most this many steps run at once (--jobs on the command line wins); "
         "1 runs them one at a time in list order.",
+    )
+    executor: ExecutorName = Field(
+        default="threads",
+        description="Where Python and shell steps run unless they say otherwise: threads or "
+        "processes (--executor on the command line wins).",
+    )
+    workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_WORKERS,
+        description="Worker processes of a step on executor: processes, unless it sets its "
+        "own (default: the CPU count).",
     )
     rate_limit: Rate | None = None  # LLM requests per second across the run, from "50/min"
     budget: Budget | None = None

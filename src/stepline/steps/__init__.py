@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from stepline.context import InputData
 from stepline.spec import LLMStep, PythonStep, ShellStep, StepBase
-from stepline.steps.base import InputData, StepEnvironment, StepOutcome
+from stepline.steps.base import StepEnvironment, StepOutcome
 
 
 async def execute_step(step: StepBase, env: StepEnvironment) -> StepOutcome:

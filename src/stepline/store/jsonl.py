@@ -33,6 +33,10 @@ class JsonLines(Sequence[Any]):
         self.path = path
         self._loaded: list[Any] | None = None
 
+    def __reduce__(self) -> tuple[type[JsonLines], tuple[Path]]:
+        """Pickled as its path (for a worker process), never as the rows read so far."""
+        return JsonLines, (self.path,)
+
     def __iter__(self) -> Iterator[Any]:
         if self._loaded is not None:
             yield from self._loaded

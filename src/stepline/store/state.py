@@ -172,6 +172,7 @@ class RunState(BaseModel):
     replay: str | None = None  # --replay's cassette, kept for resumes (--no-replay: live)
     concurrency: int | None = None  # --concurrency, kept for resumes
     jobs: int | None = None  # --jobs, kept for resumes
+    executor: str | None = None  # --executor, kept for resumes
     usage: RunUsage = Field(default_factory=RunUsage)
     log_seq: int = 0  # the last change-log line this state holds
     steps: list[StepState] = Field(default_factory=list)

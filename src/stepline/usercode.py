@@ -1,4 +1,4 @@
-"""Import the user's Python modules from the folder beside the config.
+"""Import the user's Python functions from the folder beside the config.
 
 Two pipelines in one process may each have their own ``helpers.py``, and a person may edit
 ``helpers.py`` between a run and its resume. So a module this file imported is imported again
@@ -8,10 +8,17 @@ stepline did not import (the standard library, installed packages) are never tou
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import sys
+import sysconfig
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
+
+from stepline.errors import SpecError
 
 _loaded: dict[str, tuple[Path, int]] = {}
 """Top-level module name -> (file, mtime_ns) of modules loaded from a config folder."""
@@ -102,3 +109,58 @@ def _remember(top: str, base_dir: Path) -> None:
     module_file = getattr(sys.modules.get(top), "__file__", None)
     if local is not None and module_file and Path(module_file).resolve() == local:
         _loaded[top] = (local, local.stat().st_mtime_ns)
+
+
+def resolve_function(step_id: str, function: str, base_dir: Path) -> Callable[..., Any]:
+    """Import ``module:function``; every failure is a ``SpecError`` naming the step."""
+    module_name, _, attribute = function.partition(":")
+    module = import_step_module(step_id, module_name, base_dir)
+    target: Any = module
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            names = [name for name in dir(target) if not name.startswith("_")]
+            close = difflib.get_close_matches(part, names, n=1)
+            raise SpecError(
+                f'step "{step_id}": module "{module_name}" has no attribute "{attribute}"'
+                + (f'; did you mean "{close[0]}"?' if close else "")
+            )
+        target = getattr(target, part)
+    if not callable(target):
+        raise SpecError(f'step "{step_id}": {function} is not callable')
+    return target  # type: ignore[no-any-return]
+
+
+def import_step_module(step_id: str, module_name: str, base_dir: Path) -> Any:
+    """Import a step's module; every failure is a ``SpecError`` naming the step."""
+    try:
+        return import_user_module(module_name, base_dir)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise SpecError(
+                f'step "{step_id}": cannot import module "{module_name}"',
+                hint=f"put {module_name.replace('.', '/')}.py next to the config "
+                f"({base_dir}) or install it",
+            ) from None
+        raise SpecError(
+            f'step "{step_id}": importing "{module_name}" failed: {describe_exception(exc)}'
+        ) from exc
+    except Exception as exc:
+        raise SpecError(
+            f'step "{step_id}": importing "{module_name}" failed: {describe_exception(exc)}'
+        ) from exc
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``ValueError: bad item (helpers.py:12)``: the exception and where user code raised it.
+
+    Frames of stepline and of the standard library are passed over, so an error raised inside
+    ``json.loads`` or a ``cached_property`` still points at the user's line that called it.
+    """
+    skipped = (str(Path(__file__).resolve().parent), sysconfig.get_paths()["stdlib"])
+    frames = [
+        frame
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if not str(Path(frame.filename).resolve()).startswith(skipped)
+    ]
+    where = f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}"

@@ -1,0 +1,117 @@
+"""Executors: the same fan-out on ``threads`` and on ``processes``, in the same run.
+
+1. CPU-bound: ``--items`` items of about ``--cpu-ms`` of pure-Python work each (a loop
+   calibrated on this machine first). Threads hold the GIL, so they use one core whatever the
+   concurrency; processes use ``workers`` (default: every core). The worker start-up is part
+   of the processes figure.
+2. No-op: ``--noop`` items that return their item: the executor's own cost per item, beside
+   threads'.
+
+Times are the fan-out step's own (``duration_s`` in state.json), so loading the config and
+importing stepline count in neither; the two executors alternate round by round.
+
+    .venv/bin/python bench/executors.py [--items 400] [--cpu-ms 20] [--noop 20000] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import stepline
+
+CONFIG = """
+name: executors
+concurrency: {concurrency}
+steps:
+  - {{id: items, kind: python, function: "helpers:items"}}
+  - id: work
+    kind: python
+    function: helpers:{function}
+    for_each: "{{{{ steps['items'] }}}}"
+    executor: {executor}
+"""
+
+HELPERS = """
+def items(ctx):
+    return list(range({count}))
+
+def burn(ctx):
+    total = 0
+    for number in range({loops}):
+        total += number * number % 7
+    return total
+
+def noop(ctx):
+    return ctx.item
+"""
+
+
+def loops_for(milliseconds: float) -> int:
+    """How many turns of ``burn``'s loop take ``milliseconds`` here (one core)."""
+    loops = 100_000
+    started = time.perf_counter()
+    total = 0
+    for number in range(loops):
+        total += number * number % 7
+    per_loop = (time.perf_counter() - started) / loops
+    return max(int(milliseconds / 1000 / per_loop), 1)
+
+
+def step_seconds(folder: Path, executor: str, function: str, count: int, loops: int) -> float:
+    concurrency = os.cpu_count() or 2
+    (folder / "pipeline-config.yaml").write_text(
+        CONFIG.format(concurrency=concurrency, function=function, executor=executor)
+    )
+    (folder / "helpers.py").write_text(HELPERS.format(count=count, loops=loops))
+    result = stepline.run(folder / "pipeline-config.yaml", folder / "in.txt", workdir=folder)
+    assert result.status.value == "completed", result.message
+    duration = result.state.steps[1].duration_s
+    assert duration is not None
+    return duration
+
+
+def compare(folder: Path, function: str, count: int, loops: int, rounds: int) -> dict[str, float]:
+    times: dict[str, list[float]] = {"threads": [], "processes": []}
+    for _ in range(rounds):
+        for executor in times:
+            times[executor].append(step_seconds(folder, executor, function, count, loops))
+    return {executor: statistics.median(values) for executor, values in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=400)
+    parser.add_argument("--cpu-ms", type=float, default=20.0)
+    parser.add_argument("--noop", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    loops = loops_for(args.cpu_ms)
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        (folder / "in.txt").write_text("x")
+        cpu = compare(folder, "burn", args.items, loops, args.rounds)
+        noop = compare(folder, "noop", args.noop, loops, args.rounds)
+    ideal = args.items * args.cpu_ms / 1000
+    print(f"CPU-bound, {args.items} items of ~{args.cpu_ms:g} ms ({os.cpu_count()} cores):")
+    print(f"  threads    {cpu['threads']:6.2f} s   (one core: {ideal:.2f} s)")
+    print(
+        f"  processes  {cpu['processes']:6.2f} s   "
+        f"{cpu['threads'] / cpu['processes']:.2f}x faster than threads"
+    )
+    per_thread = noop["threads"] / args.noop * 1000
+    per_process = noop["processes"] / args.noop * 1000
+    print(f"No-op, {args.noop:,} items (per item):")
+    print(f"  threads    {noop['threads']:6.2f} s   {per_thread:.3f} ms")
+    print(
+        f"  processes  {noop['processes']:6.2f} s   {per_process:.3f} ms "
+        f"({per_process - per_thread:+.3f} ms beside threads)"
+    )
+
+
+if __name__ == "__main__":
+    main()

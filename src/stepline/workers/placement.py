@@ -1,0 +1,153 @@
+"""Which executor runs a step, and one attempt of it there.
+
+``--executor`` wins over a step's ``executor:``, which wins over the pipeline's. LLM steps are
+always async calls in the runner. On ``threads`` an attempt runs as it always has
+(``steps.execute_step``); on ``processes`` a Python step's attempt goes to the run's worker
+pool, and a shell step, already a process of its own, runs as on threads with at most
+``workers`` items at once. The executor changes where an attempt runs, never what the run
+records: the reply becomes the same ``StepOutcome`` or ``StepFailed`` a thread would give.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from stepline.context import InputData
+from stepline.errors import SpecError, StepFailed
+from stepline.processes import ProcessGroups
+from stepline.spec import ExecutorName, PipelineSpec, PythonStep, ShellStep, StepBase
+from stepline.steps import StepEnvironment, StepOutcome, execute_step
+from stepline.workers.messages import Reply, StepPayload
+from stepline.workers.processes import ProcessPool, WorkerLost
+
+
+def cpu_count() -> int:
+    """The CPUs this process may use (its affinity), at least one."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception raised on a worker, chained for ``--debug``."""
+
+    def __str__(self) -> str:
+        return "\n" + str(self.args[0])
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    outputs: Mapping[str, Any]  # the execution's outputs mapping: the same for its items
+    token: str
+    body: bytes
+
+
+class Executors:
+    """The run's executors: its own threads, and a process pool started on first use."""
+
+    def __init__(
+        self, spec: PipelineSpec, *, override: str | None, groups: ProcessGroups | None
+    ) -> None:
+        self.spec = spec
+        self.override = override
+        self._groups = groups
+        self._pool: ProcessPool | None = None
+        self._prepared: dict[str, _Prepared] = {}
+
+    def executor_of(self, step: StepBase) -> ExecutorName | None:
+        """Where the step's attempts run; None for an LLM step (async calls, here)."""
+        if not isinstance(step, PythonStep | ShellStep):
+            return None
+        chosen = self.override or step.executor or self.spec.executor
+        return chosen  # type: ignore[return-value]  # checked by RunOptions
+
+    def workers_of(self, step: StepBase) -> int | None:
+        """The step's worker processes; None on threads."""
+        if self.executor_of(step) != "processes":
+            return None
+        assert isinstance(step, PythonStep | ShellStep)
+        return step.workers or self.spec.workers or cpu_count()
+
+    def metrics_of(self, step: StepBase) -> dict[str, Any]:
+        """Where the step ran, for its metrics (``show``, the report): none for LLM steps."""
+        executor = self.executor_of(step)
+        if executor is None:
+            return {}
+        workers = self.workers_of(step)
+        return {"executor": executor} | ({"workers": workers} if workers else {})
+
+    def items_at_once(self, step: StepBase, concurrency: int) -> int:
+        """A fan-out's items at once: its concurrency, at most one per worker."""
+        workers = self.workers_of(step)
+        return concurrency if workers is None else min(concurrency, workers)
+
+    async def run(self, step: StepBase, env: StepEnvironment) -> StepOutcome:
+        """One attempt of ``step`` (for ``env.item``, in a fan-out) on its executor."""
+        workers = self.workers_of(step)
+        if workers is None or not isinstance(step, PythonStep):
+            return await execute_step(step, env)
+        prepared = self._prepare(step, env)
+        try:
+            reply = await self._processes().run(
+                prepared.token, prepared.body, env.item, keep_idle=workers
+            )
+        except WorkerLost as lost:
+            raise StepFailed(
+                step.id,
+                str(lost),
+                hint="see the worker's stderr above; a kill by signal 9 is often the system "
+                "running out of memory",
+            ) from None
+        return outcome_of(step, reply, env.log)
+
+    async def close(self) -> None:
+        """Stop the run's worker processes."""
+        self._prepared.clear()
+        if self._pool is not None:
+            await self._pool.close()
+
+    def _processes(self) -> ProcessPool:
+        if self._pool is None:
+            self._pool = ProcessPool(groups=self._groups)
+        return self._pool
+
+    def _prepare(self, step: PythonStep, env: StepEnvironment) -> _Prepared:
+        """The step's payload, pickled once per execution (its items share ``env.outputs``)."""
+        known = self._prepared.get(step.id)
+        if known is not None and known.outputs is env.outputs:
+            return known
+        payload = StepPayload(
+            step_id=step.id,
+            function=step.function,
+            base_dir=str(env.spec.base_dir),
+            # a fresh copy: the driver's may hold the input's text, read for a template
+            input=InputData(path=env.input.path, name=env.input.name, hash=env.input.hash),
+            outputs=dict(env.outputs),
+            undeclared=env.undeclared,
+            vars=dict(env.vars),
+            run_id=env.run_id,
+            run_dir=str(env.run_dir),
+        )
+        body = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+        prepared = _Prepared(env.outputs, secrets.token_hex(8), body)
+        self._prepared[step.id] = prepared
+        return prepared
+
+
+def outcome_of(step: StepBase, reply: Reply, log: logging.Logger) -> StepOutcome:
+    """What a thread would have given: the outcome, or the failure (its logs replayed)."""
+    for level, message in reply.logs:
+        log.log(logging.getLevelNamesMapping().get(level.upper(), logging.INFO), "%s", message)
+    if reply.error is None:
+        return StepOutcome(value=reply.value, read_steps=reply.read)
+    cause = RemoteTraceback(reply.traceback) if reply.traceback else None
+    if reply.cannot_run:
+        raise SpecError(f'step "{step.id}": {reply.error}', hint=reply.hint) from cause
+    raise StepFailed(step.id, reply.error, hint=reply.hint, retryable=reply.retryable) from cause

@@ -1,0 +1,97 @@
+"""One attempt of a Python step, on a worker: import the function, call it, answer.
+
+The same rules as in the runner's own threads (``steps/python.py``): the function gets a
+``StepContext``, a coroutine is run to its end, the result must be JSON, reading an earlier
+output the step does not wait for is an ``UndeclaredRead``, ``DoNotRetry`` is not retried.
+Nothing here raises: every end is a ``Reply``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from stepline.context import (
+    Item,
+    RecordingMapping,
+    StepContext,
+    UndeclaredRead,
+    as_json_value,
+    item_fields,
+    step_logger,
+)
+from stepline.errors import DoNotRetry, SpecError, StepFailed
+from stepline.usercode import describe_exception, resolve_function
+from stepline.workers.messages import Reply, StepPayload
+
+_loop: asyncio.AbstractEventLoop | None = None  # a worker's coroutines all run on one loop
+
+
+def run_attempt(payload: StepPayload, item: Item | None, *, worker: str) -> Reply:
+    """Call the step's function for ``item``; ``worker`` names this worker in errors."""
+    logs: list[tuple[str, str]] = []
+    log = step_logger(payload.step_id, lambda message, level: logs.append((level, message)))
+    try:
+        function = resolve_function(payload.step_id, payload.function, Path(payload.base_dir))
+    except SpecError as exc:
+        return Reply(
+            error=f"cannot import {payload.function} on {worker}: "
+            + exc.message.removeprefix(f'step "{payload.step_id}": '),
+            hint=exc.hint or "install what the module imports where the workers run",
+            retryable=False,
+            cannot_run=True,
+            traceback=_traceback(exc),
+        )
+    outputs = RecordingMapping(payload.outputs, payload.step_id, payload.undeclared)
+    context = StepContext(
+        step_id=payload.step_id,
+        input=payload.input,
+        steps=outputs,
+        vars=dict(payload.vars),
+        run_id=payload.run_id,
+        run_dir=Path(payload.run_dir),
+        log=log,
+        **item_fields(item),
+    )
+    try:
+        value = as_json_value(payload.step_id, payload.function, _call(function, context))
+    except DoNotRetry as exc:
+        return _failed(exc, logs, retryable=False)
+    except UndeclaredRead as exc:
+        return Reply(error=str(exc), hint=exc.hint, retryable=False, logs=tuple(logs))
+    except StepFailed as exc:  # not JSON
+        return Reply(error=exc.reason, hint=exc.hint, logs=tuple(logs))
+    except Exception as exc:
+        return _failed(exc, logs, retryable=True)
+    return Reply(value=value, read=frozenset(outputs.read), logs=tuple(logs))
+
+
+def _call(function: Callable[..., Any], context: StepContext) -> Any:
+    global _loop
+    result = function(context)
+    if inspect.isawaitable(result):
+        if _loop is None:
+            _loop = asyncio.new_event_loop()
+        result = _loop.run_until_complete(_awaited(result))
+    return result
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _failed(exc: Exception, logs: list[tuple[str, str]], *, retryable: bool) -> Reply:
+    return Reply(
+        error=describe_exception(exc),
+        retryable=retryable,
+        logs=tuple(logs),
+        traceback=_traceback(exc),
+    )
+
+
+def _traceback(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc))

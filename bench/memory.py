@@ -1,7 +1,8 @@
 """Peak memory of a fan-out over a small and a large JSONL input: the growth should be flat.
 
-Each case runs in a fresh process that prints its own peak RSS. Python case: a no-op Python
-step over ``input.records``. LLM case: one LLM call per record to the fake server (in its own
+Each case runs in a fresh process that prints its own peak RSS (and its largest child's: the
+worker processes). Python case: a no-op Python step over ``input.records``, on threads and on
+``executor: processes``. LLM case: one LLM call per record to the fake server (in its own
 process) at 1 ms latency. The baseline is the same pipeline over the small input.
 
     .venv/bin/python bench/memory.py [--small 20000] [--large 1000000] [--llm-large 200000]
@@ -25,6 +26,8 @@ steps:
   - {id: each, kind: python, function: "helpers:noop", for_each: input.records}
 """
 
+PROCESSES = PYTHON.replace("name: memory-python\n", "name: memory-processes\nexecutor: processes\n")
+
 LLM = """
 name: memory-llm
 concurrency: 50
@@ -43,6 +46,7 @@ import resource, sys, stepline
 result = stepline.run(sys.argv[1], sys.argv[2], workdir=sys.argv[3])
 assert result.status.value == "completed", result.message
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 """
 
 
@@ -52,7 +56,8 @@ def write_input(path: Path, records: int) -> None:
             handle.write(json.dumps({"id": number, "text": f"printer {number} is jammed"}) + "\n")
 
 
-def peak_mib(folder: Path, config: str, records: int) -> float:
+def peaks_mib(folder: Path, config: str, records: int) -> tuple[float, float]:
+    """The runner's peak RSS and the largest child's (a worker process), in MiB."""
     (folder / "pipeline-config.yaml").write_text(config)
     (folder / "helpers.py").write_text(HELPERS)
     write_input(folder / "in.jsonl", records)
@@ -63,7 +68,12 @@ def peak_mib(folder: Path, config: str, records: int) -> float:
         text=True,
         check=True,
     )
-    return int(done.stdout.split()[-1]) / 1024  # ru_maxrss is in KiB on Linux
+    runner, child = done.stdout.split()[-2:]
+    return int(runner) / 1024, int(child) / 1024  # ru_maxrss is in KiB on Linux
+
+
+def peak_mib(folder: Path, config: str, records: int) -> float:
+    return peaks_mib(folder, config, records)[0]
 
 
 def main() -> None:
@@ -80,6 +90,15 @@ def main() -> None:
             f"Python step: {args.small:,} records {small:6.1f} MiB (baseline), "
             f"{args.large:,} records {large:6.1f} MiB, growth {large - small:+.1f} MiB"
         )
+        small_peaks = peaks_mib(folder, PROCESSES, args.small)
+        large_peaks = peaks_mib(folder, PROCESSES, args.large)
+        for name, small, large in zip(
+            ("runner", "largest worker"), small_peaks, large_peaks, strict=True
+        ):
+            print(
+                f"processes, {name}: {args.small:,} records {small:6.1f} MiB (baseline), "
+                f"{args.large:,} records {large:6.1f} MiB, growth {large - small:+.1f} MiB"
+            )
         with ServerProcess(0.001) as url:
             os.environ.update(ANTHROPIC_BASE_URL=url, ANTHROPIC_API_KEY="bench-key")
             small = peak_mib(folder, LLM, args.small)

@@ -17,8 +17,10 @@ hint, and exit with the error's own code::
         ProviderRequestError               the provider refused the request (400, 404, 413)
           PromptTooLarge                   the prompt cannot fit the model's context window
 
-``steps.structured.ReplyProblem`` is the one exception kept elsewhere: it never leaves the
-LLM step, which turns it into a repair turn or a ``StepFailed``.
+Beside the tree: ``DoNotRetry`` (raised by users' functions), and ``WorkerLost`` and
+``RemoteTraceback``, which never reach the CLI. ``steps.structured.ReplyProblem`` is the one
+exception kept elsewhere: it never leaves the LLM step, which turns it into a repair turn or a
+``StepFailed``.
 """
 
 from __future__ import annotations
@@ -110,6 +112,19 @@ class DoNotRetry(Exception):
     """Raise it from a Python step's function to fail the step (or the item) at once, with
     its message, however many attempts the step's ``retry:`` allows: for failures that
     trying again cannot fix, such as a malformed record."""
+
+
+class WorkerLost(Exception):
+    """A worker process ended in the middle of an attempt; the message says how. Never
+    leaves ``workers/``, which turns it into a ``StepFailed`` of that attempt."""
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception raised on a worker, chained to the ``StepFailed`` it
+    became so that ``--debug`` shows it."""
+
+    def __str__(self) -> str:
+        return "\n" + str(self.args[0])
 
 
 class RunInterrupted(StepLineError):

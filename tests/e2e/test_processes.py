@@ -67,6 +67,10 @@ async def square_later(ctx):
 
 def whole(ctx):
     return {"pid": os.getpid(), "count": len(ctx.steps["items"])}
+
+
+def explode(ctx):
+    raise ValueError("exploded")
 """
 
 
@@ -407,3 +411,43 @@ def test_kill_9_of_the_runner_takes_its_workers_and_resume_sends_only_the_missin
     counts = {item: [i for i, _ in ran(tmp_path)].count(item) for item in BLOCKING}
     assert counts == {"a": 1, "bb": 1, "block": 2, "block2": 2, "ccc": 1, "dddd": 1}
     assert [value["item"] for value in output(tmp_path, "k")] == BLOCKING
+
+
+def test_debug_shows_the_traceback_from_the_worker(cli, tmp_path: Path):
+    pipeline(tmp_path, ITEMS)
+    write(
+        tmp_path / "pipeline-config.yaml",
+        """
+        name: procs
+        steps:
+          - {id: boom, kind: python, function: "work:explode", executor: processes}
+        """,
+    )
+    quiet = cli("run", "in.txt")
+    assert_clean_error(quiet, 1, "ValueError: exploded (work.py:")
+    loud = cli("run", "in.txt", "--debug")
+    assert loud.exit_code == 1
+    assert "RemoteTraceback" in loud.stderr
+    assert f'File "{tmp_path / "work.py"}"' in loud.stderr and "in explode" in loud.stderr
+
+
+def test_shell_items_on_processes_run_at_most_workers_at_once(cli, tmp_path: Path):
+    # Each item holds a lock folder for a moment: two at once would fail one of them.
+    write(
+        tmp_path / "pipeline-config.yaml",
+        """
+        name: shells
+        steps:
+          - id: each
+            kind: shell
+            for_each: "{{ [1, 2, 3, 4] }}"
+            command: ["sh", "-c", "mkdir lock && sleep 0.2 && rmdir lock && echo {{ item }}"]
+            concurrency: 4
+            executor: processes
+            workers: 1
+        """,
+    )
+    write(tmp_path / "in.txt", "x\n")
+    result = cli("run", "in.txt", "--run-id", "r")
+    assert result.exit_code == 0, result.stderr
+    assert output(tmp_path, "r", "each") == [1, 2, 3, 4]

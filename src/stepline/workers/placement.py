@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from stepline.context import InputData
-from stepline.errors import SpecError, StepFailed
+from stepline.errors import RemoteTraceback, SpecError, StepFailed, WorkerLost
 from stepline.processes import ProcessGroups
 from stepline.spec import ExecutorName, PipelineSpec, PythonStep, ShellStep, StepBase
 from stepline.steps import StepEnvironment, StepOutcome, execute_step
 from stepline.workers.messages import Reply, StepPayload
-from stepline.workers.processes import ProcessPool, WorkerLost
+from stepline.workers.processes import ProcessPool
 
 
 def cpu_count() -> int:
@@ -33,13 +33,6 @@ def cpu_count() -> int:
         return max(len(os.sched_getaffinity(0)), 1)
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
-
-
-class RemoteTraceback(Exception):
-    """The traceback of an exception raised on a worker, chained for ``--debug``."""
-
-    def __str__(self) -> str:
-        return "\n" + str(self.args[0])
 
 
 @dataclass(frozen=True)

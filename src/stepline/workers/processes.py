@@ -21,6 +21,7 @@ import sys
 from dataclasses import dataclass
 
 from stepline.context import Item
+from stepline.errors import WorkerLost
 from stepline.processes import ProcessGroups
 from stepline.workers.messages import (
     FRAME_HEADER,
@@ -34,10 +35,6 @@ from stepline.workers.process_main import RUNNER_PID
 WORKER_MODULE = "stepline.workers.process_main"
 STOP_GRACE_S = 2.0
 """How long a worker may take to exit once told to (its stdin closed) before it is killed."""
-
-
-class WorkerLost(Exception):
-    """A worker ended in the middle of an attempt; the message says how."""
 
 
 @dataclass(eq=False)

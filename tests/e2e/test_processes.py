@@ -451,3 +451,101 @@ def test_shell_items_on_processes_run_at_most_workers_at_once(cli, tmp_path: Pat
     result = cli("run", "in.txt", "--run-id", "r")
     assert result.exit_code == 0, result.stderr
     assert output(tmp_path, "r", "each") == [1, 2, 3, 4]
+
+
+SHAPES = """
+import os
+
+
+def numbers(ctx):
+    return list(range(12))
+
+
+def split(ctx):
+    return [ctx.item, ctx.item + 100] if ctx.item % 3 else ctx.item
+
+
+def pair(ctx):
+    return {"group": ctx.item, "key": ctx.item_key, "pid": os.getpid() != 0}
+
+
+def scale(ctx):
+    return ctx.item * 2
+"""
+
+
+def shapes_config(executor: str) -> str:
+    return f"""
+name: shapes
+executor: {executor}
+steps:
+  - {{id: numbers, kind: python, function: "shapes:numbers"}}
+  - id: split
+    kind: python
+    function: shapes:split
+    for_each: "{{{{ steps.numbers }}}}"
+    filter: "{{{{ item != 4 }}}}"
+    flatten: true
+  - id: scaled
+    kind: python
+    function: shapes:scale
+    for_each: "{{{{ steps.split }}}}"
+    stream_items: true
+  - id: grouped
+    kind: python
+    function: shapes:pair
+    for_each: "{{{{ steps.scaled }}}}"
+    group_size: 5
+"""
+
+
+def test_filter_flatten_stream_items_and_groups_record_the_same_on_processes(cli, tmp_path: Path):
+    write(tmp_path / "shapes.py", SHAPES)
+    write(tmp_path / "in.txt", "x\n")
+    results = {}
+    for executor in ("threads", "processes"):
+        (tmp_path / "pipeline-config.yaml").write_text(shapes_config(executor))
+        result = cli("run", "in.txt", "--run-id", executor)
+        assert result.exit_code == 0, result.stderr
+        results[executor] = [output(tmp_path, executor, step) for step in ("split", "grouped")]
+    assert results["processes"] == results["threads"]
+    split, grouped = results["processes"]
+    assert split[:4] == [0, 1, 101, 2] and 4 not in split
+    assert grouped[0]["group"] == [0, 2, 202, 4, 204]
+
+
+def test_what_threads_refuse_workers_refuse_with_the_same_words(cli, tmp_path: Path):
+    write(
+        tmp_path / "odd.py",
+        """
+        def not_json(ctx):
+            return {"when": object()}
+
+        def sneaky(ctx):
+            return ctx.steps["first"]
+        """,
+    )
+    write(tmp_path / "in.txt", "x\n")
+    messages = {}
+    for executor in ("threads", "processes"):
+        write(
+            tmp_path / "pipeline-config.yaml",
+            f"""
+            name: odd
+            executor: {executor}
+            steps:
+              - {{id: first, kind: python, function: "odd:not_json", critical: false}}
+              - {{id: second, kind: python, function: "odd:sneaky", needs: []}}
+            """,
+        )
+        result = cli("run", "in.txt", "--run-id", executor)
+        assert result.exit_code == 1
+        state = load_state(tmp_path / ".pipeline" / executor / "state.json")
+        messages[executor] = [step.error for step in state.steps]
+    assert messages["processes"] == messages["threads"]
+    first, second = messages["processes"]
+    assert first is not None and "not JSON-serialisable" in first
+    assert (
+        second is not None
+        and 'reads ctx.steps["first"], but "first" is not in its needs:' in second
+    )

@@ -1,9 +1,9 @@
-"""Executors: the same fan-out on ``threads`` and on ``processes``, in the same run.
+"""Executors: the same fan-out on ``threads``, ``processes`` and ``dask``, in the same run.
 
 1. CPU-bound: ``--items`` items of about ``--cpu-ms`` of pure-Python work each (a loop
    calibrated on this machine first). Threads hold the GIL, so they use one core whatever the
-   concurrency; processes use ``workers`` (default: every core). The worker start-up is part
-   of the processes figure.
+   concurrency; processes and dask (a local cluster the run starts) use ``workers`` (default:
+   every core). Start-up is part of each figure, and dask's (a one-item run) is shown apart.
 2. No-op: ``--noop`` items that return their item: the executor's own cost per item, beside
    threads'.
 
@@ -24,6 +24,7 @@ from pathlib import Path
 
 import stepline
 
+EXECUTORS = ("threads", "processes", "dask")
 CONFIG = """
 name: executors
 concurrency: {concurrency}
@@ -63,6 +64,7 @@ def loops_for(milliseconds: float) -> int:
 
 
 def step_seconds(folder: Path, executor: str, function: str, count: int, loops: int) -> float:
+    """The fan-out step's own time."""
     concurrency = os.cpu_count() or 2
     (folder / "pipeline-config.yaml").write_text(
         CONFIG.format(concurrency=concurrency, function=function, executor=executor)
@@ -76,7 +78,7 @@ def step_seconds(folder: Path, executor: str, function: str, count: int, loops: 
 
 
 def compare(folder: Path, function: str, count: int, loops: int, rounds: int) -> dict[str, float]:
-    times: dict[str, list[float]] = {"threads": [], "processes": []}
+    times: dict[str, list[float]] = {executor: [] for executor in EXECUTORS}
     for _ in range(rounds):
         for executor in times:
             times[executor].append(step_seconds(folder, executor, function, count, loops))
@@ -96,22 +98,28 @@ def main() -> None:
         (folder / "in.txt").write_text("x")
         cpu = compare(folder, "burn", args.items, loops, args.rounds)
         noop = compare(folder, "noop", args.noop, loops, args.rounds)
+        dask_start = statistics.median(
+            step_seconds(folder, "dask", "noop", 1, loops) for _ in range(args.rounds)
+        )
     ideal = args.items * args.cpu_ms / 1000
     print(f"CPU-bound, {args.items} items of ~{args.cpu_ms:g} ms ({os.cpu_count()} cores):")
     print(f"  threads    {cpu['threads']:6.2f} s   (one core: {ideal:.2f} s)")
-    print(
-        f"  processes  {cpu['processes']:6.2f} s   "
-        f"{cpu['threads'] / cpu['processes']:.2f}x faster than threads"
-    )
+    for executor in EXECUTORS[1:]:
+        print(
+            f"  {executor:<10} {cpu[executor]:6.2f} s   "
+            f"{cpu['threads'] / cpu[executor]:.2f}x faster than threads"
+        )
+    print(f"  (dask's start-up, a one-item run: {dask_start:.2f} s)")
     per_thread = noop["threads"] / args.noop * 1000
-    per_process = noop["processes"] / args.noop * 1000
     print(f"No-op, {args.noop:,} items (per item):")
     print(f"  threads    {noop['threads']:6.2f} s   {per_thread:.3f} ms")
-    print(
-        f"  processes  {noop['processes']:6.2f} s   {per_process:.3f} ms "
-        f"({per_process - per_thread:+.3f} ms beside threads)"
-    )
+    for executor in EXECUTORS[1:]:
+        each = noop[executor] / args.noop * 1000
+        print(
+            f"  {executor:<10} {noop[executor]:6.2f} s   {each:.3f} ms "
+            f"({each - per_thread:+.3f} ms beside threads)"
+        )
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # a local dask cluster's processes import this module
     main()

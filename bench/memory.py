@@ -27,6 +27,7 @@ steps:
 """
 
 PROCESSES = PYTHON.replace("name: memory-python\n", "name: memory-processes\nexecutor: processes\n")
+DASK = PYTHON.replace("name: memory-python\n", "name: memory-dask\nexecutor: dask\n")
 
 LLM = """
 name: memory-llm
@@ -43,10 +44,11 @@ HELPERS = "def noop(ctx):\n    return ctx.item['id']\n"
 
 MEASURE = """
 import resource, sys, stepline
-result = stepline.run(sys.argv[1], sys.argv[2], workdir=sys.argv[3])
-assert result.status.value == "completed", result.message
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+if __name__ == "__main__":  # a local dask cluster's processes import the main module
+    result = stepline.run(sys.argv[1], sys.argv[2], workdir=sys.argv[3])
+    assert result.status.value == "completed", result.message
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 """
 
 
@@ -90,15 +92,16 @@ def main() -> None:
             f"Python step: {args.small:,} records {small:6.1f} MiB (baseline), "
             f"{args.large:,} records {large:6.1f} MiB, growth {large - small:+.1f} MiB"
         )
-        small_peaks = peaks_mib(folder, PROCESSES, args.small)
-        large_peaks = peaks_mib(folder, PROCESSES, args.large)
-        for name, small, large in zip(
-            ("runner", "largest worker"), small_peaks, large_peaks, strict=True
-        ):
-            print(
-                f"processes, {name}: {args.small:,} records {small:6.1f} MiB (baseline), "
-                f"{args.large:,} records {large:6.1f} MiB, growth {large - small:+.1f} MiB"
-            )
+        for executor, config in (("processes", PROCESSES), ("dask", DASK)):
+            small_peaks = peaks_mib(folder, config, args.small)
+            large_peaks = peaks_mib(folder, config, args.large)
+            for name, small, large in zip(
+                ("runner", "largest worker"), small_peaks, large_peaks, strict=True
+            ):
+                print(
+                    f"{executor}, {name}: {args.small:,} records {small:6.1f} MiB (baseline), "
+                    f"{args.large:,} records {large:6.1f} MiB, growth {large - small:+.1f} MiB"
+                )
         with ServerProcess(0.001) as url:
             os.environ.update(ANTHROPIC_BASE_URL=url, ANTHROPIC_API_KEY="bench-key")
             small = peak_mib(folder, LLM, args.small)

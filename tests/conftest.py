@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 
 from stepline.cli.app import main
+from tests.clusters import DaskTestCluster
 from tests.fakes import FakeLLMServer
 from tests.helpers import SENTINEL_KEY
 
-ENV_PREFIXES = ("PIPELINE_", "ANTHROPIC_", "OPENAI_")
+ENV_PREFIXES = ("PIPELINE_", "ANTHROPIC_", "OPENAI_", "DASK_")
 
 
 @pytest.fixture(autouse=True)
@@ -31,6 +32,16 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def dask_cluster() -> Iterator[str]:
+    """The session's dask cluster (two workers on 127.0.0.1): its scheduler's address."""
+    cluster = DaskTestCluster()
+    try:
+        yield cluster.address
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

@@ -82,13 +82,14 @@ def pipeline(
     workers: int | None = 2,
     extra: str = "",
     function: str = "work:square",
+    top: str = "",
 ) -> None:
     write(folder / "work.py", WORK)
     write(folder / "lists.py", f"def items(ctx):\n    return {items!r}\n")
     placed = f"\n    executor: {executor}" if executor else ""
     placed += f"\n    workers: {workers}" if workers else ""
     config = f"""name: procs
-steps:
+{top}steps:
   - id: items
     kind: python
     function: lists:items
@@ -341,7 +342,7 @@ def test_workers_with_threads_is_a_config_error(cli, tmp_path: Path):
     pipeline(tmp_path, ITEMS, executor="threads")
     result = cli("run", "in.txt")
     assert_clean_error(result, code=2)
-    assert "workers applies to executor: processes" in result.stderr
+    assert "workers applies to executor: processes and dask" in result.stderr
     assert "pipeline-config.yaml" in result.stderr
 
 

@@ -122,7 +122,7 @@ ExecutorOption = Annotated[
     typer.Option(
         "--executor",
         metavar="NAME",
-        help="Run every Python and shell step on this executor: threads or processes "
+        help="Run every Python and shell step on this executor: threads, processes or dask "
         "(default: each step's executor:, else the config's).",
         show_default=False,
     ),

@@ -42,6 +42,7 @@ from stepline.store.jsonl import hash_output
 from stepline.store.rundir import RunDir
 from stepline.store.state import INPUT_KEY, RunState, StepState, StepStatus
 from stepline.usercode import resolve_function
+from stepline.workers.placement import check_executors
 
 CHUNK_BYTES = 1 << 20
 
@@ -398,6 +399,8 @@ def preflight(
     """Fail (exit 2) on what would stop a step that is about to run."""
     if options.replay is not None and not options.replay.is_file():
         raise InputError(f"cassette not found: {options.replay}")
+    running = [spec.steps[d.number - 1] for d in decisions if d.action is Action.RUN]
+    check_executors(spec, running, options.executor)
     for decision in decisions:
         if decision.action is not Action.RUN:
             continue

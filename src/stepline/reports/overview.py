@@ -100,15 +100,17 @@ def metric_notes(metrics: dict[str, Any]) -> list[tuple[str, bool]]:
         notes.append((f"{metrics['attempts']} attempts", False))
     if metrics.get("item_retries"):
         notes.append((f"{metrics['item_retries']} item retries", False))
-    if metrics.get("executor") == "processes":
-        notes.append((_on_processes(metrics), False))
+    if metrics.get("executor") in ("processes", "dask"):
+        notes.append((_placed(metrics), False))
     return notes
 
 
-def _on_processes(metrics: dict[str, Any]) -> str:
-    """``processes: 8 workers, 41 ms per item`` (threads, the default, goes unsaid)."""
+def _placed(metrics: dict[str, Any]) -> str:
+    """``processes: 8 workers, 41ms per item`` (threads, the default, goes unsaid)."""
     workers = metrics.get("workers")
-    text = "processes" + (f": {workers} worker{'s' if workers != 1 else ''}" if workers else "")
+    text = metrics["executor"] + (
+        f": {workers} worker{'s' if workers != 1 else ''}" if workers else ""
+    )
     ran = metrics.get("items_done", 0) + metrics.get("items_failed", 0)
     if metrics.get("item_seconds") and ran:
         each = metrics["item_seconds"] / ran

@@ -192,9 +192,10 @@ class LLMParams(_Strict):
 
 
 ItemErrorStrategy = Literal["fail", "skip", "collect"]
-ExecutorName = Literal["threads", "processes"]
+ExecutorName = Literal["threads", "processes", "dask"]
 """Where a Python or shell step's work runs: ``threads`` in the runner's process (async and
-I/O-bound functions), ``processes`` in a pool of worker processes (CPU-bound functions)."""
+I/O-bound functions), ``processes`` in a pool of worker processes (CPU-bound functions),
+``dask`` on a dask.distributed cluster (the ``dask`` extra)."""
 PERCENT_PATTERN = r"^[0-9]+(\.[0-9]+)?%$"
 
 
@@ -429,24 +430,26 @@ class _RunsOnExecutor(StepBase):
     executor: ExecutorName | None = Field(
         default=None,
         description="Where the step (each item, in a fan-out) runs: threads, in the runner's "
-        "process (async and I/O-bound work), or processes, a pool of worker processes that "
-        "uses every core and whose timeout stops a hung item. Default: the pipeline's "
+        "process (async and I/O-bound work); processes, a pool of worker processes that "
+        "uses every core and whose timeout stops a hung item; or dask, tasks on a "
+        "dask.distributed cluster (pip install 'stepline[dask]'). Default: the pipeline's "
         "executor (--executor wins).",
     )
     workers: int | None = Field(
         default=None,
         ge=1,
         le=MAX_WORKERS,
-        description="executor: processes: at most this many worker processes, so items at "
-        "once (default: the pipeline's workers, else the CPU count).",
+        description="processes: at most this many worker processes; dask: the local "
+        "cluster's workers, or the tasks out at once on yours. So items at once (default: the "
+        "pipeline's workers, else the CPU count).",
     )
 
     @model_validator(mode="after")
     def _workers_need_a_pool(self) -> _RunsOnExecutor:
         if self.workers is not None and self.executor == "threads":
             raise ValueError(
-                "workers applies to executor: processes; with threads, concurrency sets "
-                "the items at once"
+                "workers applies to executor: processes and dask; with threads, concurrency "
+                "sets the items at once"
             )
         return self
 
@@ -584,6 +587,16 @@ STEP_KINDS: dict[str, type[StepBase]] = {"llm": LLMStep, "python": PythonStep, "
 VarValue = str | int | float | bool
 
 
+class DaskSpec(_Strict):
+    """The cluster of ``executor: dask``."""
+
+    address: str | None = Field(
+        default=None,
+        description="The scheduler, e.g. tcp://10.0.0.5:8786 (default: DASK_SCHEDULER_ADDRESS; "
+        "with neither, a local cluster of workers processes is started for the run).",
+    )
+
+
 class Budget(_Strict):
     """The most a run may spend on LLM calls; ``--max-cost`` on the command line wins."""
 
@@ -608,15 +621,18 @@ class PipelineSpec(_Strict):
     )
     executor: ExecutorName = Field(
         default="threads",
-        description="Where Python and shell steps run unless they say otherwise: threads or "
-        "processes (--executor on the command line wins).",
+        description="Where Python and shell steps run unless they say otherwise: threads, "
+        "processes or dask (--executor on the command line wins).",
     )
     workers: int | None = Field(
         default=None,
         ge=1,
         le=MAX_WORKERS,
-        description="Worker processes of a step on executor: processes, unless it sets its "
+        description="Workers of a step on executor: processes or dask, unless it sets its "
         "own (default: the CPU count).",
+    )
+    dask: DaskSpec | None = Field(
+        default=None, description="executor: dask: the cluster (default: one for the run)."
     )
     rate_limit: Rate | None = None  # LLM requests per second across the run, from "50/min"
     budget: Budget | None = None

@@ -10,13 +10,14 @@ records: the reply becomes the same ``StepOutcome`` or ``StepFailed`` a thread w
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import pickle
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stepline.context import InputData
 from stepline.errors import RemoteTraceback, SpecError, StepFailed, WorkerLost
@@ -25,6 +26,27 @@ from stepline.spec import ExecutorName, PipelineSpec, PythonStep, ShellStep, Ste
 from stepline.steps import StepEnvironment, StepOutcome, execute_step
 from stepline.workers.messages import Reply, StepPayload
 from stepline.workers.processes import ProcessPool
+
+if TYPE_CHECKING:
+    from stepline.workers.dask import DaskCluster
+
+EXTRAS = {"dask": "distributed"}
+"""Executors that need an optional extra, and the module that says it is installed."""
+
+
+def check_executors(spec: PipelineSpec, steps: Sequence[StepBase], override: str | None) -> None:
+    """Refuse, before the run starts, an executor whose extra is not installed."""
+    placement = Executors(spec, override=override, groups=None)
+    for step in steps:
+        executor = placement.executor_of(step)
+        module = EXTRAS.get(executor or "")
+        if module is not None and importlib.util.find_spec(module) is None:
+            where = spec.where(step.id)
+            raise SpecError(
+                (f"{where}: " if where else "")
+                + f'step "{step.id}" runs on executor: {executor}, which is not installed',
+                hint=f"pip install 'stepline[{executor}]'",
+            )
 
 
 def cpu_count() -> int:
@@ -52,6 +74,7 @@ class Executors:
         self.override = override
         self._groups = groups
         self._pool: ProcessPool | None = None
+        self._dask: DaskCluster | None = None
         self._prepared: dict[str, _Prepared] = {}
 
     def executor_of(self, step: StepBase) -> ExecutorName | None:
@@ -62,8 +85,8 @@ class Executors:
         return chosen  # type: ignore[return-value]  # checked by RunOptions
 
     def workers_of(self, step: StepBase) -> int | None:
-        """The step's worker processes; None on threads."""
-        if self.executor_of(step) != "processes":
+        """The step's workers (its items at once); None on threads."""
+        if self.executor_of(step) in (None, "threads"):
             return None
         assert isinstance(step, PythonStep | ShellStep)
         return step.workers or self.spec.workers or cpu_count()
@@ -88,9 +111,13 @@ class Executors:
             return await execute_step(step, env)
         prepared = self._prepare(step, env)
         try:
-            reply = await self._processes().run(
-                prepared.token, prepared.body, env.item, keep_idle=workers
-            )
+            if self.executor_of(step) == "dask":
+                cluster = self._on_dask(workers)
+                reply = await cluster.run(prepared.token, prepared.body, env.item)
+            else:
+                reply = await self._processes().run(
+                    prepared.token, prepared.body, env.item, keep_idle=workers
+                )
         except WorkerLost as lost:
             raise StepFailed(
                 step.id,
@@ -105,6 +132,16 @@ class Executors:
         self._prepared.clear()
         if self._pool is not None:
             await self._pool.close()
+        if self._dask is not None:
+            await self._dask.close()
+
+    def _on_dask(self, workers: int) -> DaskCluster:
+        if self._dask is None:
+            from stepline.workers.dask import DaskCluster
+
+            address = self.spec.dask.address if self.spec.dask else None
+            self._dask = DaskCluster(address=address, workers=workers)
+        return self._dask
 
     def _processes(self) -> ProcessPool:
         if self._pool is None:

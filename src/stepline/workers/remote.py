@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
+import pickle
 import traceback
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,29 @@ from stepline.usercode import describe_exception, resolve_function
 from stepline.workers.messages import Reply, StepPayload
 
 _loop: asyncio.AbstractEventLoop | None = None  # a worker's coroutines all run on one loop
+_payloads: OrderedDict[str, StepPayload] = OrderedDict()  # a cluster worker's recent steps'
+PAYLOADS_KEPT = 4
+
+
+def run_on_cluster(token: str, body: bytes, item: Item | None) -> Reply:
+    """A cluster task: one attempt of the step ``token`` names (its pickled payload in
+    ``body``, unpickled once per worker and step)."""
+    payload = _payloads.get(token)
+    if payload is None:
+        payload = pickle.loads(body)
+        _payloads[token] = payload
+        while len(_payloads) > PAYLOADS_KEPT:
+            _payloads.popitem(last=False)
+    return run_attempt(payload, item, worker=_cluster_worker())
+
+
+def _cluster_worker() -> str:
+    try:
+        from distributed import get_worker
+
+        return f"dask worker {get_worker().address}"
+    except (ImportError, ValueError):
+        return f"worker process {os.getpid()}"
 
 
 def run_attempt(payload: StepPayload, item: Item | None, *, worker: str) -> Reply:

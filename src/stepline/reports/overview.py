@@ -108,9 +108,9 @@ def metric_notes(metrics: dict[str, Any]) -> list[tuple[str, bool]]:
 def _placed(metrics: dict[str, Any]) -> str:
     """``processes: 8 workers, 41ms per item`` (threads, the default, goes unsaid)."""
     workers = metrics.get("workers")
-    text = metrics["executor"] + (
-        f": {workers} worker{'s' if workers != 1 else ''}" if workers else ""
-    )
+    text = str(metrics["executor"])
+    if workers:
+        text += f": {workers} worker{'s' if workers != 1 else ''}"
     ran = metrics.get("items_done", 0) + metrics.get("items_failed", 0)
     if metrics.get("item_seconds") and ran:
         each = metrics["item_seconds"] / ran

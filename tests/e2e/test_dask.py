@@ -12,7 +12,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -134,18 +133,24 @@ def test_a_run_without_an_address_starts_a_local_cluster_and_stops_it(cli, tmp_p
     eventually(lambda: descendants() <= before, what="the local cluster to be gone")
 
 
-def test_ctrl_c_with_a_local_cluster_interrupts_and_resumes(tmp_path: Path):
-    pipeline(tmp_path, ["a", "block", "bb"], executor="dask", extra="\n    concurrency: 1")
+def start_blocked(folder: Path, run_id: str) -> tuple[subprocess.Popen[str], int]:
+    """A run (its own local cluster) with one worker blocked in an item, and that worker."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "stepline", "run", "in.txt", "--run-id", "i"],
-        cwd=tmp_path,
+        [sys.executable, "-m", "stepline", "run", "in.txt", "--run-id", run_id],
+        cwd=folder,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    eventually(lambda: list(tmp_path.glob("blocked-*")), what="a blocked item", timeout=60)
-    (blocked,) = [int(path.name.split("-")[1]) for path in tmp_path.glob("blocked-*")]
+    eventually(lambda: list(folder.glob("blocked-*")), what="a blocked item", timeout=60)
+    (blocked,) = [int(path.name.split("-")[1]) for path in folder.glob("blocked-*")]
+    return process, blocked
+
+
+def test_ctrl_c_with_a_local_cluster_interrupts_and_resumes(tmp_path: Path):
+    pipeline(tmp_path, ["a", "block", "bb"], executor="dask", extra="\n    concurrency: 1")
+    process, blocked = start_blocked(tmp_path, "i")
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
 
@@ -153,10 +158,8 @@ def test_ctrl_c_with_a_local_cluster_interrupts_and_resumes(tmp_path: Path):
     assert "Traceback" not in stderr
     eventually(lambda: not alive(blocked), what="the blocked worker to be gone")
     (tmp_path / "go").touch()
-    started = time.monotonic()
     resumed = run_pipeline_process("resume", "i", cwd=tmp_path, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
-    assert time.monotonic() - started < 120
     assert [value["item"] for value in output(tmp_path, "i")] == ["a", "block", "bb"]
     assert [item for item, _ in ran(tmp_path)].count("a") == 1
 
@@ -165,17 +168,9 @@ def test_kill_9_of_the_runner_takes_its_local_cluster_and_resume_sends_only_the_
     tmp_path: Path,
 ):
     pipeline(tmp_path, ["a", "bb", "block", "ccc"], executor="dask", extra="\n    concurrency: 1")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "stepline", "run", "in.txt", "--run-id", "k"],
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    eventually(lambda: list(tmp_path.glob("blocked-*")), what="a blocked item", timeout=60)
-    (blocked,) = [int(path.name.split("-")[1]) for path in tmp_path.glob("blocked-*")]
+    process, blocked = start_blocked(tmp_path, "k")
     process.kill()
-    process.wait()
+    process.communicate()
 
     eventually(lambda: not alive(blocked), what="the cluster to die with its runner")
     (tmp_path / "go").touch()

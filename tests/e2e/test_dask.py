@@ -18,6 +18,7 @@ import pytest
 
 from stepline.store.state import load_state
 from tests.e2e.test_errors import assert_clean_error
+from tests.e2e.test_fanout import start_process
 from tests.e2e.test_processes import ITEMS, RAISED_AT, WORK, alive, output, pipeline, ran
 from tests.helpers import eventually, run_pipeline_process
 
@@ -135,14 +136,7 @@ def test_a_run_without_an_address_starts_a_local_cluster_and_stops_it(cli, tmp_p
 
 def start_blocked(folder: Path, run_id: str) -> tuple[subprocess.Popen[str], int]:
     """A run (its own local cluster) with one worker blocked in an item, and that worker."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "stepline", "run", "in.txt", "--run-id", run_id],
-        cwd=folder,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_process(folder, "run", "in.txt", "--run-id", run_id)
     eventually(lambda: list(folder.glob("blocked-*")), what="a blocked item", timeout=60)
     (blocked,) = [int(path.name.split("-")[1]) for path in folder.glob("blocked-*")]
     return process, blocked

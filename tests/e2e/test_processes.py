@@ -13,7 +13,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import pytest
 
 from stepline.store.state import load_state
 from tests.e2e.test_errors import assert_clean_error
+from tests.e2e.test_fanout import start_process
 from tests.helpers import eventually, run_pipeline_process, write
 
 WORK = """
@@ -361,14 +361,7 @@ def blocking_pipeline(folder: Path) -> None:
 
 def start_run(folder: Path, run_id: str) -> subprocess.Popen[str]:
     """A run whose workers are both blocked in an item (a, bb done and committed)."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "stepline", "run", "in.txt", "--run-id", run_id],
-        cwd=folder,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_process(folder, "run", "in.txt", "--run-id", run_id)
     eventually(lambda: len(list(folder.glob("blocked-*"))) == 2, what="two blocked workers")
     return process
 

@@ -68,7 +68,7 @@ class RunOptions:
     provider: str | None = None  # forced on every LLM step
     concurrency: int | None = None  # items at once in every fan-out step
     jobs: int | None = None  # steps at once (else the config's max_parallel_steps)
-    executor: str | None = None  # where every Python and shell step runs (threads, processes)
+    executor: str | None = None  # where every Python and shell step runs (an ExecutorName)
     max_cost: float | None = None  # the run's LLM budget in USD
     batch: bool = False  # fan-out LLM steps go through the provider's batch API
     no_cache: bool = False  # skip response cache reads (fresh replies are still stored)

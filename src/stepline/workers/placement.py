@@ -34,11 +34,19 @@ EXTRAS = {"dask": "distributed"}
 """Executors that need an optional extra, and the module that says it is installed."""
 
 
+def executor_of(spec: PipelineSpec, step: StepBase, override: str | None) -> ExecutorName | None:
+    """Where the step's attempts run (``--executor``, else the step's, else the pipeline's);
+    None for an LLM step (async calls, here)."""
+    if not isinstance(step, PythonStep | ShellStep):
+        return None
+    chosen = override or step.executor or spec.executor
+    return chosen  # type: ignore[return-value]  # checked by RunOptions
+
+
 def check_executors(spec: PipelineSpec, steps: Sequence[StepBase], override: str | None) -> None:
     """Refuse, before the run starts, an executor whose extra is not installed."""
-    placement = Executors(spec, override=override, groups=None)
     for step in steps:
-        executor = placement.executor_of(step)
+        executor = executor_of(spec, step, override)
         module = EXTRAS.get(executor or "")
         if module is not None and importlib.util.find_spec(module) is None:
             where = spec.where(step.id)
@@ -65,7 +73,8 @@ class _Prepared:
 
 
 class Executors:
-    """The run's executors: its own threads, and a process pool started on first use."""
+    """The run's executors: its own threads, and a process pool or a dask cluster, each
+    started with the first attempt that needs it."""
 
     def __init__(
         self, spec: PipelineSpec, *, override: str | None, groups: ProcessGroups | None
@@ -78,11 +87,7 @@ class Executors:
         self._prepared: dict[str, _Prepared] = {}
 
     def executor_of(self, step: StepBase) -> ExecutorName | None:
-        """Where the step's attempts run; None for an LLM step (async calls, here)."""
-        if not isinstance(step, PythonStep | ShellStep):
-            return None
-        chosen = self.override or step.executor or self.spec.executor
-        return chosen  # type: ignore[return-value]  # checked by RunOptions
+        return executor_of(self.spec, step, self.override)
 
     def workers_of(self, step: StepBase) -> int | None:
         """The step's workers (its items at once); None on threads."""
@@ -106,12 +111,12 @@ class Executors:
 
     async def run(self, step: StepBase, env: StepEnvironment) -> StepOutcome:
         """One attempt of ``step`` (for ``env.item``, in a fan-out) on its executor."""
-        workers = self.workers_of(step)
+        executor, workers = self.executor_of(step), self.workers_of(step)
         if workers is None or not isinstance(step, PythonStep):
             return await execute_step(step, env)
         prepared = self._prepare(step, env)
         try:
-            if self.executor_of(step) == "dask":
+            if executor == "dask":
                 cluster = self._on_dask(workers)
                 reply = await cluster.run(prepared.token, prepared.body, env.item)
             else:

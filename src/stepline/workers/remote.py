@@ -102,12 +102,8 @@ def _call(function: Callable[..., Any], context: StepContext) -> Any:
     if inspect.isawaitable(result):
         if _loop is None:
             _loop = asyncio.new_event_loop()
-        result = _loop.run_until_complete(_awaited(result))
+        result = _loop.run_until_complete(result)
     return result
-
-
-async def _awaited(awaitable: Any) -> Any:
-    return await awaitable
 
 
 def _failed(exc: Exception, logs: list[tuple[str, str]], *, retryable: bool) -> Reply:

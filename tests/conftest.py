@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 
 from stepline.cli.app import main
-from tests.clusters import DaskTestCluster
+from tests.clusters import DaskTestCluster, RayTestCluster
 from tests.fakes import FakeLLMServer
 from tests.helpers import SENTINEL_KEY
 
-ENV_PREFIXES = ("PIPELINE_", "ANTHROPIC_", "OPENAI_", "DASK_")
+ENV_PREFIXES = ("PIPELINE_", "ANTHROPIC_", "OPENAI_", "DASK_", "RAY_")
 
 
 @pytest.fixture(autouse=True)
@@ -42,6 +42,24 @@ def dask_cluster() -> Iterator[str]:
         yield cluster.address
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def _ray_head() -> Iterator[RayTestCluster]:
+    cluster = RayTestCluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def ray_cluster(_ray_head: RayTestCluster, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The session's Ray head (two CPUs on 127.0.0.1), its token in this test's environment:
+    its address."""
+    for name, value in _ray_head.environment.items():
+        monkeypatch.setenv(name, value)
+    return _ray_head.address
 
 
 @pytest.fixture

@@ -342,7 +342,7 @@ def test_workers_with_threads_is_a_config_error(cli, tmp_path: Path):
     pipeline(tmp_path, ITEMS, executor="threads")
     result = cli("run", "in.txt")
     assert_clean_error(result, code=2)
-    assert "workers applies to executor: processes and dask" in result.stderr
+    assert "workers applies to executor: processes, ray and dask" in result.stderr
     assert "pipeline-config.yaml" in result.stderr
 
 

@@ -122,7 +122,7 @@ ExecutorOption = Annotated[
     typer.Option(
         "--executor",
         metavar="NAME",
-        help="Run every Python and shell step on this executor: threads, processes or dask "
+        help="Run every Python and shell step on this executor: threads, processes, ray or dask "
         "(default: each step's executor:, else the config's).",
         show_default=False,
     ),

@@ -497,6 +497,7 @@ class Runner:
             )
         env = self._environment(step)
         placed = self.executors.metrics_of(step)
+        await self.hooks.interrupts.guard(self.executors.ready(step))
         if step.fans_out:
             outcome = await self.hooks.interrupts.guard(self._fan_out(step, env))
             return replace(outcome, metrics={**outcome.metrics, **placed})

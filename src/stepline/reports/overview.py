@@ -100,7 +100,7 @@ def metric_notes(metrics: dict[str, Any]) -> list[tuple[str, bool]]:
         notes.append((f"{metrics['attempts']} attempts", False))
     if metrics.get("item_retries"):
         notes.append((f"{metrics['item_retries']} item retries", False))
-    if metrics.get("executor") in ("processes", "dask"):
+    if metrics.get("executor") in ("processes", "ray", "dask"):
         notes.append((_placed(metrics), False))
     return notes
 

@@ -192,10 +192,11 @@ class LLMParams(_Strict):
 
 
 ItemErrorStrategy = Literal["fail", "skip", "collect"]
-ExecutorName = Literal["threads", "processes", "dask"]
+ExecutorName = Literal["threads", "processes", "ray", "dask"]
 """Where a Python or shell step's work runs: ``threads`` in the runner's process (async and
 I/O-bound functions), ``processes`` in a pool of worker processes (CPU-bound functions),
-``dask`` on a dask.distributed cluster (the ``dask`` extra)."""
+``ray`` on a Ray cluster, ``dask`` on a dask.distributed cluster (the ``ray`` and ``dask``
+extras)."""
 PERCENT_PATTERN = r"^[0-9]+(\.[0-9]+)?%$"
 
 
@@ -431,15 +432,15 @@ class _RunsOnExecutor(StepBase):
         default=None,
         description="Where the step (each item, in a fan-out) runs: threads, in the runner's "
         "process (async and I/O-bound work); processes, a pool of worker processes that "
-        "uses every core and whose timeout stops a hung item; or dask, tasks on a "
-        "dask.distributed cluster (pip install 'stepline[dask]'). Default: the pipeline's "
-        "executor (--executor wins).",
+        "uses every core and whose timeout stops a hung item; ray, tasks on a Ray cluster "
+        "(pip install 'stepline[ray]'); or dask, tasks on a dask.distributed cluster "
+        "(pip install 'stepline[dask]'). Default: the pipeline's executor (--executor wins).",
     )
     workers: int | None = Field(
         default=None,
         ge=1,
         le=MAX_WORKERS,
-        description="processes: at most this many worker processes; dask: the local "
+        description="processes: at most this many worker processes; ray and dask: the local "
         "cluster's workers, or the tasks out at once on yours. So items at once (default: the "
         "pipeline's workers, else the CPU count).",
     )
@@ -448,7 +449,7 @@ class _RunsOnExecutor(StepBase):
     def _workers_need_a_pool(self) -> _RunsOnExecutor:
         if self.workers is not None and self.executor == "threads":
             raise ValueError(
-                "workers applies to executor: processes and dask; with threads, concurrency "
+                "workers applies to executor: processes, ray and dask; with threads, concurrency "
                 "sets the items at once"
             )
         return self
@@ -587,6 +588,16 @@ STEP_KINDS: dict[str, type[StepBase]] = {"llm": LLMStep, "python": PythonStep, "
 VarValue = str | int | float | bool
 
 
+class RaySpec(_Strict):
+    """The cluster of ``executor: ray``."""
+
+    address: str | None = Field(
+        default=None,
+        description="The cluster's head, e.g. 10.0.0.5:6379 (default: RAY_ADDRESS; with "
+        "neither, a local Ray instance is started for the run).",
+    )
+
+
 class DaskSpec(_Strict):
     """The cluster of ``executor: dask``."""
 
@@ -622,14 +633,17 @@ class PipelineSpec(_Strict):
     executor: ExecutorName = Field(
         default="threads",
         description="Where Python and shell steps run unless they say otherwise: threads, "
-        "processes or dask (--executor on the command line wins).",
+        "processes, ray or dask (--executor on the command line wins).",
     )
     workers: int | None = Field(
         default=None,
         ge=1,
         le=MAX_WORKERS,
-        description="Workers of a step on executor: processes or dask, unless it sets its "
+        description="Workers of a step on executor: processes, ray or dask, unless it sets its "
         "own (default: the CPU count).",
+    )
+    ray: RaySpec | None = Field(
+        default=None, description="executor: ray: the cluster (default: one for the run)."
     )
     dask: DaskSpec | None = Field(
         default=None, description="executor: dask: the cluster (default: one for the run)."

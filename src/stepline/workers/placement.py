@@ -29,8 +29,9 @@ from stepline.workers.processes import ProcessPool
 
 if TYPE_CHECKING:
     from stepline.workers.dask import DaskCluster
+    from stepline.workers.ray import RayCluster
 
-EXTRAS = {"dask": "distributed"}
+EXTRAS = {"ray": "ray", "dask": "distributed"}
 """Executors that need an optional extra, and the module that says it is installed."""
 
 
@@ -73,8 +74,8 @@ class _Prepared:
 
 
 class Executors:
-    """The run's executors: its own threads, and a process pool or a dask cluster, each
-    started with the first attempt that needs it."""
+    """The run's executors: its own threads, and a process pool, a Ray or a dask cluster,
+    each started with the first attempt that needs it."""
 
     def __init__(
         self, spec: PipelineSpec, *, override: str | None, groups: ProcessGroups | None
@@ -83,6 +84,7 @@ class Executors:
         self.override = override
         self._groups = groups
         self._pool: ProcessPool | None = None
+        self._ray: RayCluster | None = None
         self._dask: DaskCluster | None = None
         self._prepared: dict[str, _Prepared] = {}
 
@@ -109,6 +111,35 @@ class Executors:
         workers = self.workers_of(step)
         return concurrency if workers is None else min(concurrency, workers)
 
+    async def ready(self, step: StepBase) -> None:
+        """Join (or start) the cluster ``step`` runs on before its first attempt, so that its
+        ``timeout:`` bounds attempts, never a cluster's start-up."""
+        executor, workers = self.executor_of(step), self.workers_of(step)
+        if workers is None or not isinstance(step, PythonStep) or executor == "processes":
+            return
+        try:
+            if executor == "ray":
+                await self._on_ray(workers).connect()
+            else:
+                await self._on_dask(workers)._connected()
+        except (SpecError, StepFailed):
+            raise
+        except Exception as exc:
+            where = self.spec.ray if executor == "ray" else self.spec.dask
+            address = where.address if where and where.address else None
+            said = str(exc).strip().splitlines()
+            raise StepFailed(
+                step.id,
+                f"could not reach the {executor} cluster"
+                + (f" at {address}" if address else "")
+                + f": {type(exc).__name__}"
+                + (f": {said[0]}" if said else ""),
+                hint=f"check {executor}: address (or "
+                + ("RAY_ADDRESS" if executor == "ray" else "DASK_SCHEDULER_ADDRESS")
+                + "), or leave it out to start a local cluster for the run",
+                retryable=False,
+            ) from exc
+
     async def run(self, step: StepBase, env: StepEnvironment) -> StepOutcome:
         """One attempt of ``step`` (for ``env.item``, in a fan-out) on its executor."""
         executor, workers = self.executor_of(step), self.workers_of(step)
@@ -116,9 +147,10 @@ class Executors:
             return await execute_step(step, env)
         prepared = self._prepare(step, env)
         try:
-            if executor == "dask":
-                cluster = self._on_dask(workers)
-                reply = await cluster.run(prepared.token, prepared.body, env.item)
+            if executor == "ray":
+                reply = await self._on_ray(workers).run(prepared.token, prepared.body, env.item)
+            elif executor == "dask":
+                reply = await self._on_dask(workers).run(prepared.token, prepared.body, env.item)
             else:
                 reply = await self._processes().run(
                     prepared.token, prepared.body, env.item, keep_idle=workers
@@ -137,8 +169,18 @@ class Executors:
         self._prepared.clear()
         if self._pool is not None:
             await self._pool.close()
+        if self._ray is not None:
+            await self._ray.close()
         if self._dask is not None:
             await self._dask.close()
+
+    def _on_ray(self, workers: int) -> RayCluster:
+        if self._ray is None:
+            from stepline.workers.ray import RayCluster
+
+            address = self.spec.ray.address if self.spec.ray else None
+            self._ray = RayCluster(address=address, workers=workers, code_folder=self.spec.base_dir)
+        return self._ray
 
     def _on_dask(self, workers: int) -> DaskCluster:
         if self._dask is None:

@@ -9,9 +9,11 @@ Nothing here raises: every end is a ``Reply``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
 import pickle
+import sys
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable
@@ -38,31 +40,59 @@ PAYLOADS_KEPT = 4
 
 def run_on_cluster(token: str, body: bytes, item: Item | None) -> Reply:
     """A cluster task: one attempt of the step ``token`` names (its pickled payload in
-    ``body``, unpickled once per worker and step)."""
+    ``body``, unpickled once per worker and step), its function found at the config's path."""
+    return run_attempt(_payload(token, body), item, worker=_cluster_worker())
+
+
+def run_shipped(token: str, body: bytes, item: Item | None) -> Reply:
+    """``run_on_cluster`` with the function found in the current folder, where the engine
+    put its copy of the config folder's modules (Ray's ``working_dir``)."""
+    return run_attempt(_payload(token, body), item, worker=_cluster_worker(), base_dir=Path.cwd())
+
+
+def worker_pid() -> int:
+    """A task that does nothing but be run: started once per worker, it has the engine start
+    the workers (with the shipped code) before the first item's ``timeout:`` starts to run."""
+    return os.getpid()
+
+
+def _payload(token: str, body: bytes) -> StepPayload:
     payload = _payloads.get(token)
     if payload is None:
         payload = pickle.loads(body)
         _payloads[token] = payload
         while len(_payloads) > PAYLOADS_KEPT:
             _payloads.popitem(last=False)
-    return run_attempt(payload, item, worker=_cluster_worker())
+    return payload
 
 
 def _cluster_worker() -> str:
-    try:
-        from distributed import get_worker
+    """This worker, for error messages: its engine's name for it where there is one."""
+    if "ray" in sys.modules:
+        with contextlib.suppress(Exception):
+            import ray
 
-        return f"dask worker {get_worker().address}"
-    except (ImportError, ValueError):
-        return f"worker process {os.getpid()}"
+            node = ray.get_runtime_context().get_node_id()[:12]
+            return f"ray worker {os.getpid()} on node {node}"
+    if "distributed" in sys.modules:
+        with contextlib.suppress(ImportError, ValueError):
+            from distributed import get_worker
+
+            return f"dask worker {get_worker().address}"
+    return f"worker process {os.getpid()}"
 
 
-def run_attempt(payload: StepPayload, item: Item | None, *, worker: str) -> Reply:
-    """Call the step's function for ``item``; ``worker`` names this worker in errors."""
+def run_attempt(
+    payload: StepPayload, item: Item | None, *, worker: str, base_dir: Path | None = None
+) -> Reply:
+    """Call the step's function for ``item``; ``worker`` names this worker in errors, and
+    ``base_dir`` is where the function's module is, if not at the config's path."""
     logs: list[tuple[str, str]] = []
     log = step_logger(payload.step_id, lambda message, level: logs.append((level, message)))
     try:
-        function = resolve_function(payload.step_id, payload.function, Path(payload.base_dir))
+        function = resolve_function(
+            payload.step_id, payload.function, base_dir or Path(payload.base_dir)
+        )
     except SpecError as exc:
         return Reply(
             error=f"cannot import {payload.function} on {worker}: "

@@ -1,9 +1,10 @@
-"""Executors: the same fan-out on ``threads``, ``processes`` and ``dask``, in the same run.
+"""Executors: the same fan-out on ``threads``, ``processes``, ``ray`` and ``dask``, in one run.
 
 1. CPU-bound: ``--items`` items of about ``--cpu-ms`` of pure-Python work each (a loop
    calibrated on this machine first). Threads hold the GIL, so they use one core whatever the
-   concurrency; processes and dask (a local cluster the run starts) use ``workers`` (default:
-   every core). Start-up is part of each figure, and dask's (a one-item run) is shown apart.
+   concurrency; processes, ray and dask (a local instance or cluster the run starts) use
+   ``workers`` (default: every core). Start-up is part of each figure, and ray's and dask's
+   (a one-item run) are shown apart.
 2. No-op: ``--noop`` items that return their item: the executor's own cost per item, beside
    threads'.
 
@@ -24,7 +25,8 @@ from pathlib import Path
 
 import stepline
 
-EXECUTORS = ("threads", "processes", "dask")
+EXECUTORS = ("threads", "processes", "ray", "dask")
+CLUSTERS = ("ray", "dask")
 CONFIG = """
 name: executors
 concurrency: {concurrency}
@@ -98,9 +100,12 @@ def main() -> None:
         (folder / "in.txt").write_text("x")
         cpu = compare(folder, "burn", args.items, loops, args.rounds)
         noop = compare(folder, "noop", args.noop, loops, args.rounds)
-        dask_start = statistics.median(
-            step_seconds(folder, "dask", "noop", 1, loops) for _ in range(args.rounds)
-        )
+        start = {
+            cluster: statistics.median(
+                step_seconds(folder, cluster, "noop", 1, loops) for _ in range(args.rounds)
+            )
+            for cluster in CLUSTERS
+        }
     ideal = args.items * args.cpu_ms / 1000
     print(f"CPU-bound, {args.items} items of ~{args.cpu_ms:g} ms ({os.cpu_count()} cores):")
     print(f"  threads    {cpu['threads']:6.2f} s   (one core: {ideal:.2f} s)")
@@ -109,7 +114,12 @@ def main() -> None:
             f"  {executor:<10} {cpu[executor]:6.2f} s   "
             f"{cpu['threads'] / cpu[executor]:.2f}x faster than threads"
         )
-    print(f"  (dask's start-up, a one-item run: {dask_start:.2f} s)")
+    for cluster in CLUSTERS:
+        steady = cpu[cluster] - start[cluster]
+        print(
+            f"  ({cluster}'s start-up, a one-item run: {start[cluster]:.2f} s; without it "
+            f"{steady:.2f} s, {cpu['threads'] / steady:.2f}x)"
+        )
     per_thread = noop["threads"] / args.noop * 1000
     print(f"No-op, {args.noop:,} items (per item):")
     print(f"  threads    {noop['threads']:6.2f} s   {per_thread:.3f} ms")

@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -173,6 +174,7 @@ def test_kill_9_of_the_runner_takes_its_local_instance_and_resume_sends_only_the
     process, blocked = start_blocked(tmp_path, "k")
     process.kill()
     process.communicate()
+    left = f"stepline-ray-{process.pid}-*"
 
     eventually(lambda: not alive(blocked), what="the instance to die with its runner")
     (tmp_path / "go").touch()
@@ -183,3 +185,4 @@ def test_kill_9_of_the_runner_takes_its_local_instance_and_resume_sends_only_the
         item: [i for i, _ in ran(tmp_path)].count(item) for item in ("a", "bb", "block", "ccc")
     }
     assert counts == {"a": 1, "bb": 1, "block": 2, "ccc": 1}
+    assert not list(Path(tempfile.gettempdir()).glob(left))  # the resume swept them

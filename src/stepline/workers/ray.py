@@ -55,6 +55,7 @@ LOCAL_ENVIRONMENT: dict[str, str | None] = {
     "RAY_task_oom_retries": "0",  # an item killed for memory fails its attempt, once
 }
 PAYLOADS_KEPT = 4
+SCRATCH_PREFIX = "stepline-ray-"  # + the runner's pid: the folder of a runner that was killed
 
 
 class RayCluster:
@@ -133,7 +134,8 @@ class RayCluster:
     def _connect(self) -> Any:
         """On the cluster's own thread: start or join the cluster, with the code shipped."""
         # short: a local instance's socket paths must fit in 107 bytes
-        self._scratch = Path(tempfile.mkdtemp(prefix="stepline-ray-"))
+        _sweep(Path(tempfile.gettempdir()))
+        self._scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
         code = bundle_code(self.code_folder, self._scratch)
         loopback = self.local or _on_loopback(self.address or "")
         if loopback:  # for the processes it starts; this one's is set below, if imported
@@ -196,6 +198,24 @@ class RayCluster:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def _sweep(folder: Path) -> None:
+    """Remove what runners killed with a local instance (kill -9 runs no cleanup) left."""
+    for stale in folder.glob(f"{SCRATCH_PREFIX}*-*"):
+        pid = stale.name.removeprefix(SCRATCH_PREFIX).partition("-")[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def _on_loopback(address: str) -> bool:

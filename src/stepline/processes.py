@@ -21,6 +21,17 @@ import signal
 from pathlib import Path
 
 
+def is_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but owned by another user
+        return True
+    return True
+
+
 class ProcessGroups:
     """The noted process groups of one run folder."""
 

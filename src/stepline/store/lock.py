@@ -15,6 +15,7 @@ from pathlib import Path
 from types import TracebackType
 
 from stepline.errors import RunStoreError
+from stepline.processes import is_alive
 
 # Inspectors (list, show) probe the lock for a moment; a starting run retries briefly so
 # such a probe never makes it fail.
@@ -98,20 +99,10 @@ def holder(path: Path) -> int | None:
         if not is_locked(path):
             return None
         pid = _read_pid(path)
-        if pid is not None and _is_alive(pid):
+        if pid is not None and is_alive(pid):
             return pid
         time.sleep(_ACQUIRE_PAUSE_S)
     return None
-
-
-def _is_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, but owned by another user
-        return True
-    return True
 
 
 def _read_pid(path: Path) -> int | None:

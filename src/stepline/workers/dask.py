@@ -57,7 +57,7 @@ class DaskCluster:
 
     async def run(self, token: str, body: bytes, item: Item | None) -> Reply:
         """Run one attempt as a task; cancelling the await stops it (see above)."""
-        client = await self._connected()
+        client = await self.connect()
         payload = self._payloads.get(token)
         if payload is None:
             payload = await client.scatter(body, broadcast=True, hash=False)
@@ -85,7 +85,8 @@ class DaskCluster:
                 await self._cluster.close()
         self._client = self._cluster = None
 
-    async def _connected(self) -> Any:
+    async def connect(self) -> Any:
+        """The client, once the cluster is joined (or started)."""
         async with self._opening:
             if self._client is None:
                 self._client = await self._connect()

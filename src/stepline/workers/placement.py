@@ -121,7 +121,7 @@ class Executors:
             if executor == "ray":
                 await self._on_ray(workers).connect()
             else:
-                await self._on_dask(workers)._connected()
+                await self._on_dask(workers).connect()
         except (SpecError, StepFailed):
             raise
         except Exception as exc:

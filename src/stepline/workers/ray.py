@@ -42,6 +42,7 @@ from typing import Any
 
 from stepline.context import Item
 from stepline.errors import WorkerLost
+from stepline.processes import is_alive
 from stepline.workers.messages import Reply
 from stepline.workers.remote import run_shipped, worker_pid
 from stepline.workers.shipping import bundle_code
@@ -204,18 +205,8 @@ def _sweep(folder: Path) -> None:
     """Remove what runners killed with a local instance (kill -9 runs no cleanup) left."""
     for stale in folder.glob(f"{SCRATCH_PREFIX}*-*"):
         pid = stale.name.removeprefix(SCRATCH_PREFIX).partition("-")[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not is_alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's
-        return True
-    return True
 
 
 def _on_loopback(address: str) -> bool:

@@ -44,6 +44,50 @@ def test_dask_gives_the_output_threads_give_in_input_order(cli, tmp_path: Path, 
     assert re.search(r"dask: 2 workers, \d+ms per\s+item", shown), shown
 
 
+def test_the_function_runs_from_an_uploaded_copy_removed_after_the_run(
+    cli, tmp_path: Path, dask_cluster: str
+):
+    on_cluster(tmp_path, dask_cluster, ["a"])
+    config = tmp_path / "pipeline-config.yaml"
+    config.write_text(config.read_text().replace("work:square", "work:where"))
+    (tmp_path / "data.csv").write_text("not code\n")
+    result = cli("run", "in.txt", "--run-id", "r")
+
+    assert result.exit_code == 0, result.stderr
+    (where,) = output(tmp_path, "r")
+    uploaded = Path(where["file"]).parent
+    assert uploaded != tmp_path and uploaded.name.startswith("stepline-code-")
+    eventually(lambda: not uploaded.exists(), what="the upload to be removed with the run")
+
+
+def test_an_edited_module_is_what_long_lived_workers_run_next(
+    cli, tmp_path: Path, dask_cluster: str
+):
+    on_cluster(tmp_path, dask_cluster, ["a"])
+    config = tmp_path / "pipeline-config.yaml"
+    config.write_text(config.read_text().replace("work:square", "version:get"))
+    (tmp_path / "version.py").write_text("def get(ctx):\n    return 1\n")
+    assert cli("run", "in.txt", "--run-id", "one").exit_code == 0
+    (tmp_path / "version.py").write_text("def get(ctx):\n    return 2\n")
+    assert cli("run", "in.txt", "--run-id", "two").exit_code == 0
+
+    assert (output(tmp_path, "one"), output(tmp_path, "two")) == ([1], [2])
+
+
+def test_code_shared_imports_from_the_config_folder_itself(cli, tmp_path: Path, dask_cluster: str):
+    pipeline(
+        tmp_path,
+        ["a"],
+        executor="dask",
+        function="work:where",
+        top=f"dask: {{address: '{dask_cluster}', code: shared}}\n",
+    )
+    result = cli("run", "in.txt", "--run-id", "r")
+
+    assert result.exit_code == 0, result.stderr
+    assert Path(output(tmp_path, "r")[0]["file"]) == tmp_path / "work.py"
+
+
 def test_failures_and_a_dead_worker_follow_on_item_error(cli, tmp_path: Path, dask_cluster: str):
     on_cluster(tmp_path, dask_cluster, ["a", "raise", "die", "bb"], "\n    on_item_error: collect")
     result = cli("run", "in.txt", "--run-id", "r")

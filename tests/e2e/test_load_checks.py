@@ -437,3 +437,12 @@ def test_a_problem_found_in_a_steps_templates_points_at_the_steps_line(cli, tmp_
         2,
         'pipeline-config.yaml:4: step "b": group_size cannot be used with stream_items',
     )
+
+
+def test_a_program_is_not_looked_up_here_for_a_step_on_a_cluster(cli, tmp_path: Path):
+    # its workers start it, and may have programs this machine has not
+    shell_config(tmp_path, "executor: dask\n    command: no-such-tool-x1")
+    assert cli("validate").exit_code == 0
+
+    shell_config(tmp_path, "executor: processes\n    command: no-such-tool-x1")
+    assert_clean_error(cli("validate"), 2, '"no-such-tool-x1" not found on PATH')

@@ -30,30 +30,34 @@ import os
 import time
 from pathlib import Path
 
-HERE = Path(__file__).parent
+
+def here(ctx):
+    # the test's folder, wherever the engine put this module (a cluster ships a copy)
+    return ctx.run_dir.parent.parent
 
 
 def note(ctx):
-    with open(HERE / "ran.txt", "a") as handle:  # O_APPEND: one whole line per write
+    with open(here(ctx) / "ran.txt", "a") as handle:  # O_APPEND: one whole line per write
         handle.write(f"{ctx.item} {os.getpid()}\\n")
 
 
 def square(ctx):
     note(ctx)
+    folder = here(ctx)
     item = ctx.item
     if item == "die":
         os._exit(3)
-    if item == "die-once" and not (HERE / "died").exists():
-        (HERE / "died").touch()
+    if item == "die-once" and not (folder / "died").exists():
+        (folder / "died").touch()
         os._exit(3)
     if item == "hang":
-        (HERE / f"hung-{os.getpid()}").touch()
+        (folder / f"hung-{os.getpid()}").touch()
         time.sleep(300)
     if item == "raise":
         raise ValueError("bad item")
     if item == "block":
-        (HERE / f"blocked-{os.getpid()}").touch()
-        while not (HERE / "go").exists():
+        (folder / f"blocked-{os.getpid()}").touch()
+        while not (folder / "go").exists():
             time.sleep(0.02)
     print("noise on stdout")  # must not reach the runner's pipe
     ctx.log.info("squared %s", item)
@@ -63,6 +67,10 @@ def square(ctx):
 async def square_later(ctx):
     await asyncio.sleep(0)
     return square(ctx)
+
+
+def where(ctx):
+    return {"file": __file__, "cwd": os.getcwd()}
 
 
 def whole(ctx):

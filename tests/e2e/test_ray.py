@@ -4,7 +4,7 @@ Most tests use the session's Ray head (``ray_cluster``: two CPUs on 127.0.0.1, w
 started once) through ``ray: {address}``; the rest let the run start a local instance of its
 own, as a config without an address does, and check that nothing of it outlives the run.
 The steps' module is shipped to the workers (Ray's ``working_dir``), so it writes its notes
-to the test's folder by its absolute path rather than beside its own file.
+to the test's folder, found from the run's folder rather than beside its own file.
 """
 
 from __future__ import annotations
@@ -22,16 +22,13 @@ import pytest
 from stepline.store.state import load_state
 from tests.e2e.test_dask import descendants, start_blocked
 from tests.e2e.test_errors import assert_clean_error
-from tests.e2e.test_processes import ITEMS, WORK, alive, output, pipeline, ran
+from tests.e2e.test_processes import ITEMS, alive, output, pipeline, ran
 from tests.helpers import eventually, run_pipeline_process
 
 
 def on_ray(folder: Path, items: list[object], extra: str = "", address: str | None = None) -> None:
     top = f"ray: {{address: '{address}'}}\n" if address else ""
     pipeline(folder, items, executor="ray", extra=extra, top=top)
-    shipped = WORK.replace("HERE = Path(__file__).parent", f"HERE = Path({str(folder)!r})")
-    shipped += "\n\ndef where(ctx):\n    return {'file': __file__, 'cwd': os.getcwd()}\n"
-    (folder / "work.py").write_text(shipped)
 
 
 def test_ray_gives_the_output_threads_give_in_input_order(cli, tmp_path: Path, ray_cluster: str):

@@ -22,6 +22,7 @@ from stepline.spec.models import PipelineSpec, ShellStep
 
 TEMPLATE_MARKERS = ("{{", "{%", "{#")
 INSTALL_HINT = "install it or fix command[0]"
+CLUSTERS = ("ray", "dask")
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,12 @@ def check_shell_commands(
     spec: PipelineSpec, lines: Mapping[tuple[Any, ...], int], label: str
 ) -> None:
     """Raise a ``SpecError`` naming the line and the step of the first enabled shell step whose
-    literal program is missing or not executable (a disabled step is never started)."""
+    literal program is missing or not executable (a disabled step is never started, and a
+    step on a cluster starts its program on the cluster's workers, not here)."""
     for index, step in enumerate(spec.steps):
         if not isinstance(step, ShellStep) or not step.enabled:
+            continue
+        if (step.executor or spec.executor) in CLUSTERS:
             continue
         problem = command_problem(step, spec.base_dir)
         if problem is not None:

@@ -606,6 +606,13 @@ class DaskSpec(_Strict):
         description="The scheduler, e.g. tcp://10.0.0.5:8786 (default: DASK_SCHEDULER_ADDRESS; "
         "with neither, a local cluster of workers processes is started for the run).",
     )
+    code: Literal["upload", "shared"] | None = Field(
+        default=None,
+        description="How the config folder's modules reach the workers: upload (zipped, sent "
+        "to each worker and unpacked in its local directory, where functions are imported "
+        "and shell commands run; the default with an address) or shared (the folder is at "
+        "the same path on every worker; the default for the local cluster).",
+    )
 
 
 class Budget(_Strict):

@@ -12,25 +12,38 @@ So an attempt that times out (or is cancelled by Ctrl-C or ``on_item_error: fail
 future cancelled first, then the worker that runs it restarted by its nanny: cancelled
 first, or the scheduler would run the task again on another worker.
 
-Code reaches the workers by path: the config's folder must be at the same path on every
-worker (always true of the local cluster; a shared or synced folder on a real one), and
-stepline itself must be installed there.
+Code reaches the workers one of two ways (``dask: {code}``). ``upload``, the default for a
+cluster at an address: the config folder's modules, zipped from an allow-list
+(``shipping.py``), go to every worker, and to every worker that joins later, as a worker
+plugin named for the run, which unpacks them into the worker's local directory; there the
+function is imported and a shell command runs. Closing the run unregisters the plugin,
+which removes the folder. ``shared``, the default for the local cluster: the config's folder
+is at the same path on every worker (a shared or synced folder on a real cluster). stepline
+itself must be installed where the workers run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import os
+import secrets
+import shutil
 import signal
+import tempfile
+import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from stepline.context import Item
+from distributed.diagnostics.plugin import WorkerPlugin
+
 from stepline.errors import WorkerLost
 from stepline.workers.messages import Reply
-from stepline.workers.remote import run_on_cluster
+from stepline.workers.remote import Work, run_on_cluster, run_uploaded
+from stepline.workers.shipping import bundle_code
 
 ADDRESS_VARIABLE = "DASK_SCHEDULER_ADDRESS"
 LOCAL = {
@@ -42,9 +55,14 @@ LOCAL = {
 class DaskCluster:
     """The run's dask cluster, connected (or started) with its first attempt."""
 
-    def __init__(self, *, address: str | None, workers: int) -> None:
+    def __init__(
+        self, *, address: str | None, workers: int, code_folder: Path, upload: bool | None = None
+    ) -> None:
         self.address = address or os.environ.get(ADDRESS_VARIABLE) or None
         self.workers = workers  # of a local cluster
+        self.code_folder = code_folder
+        self.upload = not self.local if upload is None else upload
+        self._code: str | None = None  # the uploaded modules' folder name on every worker
         # distributed has no type hints: its client, cluster and futures are Any here
         self._client: Any = None
         self._cluster: Any = None
@@ -55,14 +73,17 @@ class DaskCluster:
     def local(self) -> bool:
         return self.address is None
 
-    async def run(self, token: str, body: bytes, item: Item | None) -> Reply:
+    async def run(self, token: str, body: bytes, work: Work) -> Reply:
         """Run one attempt as a task; cancelling the await stops it (see above)."""
         client = await self.connect()
         payload = self._payloads.get(token)
         if payload is None:
             payload = await client.scatter(body, broadcast=True, hash=False)
             self._payloads[token] = payload
-        future = client.submit(run_on_cluster, token, payload, item, pure=False)
+        if self._code is None:
+            future = client.submit(run_on_cluster, token, payload, work, pure=False)
+        else:
+            future = client.submit(run_uploaded, token, payload, work, self._code, pure=False)
         try:
             reply = await future
         except asyncio.CancelledError:
@@ -77,6 +98,10 @@ class DaskCluster:
 
     async def close(self) -> None:
         self._payloads.clear()
+        if self._client is not None and self._code is not None:
+            with contextlib.suppress(Exception):  # its folders go with the workers anyway
+                await self._client.unregister_worker_plugin(self._code)
+        self._code = None
         if self._client is not None:
             with contextlib.suppress(Exception):
                 await self._client.close()
@@ -89,8 +114,25 @@ class DaskCluster:
         """The client, once the cluster is joined (or started)."""
         async with self._opening:
             if self._client is None:
-                self._client = await self._connect()
+                client = await self._connect()
+                if self.upload:
+                    self._code = await self._upload(client)
+                self._client = client
             return self._client
+
+    async def _upload(self, client: Any) -> str:
+        """Send the config folder's modules to every worker (see above): their folder's name."""
+        with tempfile.TemporaryDirectory(prefix="stepline-dask-") as scratch:
+            bundle = bundle_code(self.code_folder, Path(scratch))
+            name = f"{bundle.path.stem}-{secrets.token_hex(4)}"  # one per run: its own to remove
+            plugin = UploadedCode(name, bundle.path.read_bytes())
+        try:
+            await client.register_plugin(plugin, name=name)
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                await client.close()
+            raise WorkerLost(f"the dask workers could not unpack the code: {exc}") from exc
+        return name
 
     async def _connect(self) -> Any:
         import dask
@@ -123,6 +165,27 @@ class DaskCluster:
                 self._payloads.clear()  # scattered anew: the restart may lose their copies
         except Exception:  # the cluster is going away too (Ctrl-C): nothing more to stop
             return
+
+
+class UploadedCode(WorkerPlugin):
+    """A worker plugin holding a run's zipped modules: each worker it reaches (now, or when it
+    joins) unpacks them into ``<local directory>/<name>``, removed when the run ends."""
+
+    def __init__(self, name: str, data: bytes) -> None:
+        self.name = name
+        self.data = data
+
+    def setup(self, worker: Any) -> None:
+        folder = Path(worker.local_directory) / self.name
+        if folder.is_dir():
+            return
+        unpacking = folder.with_name(f".{self.name}-{os.getpid()}")
+        with zipfile.ZipFile(io.BytesIO(self.data)) as archive:
+            archive.extractall(unpacking)
+        unpacking.rename(folder)  # whole or not at all
+
+    def teardown(self, worker: Any) -> None:
+        shutil.rmtree(Path(worker.local_directory) / self.name, ignore_errors=True)
 
 
 def _processing_on(dask_scheduler: Any, key: str) -> str | None:

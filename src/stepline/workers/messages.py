@@ -1,8 +1,9 @@
 """What the runner and a worker send each other.
 
 A step's shared part (``StepPayload``: its function, the outputs it may read, the input, the
-vars) is pickled once per step execution and sent once to each worker that serves it; each
-attempt then sends only its item, and the worker answers with a ``Reply``. Replies carry
+vars; ``ShellPayload`` for a shell step on a cluster) is pickled once per step execution and
+sent once to each worker that serves it; each attempt then sends only its item (a shell
+step's: its rendered command), and the worker answers with a ``Reply``. Replies carry
 errors as text, never as pickled exceptions: a user's exception class may not unpickle in the
 runner, and the runner needs only what to show and whether trying again can help.
 
@@ -38,6 +39,15 @@ class StepPayload:
 
 
 @dataclass(frozen=True)
+class ShellPayload:
+    """What every attempt of one shell step execution shares on a cluster: each attempt
+    sends its rendered command (``steps.shell.ShellCommand``) as its item."""
+
+    step_id: str
+    base_dir: str  # the config's folder: where a worker on the same paths runs the command
+
+
+@dataclass(frozen=True)
 class StepMessage:
     """Hold this step's payload (``body``, pickled once) for the attempts that follow."""
 
@@ -68,6 +78,7 @@ class Reply:
     hint: str | None = None
     retryable: bool = True
     cannot_run: bool = False  # the function cannot run here at all: no item's fault
+    returncode: int | None = None  # a shell command's exit code, when it failed
     traceback: str | None = None  # for --debug
 
 

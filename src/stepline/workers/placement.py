@@ -4,8 +4,10 @@
 always async calls in the runner. On ``threads`` an attempt runs as it always has
 (``steps.execute_step``); on ``processes`` a Python step's attempt goes to the run's worker
 pool, and a shell step, already a process of its own, runs as on threads with at most
-``workers`` items at once. The executor changes where an attempt runs, never what the run
-records: the reply becomes the same ``StepOutcome`` or ``StepFailed`` a thread would give.
+``workers`` items at once; on ``ray`` and ``dask`` both kinds run on the cluster's workers (a
+shell step's command is rendered here, where the run's outputs are). The executor changes
+where an attempt runs, never what the run records: the reply becomes the same
+``StepOutcome`` or ``StepFailed`` a thread would give.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from stepline.errors import RemoteTraceback, SpecError, StepFailed, WorkerLost
 from stepline.processes import ProcessGroups
 from stepline.spec import ExecutorName, PipelineSpec, PythonStep, ShellStep, StepBase
 from stepline.steps import StepEnvironment, StepOutcome, execute_step
-from stepline.workers.messages import Reply, StepPayload
+from stepline.steps.shell import render_command
+from stepline.workers.commands import ShellCommand
+from stepline.workers.messages import Reply, ShellPayload, StepPayload
 from stepline.workers.processes import ProcessPool
 
 if TYPE_CHECKING:
@@ -33,6 +37,16 @@ if TYPE_CHECKING:
 
 EXTRAS = {"ray": "ray", "dask": "distributed"}
 """Executors that need an optional extra, and the module that says it is installed."""
+
+LOST_HINTS = {
+    "processes": "see the worker's stderr above; a kill by signal 9 is often the system "
+    "running out of memory",
+    "ray": "Ray's note on the worker is above; a worker killed outright is often the node "
+    "running out of memory",
+    "dask": "the dask worker's log says why (on a local cluster: run with --debug); a worker "
+    "killed outright is often the machine running out of memory",
+}
+"""What to look at when a worker died in the middle of an attempt, per executor."""
 
 
 def executor_of(spec: PipelineSpec, step: StepBase, override: str | None) -> ExecutorName | None:
@@ -114,9 +128,9 @@ class Executors:
     async def ready(self, step: StepBase) -> None:
         """Join (or start) the cluster ``step`` runs on before its first attempt, so that its
         ``timeout:`` bounds attempts, never a cluster's start-up."""
-        executor, workers = self.executor_of(step), self.workers_of(step)
-        if workers is None or not isinstance(step, PythonStep) or executor == "processes":
+        if not self._remote(step) or self.executor_of(step) == "processes":
             return
+        executor, workers = self.executor_of(step), self.workers_of(step) or 1
         try:
             if executor == "ray":
                 await self._on_ray(workers).connect()
@@ -142,26 +156,23 @@ class Executors:
 
     async def run(self, step: StepBase, env: StepEnvironment) -> StepOutcome:
         """One attempt of ``step`` (for ``env.item``, in a fan-out) on its executor."""
-        executor, workers = self.executor_of(step), self.workers_of(step)
-        if workers is None or not isinstance(step, PythonStep):
+        if not self._remote(step):
             return await execute_step(step, env)
+        executor, workers = self.executor_of(step), self.workers_of(step) or 1
         prepared = self._prepare(step, env)
+        work = render_command(step, env) if isinstance(step, ShellStep) else env.item
         try:
             if executor == "ray":
-                reply = await self._on_ray(workers).run(prepared.token, prepared.body, env.item)
+                reply = await self._on_ray(workers).run(prepared.token, prepared.body, work)
             elif executor == "dask":
-                reply = await self._on_dask(workers).run(prepared.token, prepared.body, env.item)
+                reply = await self._on_dask(workers).run(prepared.token, prepared.body, work)
             else:
+                assert not isinstance(work, ShellCommand)
                 reply = await self._processes().run(
-                    prepared.token, prepared.body, env.item, keep_idle=workers
+                    prepared.token, prepared.body, work, keep_idle=workers
                 )
         except WorkerLost as lost:
-            raise StepFailed(
-                step.id,
-                str(lost),
-                hint="see the worker's stderr above; a kill by signal 9 is often the system "
-                "running out of memory",
-            ) from None
+            raise StepFailed(step.id, str(lost), hint=LOST_HINTS[executor or ""]) from None
         return outcome_of(step, reply, env.log)
 
     async def close(self) -> None:
@@ -173,6 +184,14 @@ class Executors:
             await self._ray.close()
         if self._dask is not None:
             await self._dask.close()
+
+    def _remote(self, step: StepBase) -> bool:
+        """Whether the step's attempts leave the runner: a Python step off threads, and a
+        shell step on a cluster (on ``processes`` its command is a process of its own)."""
+        executor = self.executor_of(step)
+        if isinstance(step, ShellStep):
+            return executor in ("ray", "dask")
+        return isinstance(step, PythonStep) and executor not in (None, "threads")
 
     def _on_ray(self, workers: int) -> RayCluster:
         if self._ray is None:
@@ -186,8 +205,13 @@ class Executors:
         if self._dask is None:
             from stepline.workers.dask import DaskCluster
 
-            address = self.spec.dask.address if self.spec.dask else None
-            self._dask = DaskCluster(address=address, workers=workers)
+            dask = self.spec.dask
+            self._dask = DaskCluster(
+                address=dask.address if dask else None,
+                workers=workers,
+                code_folder=self.spec.base_dir,
+                upload=None if dask is None or dask.code is None else dask.code == "upload",
+            )
         return self._dask
 
     def _processes(self) -> ProcessPool:
@@ -195,23 +219,28 @@ class Executors:
             self._pool = ProcessPool(groups=self._groups)
         return self._pool
 
-    def _prepare(self, step: PythonStep, env: StepEnvironment) -> _Prepared:
+    def _prepare(self, step: StepBase, env: StepEnvironment) -> _Prepared:
         """The step's payload, pickled once per execution (its items share ``env.outputs``)."""
         known = self._prepared.get(step.id)
         if known is not None and known.outputs is env.outputs:
             return known
-        payload = StepPayload(
-            step_id=step.id,
-            function=step.function,
-            base_dir=str(env.spec.base_dir),
-            # a fresh copy: the driver's may hold the input's text, read for a template
-            input=InputData(path=env.input.path, name=env.input.name, hash=env.input.hash),
-            outputs=dict(env.outputs),
-            undeclared=env.undeclared,
-            vars=dict(env.vars),
-            run_id=env.run_id,
-            run_dir=str(env.run_dir),
-        )
+        payload: StepPayload | ShellPayload
+        if isinstance(step, ShellStep):
+            payload = ShellPayload(step_id=step.id, base_dir=str(env.spec.base_dir))
+        else:
+            assert isinstance(step, PythonStep)
+            payload = StepPayload(
+                step_id=step.id,
+                function=step.function,
+                base_dir=str(env.spec.base_dir),
+                # a fresh copy: the driver's may hold the input's text, read for a template
+                input=InputData(path=env.input.path, name=env.input.name, hash=env.input.hash),
+                outputs=dict(env.outputs),
+                undeclared=env.undeclared,
+                vars=dict(env.vars),
+                run_id=env.run_id,
+                run_dir=str(env.run_dir),
+            )
         body = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
         prepared = _Prepared(env.outputs, secrets.token_hex(8), body)
         self._prepared[step.id] = prepared
@@ -227,4 +256,10 @@ def outcome_of(step: StepBase, reply: Reply, log: logging.Logger) -> StepOutcome
     cause = RemoteTraceback(reply.traceback) if reply.traceback else None
     if reply.cannot_run:
         raise SpecError(f'step "{step.id}": {reply.error}', hint=reply.hint) from cause
-    raise StepFailed(step.id, reply.error, hint=reply.hint, retryable=reply.retryable) from cause
+    raise StepFailed(
+        step.id,
+        reply.error,
+        hint=reply.hint,
+        retryable=reply.retryable,
+        returncode=reply.returncode,
+    ) from cause

@@ -33,6 +33,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 from collections import OrderedDict
@@ -40,11 +41,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from stepline.context import Item
 from stepline.errors import WorkerLost
 from stepline.processes import is_alive
 from stepline.workers.messages import Reply
-from stepline.workers.remote import run_shipped, worker_pid
+from stepline.workers.remote import Work, run_shipped, worker_pid
 from stepline.workers.shipping import bundle_code
 
 ADDRESS_VARIABLE = "RAY_ADDRESS"
@@ -56,6 +56,7 @@ LOCAL_ENVIRONMENT: dict[str, str | None] = {
     "RAY_task_oom_retries": "0",  # an item killed for memory fails its attempt, once
 }
 PAYLOADS_KEPT = 4
+PROBE_S = 10.0  # how long the cluster's address may take to accept a connection
 SCRATCH_PREFIX = "stepline-ray-"  # + the runner's pid: the folder of a runner that was killed
 
 
@@ -78,7 +79,7 @@ class RayCluster:
     def local(self) -> bool:
         return self.address is None
 
-    async def run(self, token: str, body: bytes, item: Item | None) -> Reply:
+    async def run(self, token: str, body: bytes, work: Work) -> Reply:
         """Run one attempt as a task; cancelling the await kills it (see above)."""
         task = await self.connect()
         import ray
@@ -89,7 +90,7 @@ class RayCluster:
             while len(self._payloads) > PAYLOADS_KEPT:
                 self._payloads.popitem(last=False)
         self._payloads.move_to_end(token)
-        ref = task.remote(token, payload, item)
+        ref = task.remote(token, payload, work)
         try:
             reply = await asyncio.wrap_future(ref.future())
         except asyncio.CancelledError:
@@ -168,6 +169,7 @@ class RayCluster:
                 "_temp_dir": str(self._scratch / "ray"),
             }
         else:
+            _probe(self.address or "")
             options["address"] = self.address
         # the instance's processes ignore a Ctrl-C at the terminal: the runner decides
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
@@ -207,6 +209,23 @@ def _sweep(folder: Path) -> None:
         pid = stale.name.removeprefix(SCRATCH_PREFIX).partition("-")[0]
         if pid.isdigit() and int(pid) != os.getpid() and not is_alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
+
+
+def _probe(address: str) -> None:
+    """Fail at once when nothing listens at ``address``: Ray keeps trying a dead address for
+    many minutes (13 measured here) before it gives up."""
+    if address == "auto":
+        return
+    host, _, port = address.split("://")[-1].rpartition(":")
+    if not port.isdigit():
+        return  # Ray says what is wrong with it
+    try:
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), PROBE_S):
+            return
+    except OSError as exc:
+        raise ConnectionError(
+            f"nothing answers at {address} ({exc.strerror or type(exc).__name__})"
+        ) from None
 
 
 def _on_loopback(address: str) -> bool:

@@ -1,4 +1,5 @@
-"""One attempt of a Python step, on a worker: import the function, call it, answer.
+"""One attempt of a Python step, on a worker: import the function, call it, answer (and,
+on a cluster, one of a shell step: run its command there).
 
 The same rules as in the runner's own threads (``steps/python.py``): the function gets a
 ``StepContext``, a coroutine is run to its end, the result must be JSON, reading an earlier
@@ -13,6 +14,7 @@ import contextlib
 import inspect
 import os
 import pickle
+import subprocess
 import sys
 import traceback
 from collections import OrderedDict
@@ -31,23 +33,41 @@ from stepline.context import (
 )
 from stepline.errors import DoNotRetry, SpecError, StepFailed
 from stepline.usercode import describe_exception, resolve_function
-from stepline.workers.messages import Reply, StepPayload
+from stepline.workers.commands import ShellCommand
+from stepline.workers.guard import CANNOT_START
+from stepline.workers.messages import Reply, ShellPayload, StepPayload
 
 _loop: asyncio.AbstractEventLoop | None = None  # a worker's coroutines all run on one loop
-_payloads: OrderedDict[str, StepPayload] = OrderedDict()  # a cluster worker's recent steps'
+_payloads: OrderedDict[str, StepPayload | ShellPayload] = OrderedDict()
+"""A cluster worker's recent steps' payloads, by token (the last ``PAYLOADS_KEPT``)."""
 PAYLOADS_KEPT = 4
+GUARD = Path(__file__).with_name("guard.py")
+
+Work = Item | ShellCommand | None
+"""What one attempt sends: a Python step's item (None: not a fan-out) or a shell command."""
 
 
-def run_on_cluster(token: str, body: bytes, item: Item | None) -> Reply:
+def run_on_cluster(token: str, body: bytes, work: Work) -> Reply:
     """A cluster task: one attempt of the step ``token`` names (its pickled payload in
-    ``body``, unpickled once per worker and step), its function found at the config's path."""
-    return run_attempt(_payload(token, body), item, worker=_cluster_worker())
+    ``body``, unpickled once per worker and step), for ``work`` (the item, or the shell
+    command), with the config's folder at the same path as in the runner."""
+    return _attempt(_payload(token, body), work, base_dir=None, group_stopped=False)
 
 
-def run_shipped(token: str, body: bytes, item: Item | None) -> Reply:
-    """``run_on_cluster`` with the function found in the current folder, where the engine
-    put its copy of the config folder's modules (Ray's ``working_dir``)."""
-    return run_attempt(_payload(token, body), item, worker=_cluster_worker(), base_dir=Path.cwd())
+def run_shipped(token: str, body: bytes, work: Work) -> Reply:
+    """``run_on_cluster`` in the current folder, where the engine put its copy of the config
+    folder's modules (Ray's ``working_dir``). Ray runs each worker in a process group of its
+    own and kills that group when the worker exits, so a shell command stays in it."""
+    return _attempt(_payload(token, body), work, base_dir=Path.cwd(), group_stopped=True)
+
+
+def run_uploaded(token: str, body: bytes, work: Work, code: str) -> Reply:
+    """``run_on_cluster`` in the folder ``code`` of this dask worker's local directory, where
+    the run's code upload unpacked the config folder's modules (``workers/dask.py``)."""
+    from distributed import get_worker
+
+    folder = Path(get_worker().local_directory) / code
+    return _attempt(_payload(token, body), work, base_dir=folder, group_stopped=False)
 
 
 def worker_pid() -> int:
@@ -56,7 +76,18 @@ def worker_pid() -> int:
     return os.getpid()
 
 
-def _payload(token: str, body: bytes) -> StepPayload:
+def _attempt(
+    payload: StepPayload | ShellPayload, work: Work, *, base_dir: Path | None, group_stopped: bool
+) -> Reply:
+    """``group_stopped``: the engine kills this worker's process group when the worker exits."""
+    if isinstance(payload, ShellPayload):
+        assert isinstance(work, ShellCommand)
+        return run_command(work, base_dir or Path(payload.base_dir), guarded=not group_stopped)
+    assert not isinstance(work, ShellCommand)
+    return run_attempt(payload, work, worker=_cluster_worker(), base_dir=base_dir)
+
+
+def _payload(token: str, body: bytes) -> StepPayload | ShellPayload:
     payload = _payloads.get(token)
     if payload is None:
         payload = pickle.loads(body)
@@ -124,6 +155,41 @@ def run_attempt(
     except Exception as exc:
         return _failed(exc, logs, retryable=True)
     return Reply(value=value, read=frozenset(outputs.read), logs=tuple(logs))
+
+
+def run_command(command: ShellCommand, base_dir: Path, *, guarded: bool) -> Reply:
+    """Run a shell step's command in ``base_dir`` (its ``cwd:`` under it) on this worker.
+
+    The engine stops an attempt by killing this worker, which runs no cleanup. Where the
+    engine kills the worker's process group with it (Ray), the command stays in that group;
+    elsewhere it runs under ``guard.py`` (``guarded``), which stops it and all it started
+    when this worker dies.
+    """
+    guard = [sys.executable, "-I", "-S", str(GUARD), str(os.getpid())] if guarded else []
+    try:
+        with command.start_errors():
+            process = subprocess.Popen(
+                [*guard, *command.argv],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=command.folder(base_dir),
+                env={**os.environ, **command.env},
+                start_new_session=guarded,
+            )
+        with process:
+            stdout, stderr = process.communicate()
+        said = stderr.decode("utf-8", errors="replace").strip()
+        if process.returncode in (126, 127) and said.startswith(CANNOT_START):
+            raise StepFailed(
+                command.step_id, said.removeprefix("stepline: ").splitlines()[0], retryable=False
+            )
+        value = command.value(process.returncode, stdout, stderr)
+    except StepFailed as exc:
+        return Reply(
+            error=exc.reason, hint=exc.hint, retryable=exc.retryable, returncode=exc.returncode
+        )
+    return Reply(value=value)
 
 
 def _call(function: Callable[..., Any], context: StepContext) -> Any:

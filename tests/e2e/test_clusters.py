@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.test_errors import assert_clean_error
-from tests.e2e.test_processes import alive, output
+from tests.e2e.test_processes import alive, output, pipeline
 from tests.helpers import eventually, run_pipeline_process
 
 REPORT = (
@@ -41,6 +41,27 @@ def shell_pipeline(folder: Path, cluster: tuple[str, str], items: list[Any], ste
     )
     (folder / "helpers.py").write_text("VALUE = 1\n")
     (folder / "in.txt").write_text("x\n")
+
+
+def test_the_function_runs_from_a_copy_of_the_config_folder_modules_only(
+    cli, tmp_path: Path, cluster: tuple[str, str]
+):
+    executor, address = cluster
+    top = f"{executor}: {{address: '{address}'}}\n"
+    pipeline(tmp_path, ["a"], executor=executor, function="work:where", top=top)
+    (tmp_path / "data.csv").write_text("not code\n")
+    result = cli("run", "in.txt", "--run-id", "r")
+
+    assert result.exit_code == 0, result.stderr
+    (where,) = output(tmp_path, "r")
+    copy = Path(where["file"]).parent
+    assert copy != tmp_path
+    assert where["files"] == ["_stepline_code.json", "lists.py", "work.py"]
+    if executor == "ray":  # the job's working_dir: each task's current folder
+        assert Path(where["cwd"]) == copy
+    else:  # the run's upload, removed with the run
+        assert copy.name.startswith("stepline-code-")
+        eventually(lambda: not copy.exists(), what="the upload to be removed with the run")
 
 
 def test_shell_items_run_on_the_workers_in_order(cli, tmp_path: Path, cluster: tuple[str, str]):

@@ -44,22 +44,6 @@ def test_dask_gives_the_output_threads_give_in_input_order(cli, tmp_path: Path, 
     assert re.search(r"dask: 2 workers, \d+ms per\s+item", shown), shown
 
 
-def test_the_function_runs_from_an_uploaded_copy_removed_after_the_run(
-    cli, tmp_path: Path, dask_cluster: str
-):
-    on_cluster(tmp_path, dask_cluster, ["a"])
-    config = tmp_path / "pipeline-config.yaml"
-    config.write_text(config.read_text().replace("work:square", "work:where"))
-    (tmp_path / "data.csv").write_text("not code\n")
-    result = cli("run", "in.txt", "--run-id", "r")
-
-    assert result.exit_code == 0, result.stderr
-    (where,) = output(tmp_path, "r")
-    uploaded = Path(where["file"]).parent
-    assert uploaded != tmp_path and uploaded.name.startswith("stepline-code-")
-    eventually(lambda: not uploaded.exists(), what="the upload to be removed with the run")
-
-
 def test_an_edited_module_is_what_long_lived_workers_run_next(
     cli, tmp_path: Path, dask_cluster: str
 ):

@@ -70,7 +70,8 @@ async def square_later(ctx):
 
 
 def where(ctx):
-    return {"file": __file__, "cwd": os.getcwd()}
+    folder = Path(__file__).parent
+    return {"file": __file__, "cwd": os.getcwd(), "files": sorted(os.listdir(folder))}
 
 
 def whole(ctx):

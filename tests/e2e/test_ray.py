@@ -48,26 +48,6 @@ def test_ray_gives_the_output_threads_give_in_input_order(cli, tmp_path: Path, r
     assert re.search(r"ray: 2 workers, [\d.]+m?s per\s+item", shown), shown
 
 
-def test_the_function_runs_from_a_shipped_copy_of_the_config_folder_modules(
-    cli, tmp_path: Path, ray_cluster: str
-):
-    on_ray(tmp_path, ["a"], address=ray_cluster)
-    config = tmp_path / "pipeline-config.yaml"
-    config.write_text(config.read_text().replace("work:square", "work:where"))
-    (tmp_path / "data.csv").write_text("not code\n")
-    result = cli("run", "in.txt", "--run-id", "r")
-
-    assert result.exit_code == 0, result.stderr
-    (where,) = output(tmp_path, "r")
-    shipped = Path(where["file"]).parent
-    assert shipped != tmp_path and Path(where["cwd"]) == shipped
-    assert sorted(path.name for path in shipped.iterdir()) == [
-        "_stepline_code.json",
-        "lists.py",
-        "work.py",
-    ]
-
-
 def test_failures_and_a_dead_worker_follow_on_item_error(cli, tmp_path: Path, ray_cluster: str):
     on_ray(tmp_path, ["a", "raise", "die", "bb"], "\n    on_item_error: collect", ray_cluster)
     result = cli("run", "in.txt", "--run-id", "r")

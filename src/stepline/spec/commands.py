@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from stepline.errors import SpecError
-from stepline.spec.models import PipelineSpec, ShellStep
+from stepline.spec.models import CLUSTER_EXECUTORS, PipelineSpec, ShellStep
 
 TEMPLATE_MARKERS = ("{{", "{%", "{#")
 INSTALL_HINT = "install it or fix command[0]"
-CLUSTERS = ("ray", "dask")
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ def check_shell_commands(
     for index, step in enumerate(spec.steps):
         if not isinstance(step, ShellStep) or not step.enabled:
             continue
-        if (step.executor or spec.executor) in CLUSTERS:
+        if (step.executor or spec.executor) in CLUSTER_EXECUTORS:
             continue
         problem = command_problem(step, spec.base_dir)
         if problem is not None:

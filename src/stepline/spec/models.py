@@ -193,6 +193,8 @@ class LLMParams(_Strict):
 
 ItemErrorStrategy = Literal["fail", "skip", "collect"]
 ExecutorName = Literal["threads", "processes", "ray", "dask"]
+CLUSTER_EXECUTORS: tuple[ExecutorName, ...] = ("ray", "dask")
+"""The executors whose workers are a cluster's: shell commands run there too."""
 """Where a Python or shell step's work runs: ``threads`` in the runner's process (async and
 I/O-bound functions), ``processes`` in a pool of worker processes (CPU-bound functions),
 ``ray`` on a Ray cluster, ``dask`` on a dask.distributed cluster (the ``ray`` and ``dask``

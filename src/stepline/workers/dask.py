@@ -56,12 +56,12 @@ class DaskCluster:
     """The run's dask cluster, connected (or started) with its first attempt."""
 
     def __init__(
-        self, *, address: str | None, workers: int, code_folder: Path, upload: bool | None = None
+        self, *, address: str | None, workers: int, code_folder: Path, code: str | None = None
     ) -> None:
         self.address = address or os.environ.get(ADDRESS_VARIABLE) or None
         self.workers = workers  # of a local cluster
         self.code_folder = code_folder
-        self.upload = not self.local if upload is None else upload
+        self.upload = (code or ("shared" if self.local else "upload")) == "upload"
         self._code: str | None = None  # the uploaded modules' folder name on every worker
         # distributed has no type hints: its client, cluster and futures are Any here
         self._client: Any = None

@@ -19,7 +19,7 @@ import sys
 import time
 
 GRACE_S = 2.0
-CANNOT_START = "stepline: cannot run "  # the first words of the line a failed start writes
+MARK = "stepline: "  # begins the one line a failed start writes: "stepline: cannot run X: ..."
 
 
 def main() -> None:
@@ -32,7 +32,7 @@ def main() -> None:
     except OSError as exc:
         missing = isinstance(exc, FileNotFoundError)
         said = f"{exc.filename or argv[0]} not found" if missing else exc.strerror or str(exc)
-        print(f"{CANNOT_START}{argv[0]}: {said}", file=sys.stderr)
+        print(f"{MARK}cannot run {argv[0]}: {said}", file=sys.stderr)
         sys.exit(127 if missing else 126)
 
     def stop(signum: int, frame: object) -> None:

@@ -41,7 +41,7 @@ class StepPayload:
 @dataclass(frozen=True)
 class ShellPayload:
     """What every attempt of one shell step execution shares on a cluster: each attempt
-    sends its rendered command (``steps.shell.ShellCommand``) as its item."""
+    sends its rendered command (``commands.ShellCommand``) as its item."""
 
     step_id: str
     base_dir: str  # the config's folder: where a worker on the same paths runs the command

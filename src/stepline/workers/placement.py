@@ -25,6 +25,7 @@ from stepline.context import InputData
 from stepline.errors import RemoteTraceback, SpecError, StepFailed, WorkerLost
 from stepline.processes import ProcessGroups
 from stepline.spec import ExecutorName, PipelineSpec, PythonStep, ShellStep, StepBase
+from stepline.spec.models import CLUSTER_EXECUTORS
 from stepline.steps import StepEnvironment, StepOutcome, execute_step
 from stepline.steps.shell import render_command
 from stepline.workers.commands import ShellCommand
@@ -128,9 +129,10 @@ class Executors:
     async def ready(self, step: StepBase) -> None:
         """Join (or start) the cluster ``step`` runs on before its first attempt, so that its
         ``timeout:`` bounds attempts, never a cluster's start-up."""
-        if not self._remote(step) or self.executor_of(step) == "processes":
+        executor = self.executor_of(step)
+        if executor not in CLUSTER_EXECUTORS:
             return
-        executor, workers = self.executor_of(step), self.workers_of(step) or 1
+        workers = self.workers_of(step) or 1
         try:
             if executor == "ray":
                 await self._on_ray(workers).connect()
@@ -190,7 +192,7 @@ class Executors:
         shell step on a cluster (on ``processes`` its command is a process of its own)."""
         executor = self.executor_of(step)
         if isinstance(step, ShellStep):
-            return executor in ("ray", "dask")
+            return executor in CLUSTER_EXECUTORS
         return isinstance(step, PythonStep) and executor not in (None, "threads")
 
     def _on_ray(self, workers: int) -> RayCluster:
@@ -210,7 +212,7 @@ class Executors:
                 address=dask.address if dask else None,
                 workers=workers,
                 code_folder=self.spec.base_dir,
-                upload=None if dask is None or dask.code is None else dask.code == "upload",
+                code=dask.code if dask else None,
             )
         return self._dask
 

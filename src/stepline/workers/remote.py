@@ -34,7 +34,7 @@ from stepline.context import (
 from stepline.errors import DoNotRetry, SpecError, StepFailed
 from stepline.usercode import describe_exception, resolve_function
 from stepline.workers.commands import ShellCommand
-from stepline.workers.guard import CANNOT_START
+from stepline.workers.guard import MARK
 from stepline.workers.messages import Reply, ShellPayload, StepPayload
 
 _loop: asyncio.AbstractEventLoop | None = None  # a worker's coroutines all run on one loop
@@ -180,9 +180,9 @@ def run_command(command: ShellCommand, base_dir: Path, *, guarded: bool) -> Repl
         with process:
             stdout, stderr = process.communicate()
         said = stderr.decode("utf-8", errors="replace").strip()
-        if process.returncode in (126, 127) and said.startswith(CANNOT_START):
+        if process.returncode in (126, 127) and said.startswith(f"{MARK}cannot run "):
             raise StepFailed(
-                command.step_id, said.removeprefix("stepline: ").splitlines()[0], retryable=False
+                command.step_id, said.removeprefix(MARK).splitlines()[0], retryable=False
             )
         value = command.value(process.returncode, stdout, stderr)
     except StepFailed as exc:
